@@ -1,0 +1,409 @@
+"""SOCKS5 wire format, with no I/O: bytes in, messages out, and the reverse.
+
+This module knows RFC 1928 (SOCKS5) and RFC 1929 (username/password) byte
+layouts and nothing else: no sockets, no clock, no policy.  The socket layer
+(``sock.py``, ``udp.py``) owns the connection and calls in here.
+
+Encoders validate their arguments where the bytes are built, so a value that
+does not fit its length field can never reach the wire (curl's
+CVE-2023-38545 was a hostname length checked in one place and encoded in
+another).  They raise :class:`ValueError` (or :class:`TypeError` for a wrong
+type).
+
+Parsers are incremental.  Each takes the bytes received so far and returns
+either :class:`NeedData` -- how many more bytes are needed at least -- or a
+:class:`Parsed` holding the message and the number of bytes it used.  A
+parser never uses a byte past the end of its message, so whatever follows
+(application data that arrived in the same TCP segment as the reply) is left
+to the caller.  Anything that cannot be a valid message raises
+:class:`~socks5client.errors.ProxyProtocolError` as early as it is detectable,
+so a proxy that floods garbage is stopped after a few bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar, Union
+
+import idna
+
+from .errors import ProxyProtocolError
+
+__all__ = [
+    "NEED_AUTH_REPLY",
+    "NEED_METHOD_SELECTION",
+    "AddressType",
+    "AuthReply",
+    "Command",
+    "Method",
+    "MethodSelection",
+    "NeedData",
+    "Parsed",
+    "Reply",
+    "ReplyCode",
+    "UDPDatagram",
+    "encode_address",
+    "encode_greeting",
+    "encode_host",
+    "encode_request",
+    "encode_udp_header",
+    "encode_userpass",
+    "parse_auth_reply",
+    "parse_method_selection",
+    "parse_reply",
+    "parse_udp_datagram",
+    "peek_reply_code",
+    "udp_header_size",
+]
+
+SOCKS_VERSION = 5
+USERPASS_VERSION = 1
+
+
+class Method(enum.IntEnum):
+    """Authentication methods (RFC 1928 section 3)."""
+
+    NO_AUTH = 0x00
+    GSSAPI = 0x01
+    USERNAME_PASSWORD = 0x02
+    NO_ACCEPTABLE = 0xFF
+
+
+class Command(enum.IntEnum):
+    """Request commands (RFC 1928 section 4)."""
+
+    CONNECT = 0x01
+    BIND = 0x02
+    UDP_ASSOCIATE = 0x03
+
+
+class AddressType(enum.IntEnum):
+    """Address types (RFC 1928 section 5)."""
+
+    IPV4 = 0x01
+    DOMAIN = 0x03
+    IPV6 = 0x04
+
+
+class ReplyCode(enum.IntEnum):
+    """Assigned reply codes (RFC 1928 section 6); 9-255 are unassigned."""
+
+    SUCCEEDED = 0x00
+    GENERAL_FAILURE = 0x01
+    NOT_ALLOWED = 0x02
+    NETWORK_UNREACHABLE = 0x03
+    HOST_UNREACHABLE = 0x04
+    CONNECTION_REFUSED = 0x05
+    TTL_EXPIRED = 0x06
+    COMMAND_NOT_SUPPORTED = 0x07
+    ADDRESS_TYPE_NOT_SUPPORTED = 0x08
+
+
+_T = TypeVar("_T")
+
+
+class NeedData(NamedTuple):
+    """The message is incomplete: at least ``size`` more bytes are needed.
+
+    ``size`` is exact for the next fixed-size part of the message, so a
+    caller that reads exactly ``size`` bytes never reads past the message.
+    """
+
+    size: int
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[_T]):
+    """A complete message and how many bytes of the input it used."""
+
+    message: _T
+    consumed: int
+
+
+class MethodSelection(NamedTuple):
+    """The server's choice of authentication method."""
+
+    method: int
+
+
+class AuthReply(NamedTuple):
+    """The server's answer to RFC 1929 username/password authentication."""
+
+    status: int
+
+    @property
+    def ok(self) -> bool:
+        """True when the credentials were accepted (status 0)."""
+        return self.status == 0
+
+
+class Reply(NamedTuple):
+    """A reply to CONNECT, BIND or UDP ASSOCIATE.
+
+    ``host`` is the text form of BND.ADDR: a dotted quad, an IPv6 address
+    (compressed form), or the domain name the proxy sent.
+    """
+
+    reply_code: int
+    atyp: AddressType
+    host: str
+    port: int
+
+    @property
+    def succeeded(self) -> bool:
+        """True when REP is 0."""
+        return self.reply_code == ReplyCode.SUCCEEDED
+
+
+class UDPDatagram(NamedTuple):
+    """A UDP request/response datagram: header fields and payload."""
+
+    frag: int
+    atyp: AddressType
+    host: str
+    port: int
+    data: bytes
+
+
+NEED_METHOD_SELECTION = 2
+NEED_AUTH_REPLY = 2
+
+_ParseResult = Union[NeedData, Parsed[_T]]
+_Buffer = Union[bytes, bytearray, memoryview]
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return port
+
+
+def encode_host(host: str) -> tuple[AddressType, bytes]:
+    """Return the ATYP and the DST.ADDR bytes for ``host``.
+
+    IP literals become ATYP 1 or 4 (an IPv6 scope such as ``%eth0`` is
+    dropped: it means nothing to the proxy).  Any other string is a domain
+    name: ASCII names go as they are; others are encoded with IDNA 2008 and
+    UTS 46 mapping (``faß.de`` -> ``xn--fa-hia.de``).  The result must fit
+    the one-byte length field.
+    """
+    if isinstance(host, (bytes, bytearray)):
+        try:
+            host = bytes(host).decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError("a hostname given as bytes must be ASCII") from None
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not host:
+        raise ValueError("the destination hostname is empty")
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
+    except ValueError:
+        pass
+    else:
+        if ip.version == 4:
+            return AddressType.IPV4, ip.packed
+        return AddressType.IPV6, ip.packed
+    if host.isascii():
+        name = host.encode("ascii")
+    else:
+        try:
+            name = idna.encode(host, uts46=True)
+        except idna.IDNAError as exc:  # a UnicodeError, hence a ValueError
+            raise ValueError(f"hostname {host!r} is not a valid IDNA name: {exc}") from None
+    if len(name) > 255:
+        raise ValueError(
+            f"hostname is {len(name)} bytes long once encoded; SOCKS5 allows at most 255"
+        )
+    if not name:
+        raise ValueError("the destination hostname is empty")
+    return AddressType.DOMAIN, bytes([len(name)]) + name
+
+
+def encode_address(host: str, port: int) -> bytes:
+    """ATYP, DST.ADDR and DST.PORT for ``(host, port)``."""
+    port = _check_port(port)
+    atyp, addr = encode_host(host)
+    return bytes([atyp]) + addr + struct.pack("!H", port)
+
+
+def encode_greeting(methods: list[int]) -> bytes:
+    """The version identifier/method selection message."""
+    if not 1 <= len(methods) <= 255:
+        raise ValueError("a greeting offers between 1 and 255 methods")
+    for m in methods:
+        if not 0 <= m <= 0xFE:
+            raise ValueError(f"method {m} cannot be offered")
+    return bytes([SOCKS_VERSION, len(methods), *methods])
+
+
+def _credential(value: object, what: str, allow_empty: bool) -> bytes:
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    else:
+        raise TypeError(f"the {what} must be str or bytes, not {type(value).__name__}")
+    if len(raw) > 255:
+        # Never echo the value itself: it may be a password.
+        raise ValueError(f"the {what} is {len(raw)} bytes long; RFC 1929 allows at most 255")
+    if not raw and not allow_empty:
+        raise ValueError(f"the {what} is empty; RFC 1929 needs at least one byte")
+    return raw
+
+
+def encode_userpass(username: str | bytes, password: str | bytes) -> bytes:
+    """The RFC 1929 username/password request (text is sent as UTF-8).
+
+    The username must be 1-255 bytes; the password 0-255 bytes (RFC 1929
+    says 1-255, but servers accept an empty one and users have them).
+    """
+    user = _credential(username, "username", allow_empty=False)
+    pw = _credential(password, "password", allow_empty=True)
+    return bytes([USERPASS_VERSION, len(user)]) + user + bytes([len(pw)]) + pw
+
+
+def encode_request(command: Command, host: str, port: int) -> bytes:
+    """A CONNECT, BIND or UDP ASSOCIATE request for ``(host, port)``."""
+    return bytes([SOCKS_VERSION, Command(command), 0x00]) + encode_address(host, port)
+
+
+def encode_udp_header(host: str, port: int, frag: int = 0) -> bytes:
+    """The header to put before a UDP payload bound for ``(host, port)``."""
+    if not 0 <= frag <= 0xFF:
+        raise ValueError(f"FRAG {frag} is out of range 0-255")
+    return b"\x00\x00" + bytes([frag]) + encode_address(host, port)
+
+
+def udp_header_size(atyp: AddressType, domain_length: int = 255) -> int:
+    """Bytes the UDP header takes for an address type (RSV+FRAG+ATYP+ADDR+PORT)."""
+    if atyp == AddressType.IPV4:
+        return 10
+    if atyp == AddressType.IPV6:
+        return 22
+    return 7 + domain_length
+
+
+# ---------------------------------------------------------------------------
+# Parsing
+
+
+def _check_version(data: _Buffer, expected: int, what: str) -> None:
+    if len(data) >= 1 and data[0] != expected:
+        hint = " (is this an HTTP proxy?)" if bytes(data[:4]) == b"HTTP" else ""
+        raise ProxyProtocolError(
+            f"proxy sent version {data[0]:#04x} in its {what}; expected {expected:#04x}{hint}"
+        )
+
+
+def parse_method_selection(data: _Buffer) -> _ParseResult[MethodSelection]:
+    """Parse the server's method selection (VER, METHOD)."""
+    _check_version(data, SOCKS_VERSION, "method selection")
+    if len(data) < 2:
+        return NeedData(2 - len(data))
+    return Parsed(MethodSelection(data[1]), 2)
+
+
+def parse_auth_reply(data: _Buffer) -> _ParseResult[AuthReply]:
+    """Parse the RFC 1929 reply (VER=1, STATUS)."""
+    _check_version(data, USERPASS_VERSION, "username/password reply")
+    if len(data) < 2:
+        return NeedData(2 - len(data))
+    return Parsed(AuthReply(data[1]), 2)
+
+
+def _address_length(data: _Buffer, offset: int, what: str) -> int | NeedData:
+    """Length of ATYP+ADDR+PORT starting at ``offset``, or what is missing."""
+    if len(data) < offset + 1:
+        return NeedData(offset + 1 - len(data))
+    atyp = data[offset]
+    if atyp == AddressType.IPV4:
+        return 1 + 4 + 2
+    if atyp == AddressType.IPV6:
+        return 1 + 16 + 2
+    if atyp == AddressType.DOMAIN:
+        if len(data) < offset + 2:
+            return NeedData(offset + 2 - len(data))
+        n = data[offset + 1]
+        if n == 0:
+            raise ProxyProtocolError(f"proxy sent an empty domain name in its {what}")
+        return 1 + 1 + n + 2
+    raise ProxyProtocolError(f"proxy sent unknown address type {atyp:#04x} in its {what}")
+
+
+def _decode_address(data: _Buffer, offset: int, what: str) -> tuple[AddressType, str, int]:
+    atyp = AddressType(data[offset])
+    if atyp == AddressType.IPV4:
+        host = str(ipaddress.IPv4Address(bytes(data[offset + 1 : offset + 5])))
+        end = offset + 5
+    elif atyp == AddressType.IPV6:
+        host = str(ipaddress.IPv6Address(bytes(data[offset + 1 : offset + 17])))
+        end = offset + 17
+    else:
+        n = data[offset + 1]
+        raw = bytes(data[offset + 2 : offset + 2 + n])
+        try:
+            host = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProxyProtocolError(
+                f"proxy sent a domain name that is not ASCII in its {what}"
+            ) from None
+        end = offset + 2 + n
+    (port,) = struct.unpack_from("!H", data, end)
+    return atyp, host, port
+
+
+def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
+    """Parse a reply (VER, REP, RSV, ATYP, BND.ADDR, BND.PORT).
+
+    A reply with a non-zero REP is returned like any other: a failure code
+    is a valid answer, and turning it into an error is the caller's policy.
+    RSV is not checked (it carries no meaning and some servers fill it).
+    """
+    _check_version(data, SOCKS_VERSION, "reply")
+    if len(data) < 3:
+        return NeedData(3 - len(data))
+    length = _address_length(data, 3, "reply")
+    if isinstance(length, NeedData):
+        return length
+    total = 3 + length
+    if len(data) < total:
+        return NeedData(total - len(data))
+    atyp, host, port = _decode_address(data, 3, "reply")
+    return Parsed(Reply(data[1], atyp, host, port), total)
+
+
+def peek_reply_code(data: _Buffer) -> int | None:
+    """REP of a possibly incomplete reply, if enough of it has arrived.
+
+    A proxy that fails a request may close the connection before sending the
+    whole reply; its reply code is still worth reporting.
+    """
+    if len(data) >= 2 and data[0] == SOCKS_VERSION:
+        return data[1]
+    return None
+
+
+def parse_udp_datagram(data: _Buffer) -> UDPDatagram:
+    """Parse a whole UDP datagram from the relay (header and payload).
+
+    Unlike the stream parsers this one gets a complete datagram, so a short
+    one is a protocol error rather than a request for more data.
+    """
+    if len(data) < 4:
+        raise ProxyProtocolError(f"UDP datagram of {len(data)} bytes is too short for a header")
+    if data[0] != 0 or data[1] != 0:
+        raise ProxyProtocolError("UDP datagram has a non-zero RSV field")
+    length = _address_length(data, 3, "UDP header")
+    if isinstance(length, NeedData) or len(data) < 3 + length:
+        raise ProxyProtocolError("UDP datagram is truncated inside its header")
+    atyp, host, port = _decode_address(data, 3, "UDP header")
+    return UDPDatagram(data[2], atyp, host, port, bytes(data[3 + length :]))

@@ -1,0 +1,246 @@
+"""The blocking SOCKS5 conversation with a proxy, bounded by one deadline.
+
+``sock.py`` (CONNECT, BIND) and ``udp.py`` (UDP ASSOCIATE on the control
+connection) share these steps: reach the proxy, greet it, run the chosen
+authentication method, send a request and read its reply.  Byte layouts
+stay in ``_codec``; this module only moves messages and turns transport
+trouble into the library's errors.
+
+Reads ask the kernel for exactly the bytes the parser still needs, so not
+one byte past the reply is taken from the socket: data the destination
+sends right behind the reply stays there for the application.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Callable, Optional, TypeVar
+
+from . import _codec
+from ._codec import NeedData, Parsed, Reply
+from .auth import AuthMethod, methods_for
+from .errors import (
+    GeneralProxyError,
+    ProxyConnectionError,
+    ProxyConnectionTimeoutError,
+    ProxyError,
+    ProxyProtocolError,
+    ProxyTimeoutError,
+    SOCKS5AuthError,
+    error_for_reply_code,
+)
+from .proxy import Proxy
+
+_T = TypeVar("_T")
+
+# A deadline is a time.monotonic() value, or None for "wait forever".
+Deadline = Optional[float]
+
+
+def deadline_after(timeout: float | None) -> Deadline:
+    """The deadline for a handshake that starts now under ``timeout``."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _remaining(deadline: Deadline) -> float | None:
+    if deadline is None:
+        return None
+    return deadline - time.monotonic()
+
+
+def describe(host: str, port: int) -> str:
+    """``host:port`` with brackets around IPv6 literals, for messages."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Truncated(Exception):
+    """The proxy closed the connection before a message was complete."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+
+class SocketChannel:
+    """A connected socket to the proxy plus the handshake's deadline."""
+
+    def __init__(
+        self, sock: socket.socket, proxy: Proxy, timeout: float | None, deadline: Deadline
+    ) -> None:
+        self._sock = sock
+        self._proxy = proxy
+        self._timeout = timeout
+        self._deadline = deadline
+
+    def _arm(self, waiting_for: str) -> None:
+        left = _remaining(self._deadline)
+        if left is not None and left <= 0:
+            raise self._timed_out(waiting_for)
+        # settimeout(None) blocks; a positive value bounds the next call only,
+        # so each call gets what is left of the handshake's time.
+        socket.socket.settimeout(self._sock, left)
+
+    def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
+        return ProxyTimeoutError(
+            f"proxy {describe(self._proxy.host, self._proxy.port)} did not complete the"
+            f" SOCKS5 handshake within {self._timeout:g} s (waiting for the {waiting_for})"
+        )
+
+    def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
+        if isinstance(exc, socket.timeout):
+            return self._timed_out(waiting_for)
+        return GeneralProxyError(
+            f"connection to proxy {describe(self._proxy.host, self._proxy.port)} failed"
+            f" during the SOCKS5 handshake (waiting for the {waiting_for})",
+            exc,
+        )
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data`` before the deadline."""
+        self._arm("proxy to accept our request")
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            raise self._lost(exc, "proxy to accept our request") from exc
+
+    def receive(self, parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> _T:
+        """Read one message, never a byte more; raise on EOF or timeout."""
+        buf = bytearray()
+        while True:
+            result = parser(buf)
+            if isinstance(result, Parsed):
+                return result.message
+            self._arm(what)
+            try:
+                chunk = self._sock.recv(result.size)
+            except OSError as exc:
+                raise self._lost(exc, what) from exc
+            if not chunk:
+                raise _Truncated(bytes(buf))
+            buf += chunk
+
+
+def connect_to_proxy(
+    sock: socket.socket, proxy: Proxy, timeout: float | None, deadline: Deadline
+) -> None:
+    """Connect ``sock`` (unconnected, TCP) to the proxy, trying each address.
+
+    Only addresses of the socket's own family can be used.
+    """
+    where = describe(proxy.host, proxy.port)
+    try:
+        infos = socket.getaddrinfo(proxy.host, proxy.port, sock.family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        fam = "IPv6" if sock.family == socket.AF_INET6 else "IPv4"
+        raise ProxyConnectionError(
+            f"cannot find an {fam} address for proxy {where} (this socket is {fam};"
+            " create it with the proxy's address family)",
+            exc,
+        ) from exc
+    last: OSError | None = None
+    for _family, _type, _proto, _canon, addr in infos:
+        left = _remaining(deadline)
+        if left is not None and left <= 0:
+            break
+        socket.socket.settimeout(sock, left)
+        try:
+            socket.socket.connect(sock, addr)
+            return
+        except socket.timeout as exc:
+            raise ProxyConnectionTimeoutError(
+                f"connecting to proxy {where} timed out after {timeout:g} s", exc
+            ) from exc
+        except OSError as exc:
+            last = exc
+    if last is None:
+        raise ProxyConnectionTimeoutError(f"connecting to proxy {where} timed out")
+    raise ProxyConnectionError(f"cannot connect to proxy {where}", last) from last
+
+
+def authenticate(channel: SocketChannel, methods: list[AuthMethod], where: str) -> None:
+    """Offer ``methods``, follow the proxy's choice and run that method."""
+    offered = {m.code: m for m in methods}
+    channel.send(_codec.encode_greeting(list(offered)))
+    try:
+        choice = channel.receive(_codec.parse_method_selection, "method selection").method
+    except _Truncated as exc:
+        raise _closed(where, "method selection", exc.data) from None
+    if choice == _codec.Method.NO_ACCEPTABLE:
+        names = ", ".join(_codec.Method(c).name.replace("_", " ").lower() for c in offered)
+        raise SOCKS5AuthError(
+            f"proxy {where} accepts none of the authentication methods offered ({names})"
+        )
+    method = offered.get(choice)
+    if method is None:
+        raise ProxyProtocolError(
+            f"proxy {where} chose authentication method {choice:#04x}, which was not offered"
+        )
+    try:
+        method.authenticate(channel)
+    except _Truncated as exc:
+        raise _closed(where, "authentication reply", exc.data) from None
+
+
+def _closed(where: str, what: str, data: bytes) -> ProxyProtocolError:
+    got = f" after {len(data)} bytes of it" if data else ""
+    return ProxyProtocolError(
+        f"proxy {where} closed the connection while we waited for the {what}{got}"
+    )
+
+
+def request(channel: SocketChannel, request_bytes: bytes, context: str, where: str) -> Reply:
+    """Send an encoded request and read its reply; a failure REP raises.
+
+    ``context`` names the request in messages (``"CONNECT to host:port"``).
+    """
+    channel.send(request_bytes)
+    return read_reply(channel, context, where)
+
+
+def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
+    """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0."""
+    seen = bytearray()
+
+    def parse(data: bytearray) -> NeedData | Parsed[Reply]:
+        seen[:] = data
+        return _codec.parse_reply(data)
+
+    try:
+        reply = channel.receive(parse, "reply")
+    except _Truncated as exc:
+        code = _codec.peek_reply_code(exc.data)
+        if code:
+            # A failing proxy may hang up before the address part; its
+            # verdict is still the useful thing to report.
+            raise error_for_reply_code(code, context) from None
+        raise _closed(where, f"reply to {context}", exc.data) from None
+    except ProxyProtocolError as exc:
+        code = _codec.peek_reply_code(seen)
+        if code:
+            raise error_for_reply_code(code, context) from exc
+        raise
+    if not reply.succeeded:
+        raise error_for_reply_code(reply.reply_code, context)
+    return reply
+
+
+def handshake(
+    sock: socket.socket,
+    proxy: Proxy,
+    timeout: float | None,
+    request_bytes: bytes,
+    context: str,
+) -> tuple[SocketChannel, Reply]:
+    """Connect ``sock`` to ``proxy``, authenticate and send one request.
+
+    One deadline, ``timeout`` seconds from now, bounds all of it.  Returns
+    the channel (BIND reads a second reply from it) and the reply.  Raises
+    a :class:`ProxyError`; the caller closes the socket.
+    """
+    deadline = deadline_after(timeout)
+    connect_to_proxy(sock, proxy, timeout, deadline)
+    where = describe(proxy.host, proxy.port)
+    channel = SocketChannel(sock, proxy, timeout, deadline)
+    authenticate(channel, methods_for(proxy.username, proxy.password), where)
+    return channel, request(channel, request_bytes, context, where)

@@ -1,0 +1,31 @@
+"""Method 0x02, RFC 1929 username/password."""
+
+from __future__ import annotations
+
+from .._codec import Method, encode_userpass, parse_auth_reply
+from ..errors import SOCKS5AuthError
+from . import Channel
+
+
+class UsernamePasswordAuth:
+    """RFC 1929 sub-negotiation.  The password never appears in a repr or error."""
+
+    code = Method.USERNAME_PASSWORD
+
+    def __init__(self, username: str | bytes, password: str | bytes | None) -> None:
+        # Encoding here validates the lengths before any connection is made.
+        self._request = encode_userpass(username, password if password is not None else b"")
+        self._username = username
+
+    def __repr__(self) -> str:
+        return f"UsernamePasswordAuth(username={self._username!r}, password='***')"
+
+    def authenticate(self, channel: Channel) -> None:
+        """Send the credentials; raise :class:`SOCKS5AuthError` if refused."""
+        channel.send(self._request)
+        reply = channel.receive(parse_auth_reply, "username/password reply")
+        if not reply.ok:
+            raise SOCKS5AuthError(
+                f"proxy rejected the username/password for user {self._username!r}"
+                f" (status {reply.status:#04x})"
+            )

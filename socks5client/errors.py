@@ -1,0 +1,237 @@
+"""The exception tree of socks5client and the mapping from SOCKS5 reply codes.
+
+Every error raised because of the proxy is a :class:`ProxyError`, itself an
+:class:`OSError`, so code that already handles socket errors keeps working.
+Each error carries:
+
+* ``msg`` -- a sentence a user can act on (never a password);
+* ``errno`` -- an ``errno`` value, so that ``connect_ex`` can return it;
+* ``socket_err`` -- the underlying ``OSError`` if there was one.  PySocks
+  has this attribute and ``urllib3.contrib.socks`` reads it.
+
+The names ``ProxyError``, ``GeneralProxyError``, ``ProxyConnectionError``,
+``SOCKS5AuthError`` and ``SOCKS5Error`` are PySocks' own, so code written
+against PySocks catches the same things.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from typing import ClassVar
+
+__all__ = [
+    "GeneralProxyError",
+    "ProxyConnectionError",
+    "ProxyConnectionTimeoutError",
+    "ProxyError",
+    "ProxyProtocolError",
+    "ProxyTimeoutError",
+    "SOCKS5AddressTypeNotSupportedError",
+    "SOCKS5AuthError",
+    "SOCKS5CommandNotSupportedError",
+    "SOCKS5ConnectionNotAllowedError",
+    "SOCKS5ConnectionRefusedError",
+    "SOCKS5Error",
+    "SOCKS5GeneralFailureError",
+    "SOCKS5HostUnreachableError",
+    "SOCKS5NetworkUnreachableError",
+    "SOCKS5TTLExpiredError",
+    "SOCKS5UnassignedReplyError",
+    "error_for_reply_code",
+]
+
+
+class ProxyError(OSError):
+    """Root of every error caused by the proxy or by talking to it.
+
+    ``str(err)`` is the message; when an underlying OS error caused it, the
+    message ends with that error's own text.
+    """
+
+    #: errno used when no underlying OS error supplies one.
+    default_errno: ClassVar[int] = _errno.EIO
+
+    msg: str
+    socket_err: BaseException | None
+
+    def __init__(self, msg: str, socket_err: BaseException | None = None) -> None:
+        code = getattr(socket_err, "errno", None)
+        if not isinstance(code, int):
+            code = self.default_errno
+        full = f"{msg}: {socket_err}" if socket_err is not None else msg
+        # OSError(errno, strerror) fills .errno and .strerror; args stays the
+        # conventional (errno, message) pair.
+        super().__init__(code, full)
+        self.msg = full
+        self.socket_err = socket_err
+
+    def __str__(self) -> str:
+        return self.msg
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The default OSError pickling would call __init__(errno, msg).
+        return (_rebuild, (type(self), self.msg, self.errno, self.__dict__))
+
+
+def _rebuild(cls: type[ProxyError], msg: str, code: int, state: dict[str, object]) -> ProxyError:
+    err = cls.__new__(cls)
+    OSError.__init__(err, code, msg)
+    err.__dict__.update(state)
+    return err
+
+
+class GeneralProxyError(ProxyError):
+    """Something went wrong during the conversation with the proxy."""
+
+
+class ProxyConnectionError(ProxyError):
+    """The proxy itself could not be reached (refused, unreachable, DNS)."""
+
+    default_errno = _errno.ECONNREFUSED
+
+
+class ProxyConnectionTimeoutError(ProxyConnectionError, TimeoutError):
+    """Connecting to the proxy took longer than the socket's timeout."""
+
+    default_errno = _errno.ETIMEDOUT
+
+
+class ProxyTimeoutError(GeneralProxyError, TimeoutError):
+    """The proxy did not complete the SOCKS5 handshake within the timeout."""
+
+    default_errno = _errno.ETIMEDOUT
+
+
+class ProxyProtocolError(GeneralProxyError):
+    """The proxy broke RFC 1928/1929: malformed, unexpected or truncated data.
+
+    A proxy that closes the connection in the middle of the handshake raises
+    this too, since a conforming proxy always answers.
+    """
+
+    default_errno = _errno.EPROTO
+
+
+class SOCKS5AuthError(ProxyError):
+    """The proxy accepted none of our methods, or rejected our credentials."""
+
+    default_errno = _errno.EACCES
+
+
+class SOCKS5Error(ProxyError):
+    """The proxy answered a request with a failure reply code (REP != 0).
+
+    ``reply_code`` is the REP byte.  Each assigned code has its own subclass.
+    """
+
+    reply_code: int = 0
+    #: What RFC 1928 says the code means.
+    description: ClassVar[str] = "SOCKS5 failure"
+
+    def __init__(
+        self,
+        msg: str,
+        socket_err: BaseException | None = None,
+        *,
+        reply_code: int | None = None,
+    ) -> None:
+        super().__init__(msg, socket_err)
+        if reply_code is not None:
+            self.reply_code = reply_code
+
+
+class SOCKS5GeneralFailureError(SOCKS5Error):
+    """REP 1: general SOCKS server failure."""
+
+    reply_code = 1
+    description = "general SOCKS server failure"
+
+
+class SOCKS5ConnectionNotAllowedError(SOCKS5Error):
+    """REP 2: connection not allowed by ruleset."""
+
+    reply_code = 2
+    description = "connection not allowed by ruleset"
+    default_errno = _errno.EACCES
+
+
+class SOCKS5NetworkUnreachableError(SOCKS5Error):
+    """REP 3: network unreachable."""
+
+    reply_code = 3
+    description = "network unreachable"
+    default_errno = _errno.ENETUNREACH
+
+
+class SOCKS5HostUnreachableError(SOCKS5Error):
+    """REP 4: host unreachable (some proxies also use it for a name they cannot resolve)."""
+
+    reply_code = 4
+    description = "host unreachable"
+    default_errno = _errno.EHOSTUNREACH
+
+
+class SOCKS5ConnectionRefusedError(SOCKS5Error, ConnectionRefusedError):
+    """REP 5: the destination refused the connection.
+
+    Also a :class:`ConnectionRefusedError`, like a direct refusal would be.
+    """
+
+    reply_code = 5
+    description = "connection refused"
+    default_errno = _errno.ECONNREFUSED
+
+
+class SOCKS5TTLExpiredError(SOCKS5Error):
+    """REP 6: TTL expired."""
+
+    reply_code = 6
+    description = "TTL expired"
+    default_errno = _errno.ETIMEDOUT
+
+
+class SOCKS5CommandNotSupportedError(SOCKS5Error):
+    """REP 7: command not supported by this proxy."""
+
+    reply_code = 7
+    description = "command not supported"
+    default_errno = _errno.EOPNOTSUPP
+
+
+class SOCKS5AddressTypeNotSupportedError(SOCKS5Error):
+    """REP 8: address type not supported by this proxy."""
+
+    reply_code = 8
+    description = "address type not supported"
+    default_errno = _errno.EAFNOSUPPORT
+
+
+class SOCKS5UnassignedReplyError(SOCKS5Error):
+    """A reply code RFC 1928 does not assign (9 to 255)."""
+
+    description = "unassigned reply code"
+
+
+_BY_CODE: dict[int, type[SOCKS5Error]] = {
+    cls.reply_code: cls
+    for cls in (
+        SOCKS5GeneralFailureError,
+        SOCKS5ConnectionNotAllowedError,
+        SOCKS5NetworkUnreachableError,
+        SOCKS5HostUnreachableError,
+        SOCKS5ConnectionRefusedError,
+        SOCKS5TTLExpiredError,
+        SOCKS5CommandNotSupportedError,
+        SOCKS5AddressTypeNotSupportedError,
+    )
+}
+
+
+def error_for_reply_code(reply_code: int, context: str) -> SOCKS5Error:
+    """Build the error for a failure reply.
+
+    ``context`` names what was asked, e.g. ``"CONNECT to example.com:443"``.
+    """
+    cls = _BY_CODE.get(reply_code, SOCKS5UnassignedReplyError)
+    msg = f"proxy refused {context}: {cls.description} (SOCKS5 reply code {reply_code})"
+    return cls(msg, reply_code=reply_code)

@@ -1,0 +1,258 @@
+"""Proxy descriptions: the :class:`Proxy` record, proxy URLs, and the process default.
+
+A :class:`Proxy` is immutable and validated when it is made, so a bad port or
+an over-long username is reported where it was written, not at the first
+connection.  Its ``repr`` and ``str`` never show the password.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Union
+from urllib.parse import unquote, urlsplit
+
+from ._codec import encode_userpass
+
+__all__ = [
+    "HTTP",
+    "PROXY_TYPE_HTTP",
+    "PROXY_TYPE_SOCKS4",
+    "PROXY_TYPE_SOCKS5",
+    "SOCKS4",
+    "SOCKS5",
+    "Proxy",
+    "ProxyLike",
+    "get_default_proxy",
+    "proxy_from_args",
+    "set_default_proxy",
+]
+
+#: PySocks' proxy type numbers.  Only SOCKS5 is supported; the others exist
+#: so that PySocks code imports, and are refused with a clear message.
+PROXY_TYPE_SOCKS4 = SOCKS4 = 1
+PROXY_TYPE_SOCKS5 = SOCKS5 = 2
+PROXY_TYPE_HTTP = HTTP = 3
+
+DEFAULT_PORT = 1080
+
+_SCHEMES = {"socks5": False, "socks5h": True}  # scheme -> remote DNS
+_MASK = "***"
+
+Credential = Union[str, bytes]
+
+
+class Proxy:
+    """An immutable description of a SOCKS5 proxy.
+
+    :param host: the proxy's hostname or IP address.
+    :param port: the proxy's port (1-65535), 1080 by default.
+    :param username: for RFC 1929 authentication (1-255 bytes in UTF-8).
+    :param password: for RFC 1929 authentication (0-255 bytes in UTF-8).
+    :param remote_dns: when true (the default, ``socks5h``), destination
+        hostnames are sent to the proxy to resolve; when false
+        (``socks5``), they are resolved locally first.
+    """
+
+    __slots__ = ("host", "password", "port", "remote_dns", "username")
+
+    host: str
+    port: int
+    username: Credential | None
+    password: Credential | None
+    remote_dns: bool
+
+    def __init__(
+        self,
+        host: str,
+        port: int = DEFAULT_PORT,
+        *,
+        username: Credential | None = None,
+        password: Credential | None = None,
+        remote_dns: bool = True,
+    ) -> None:
+        if not isinstance(host, str) or not host:
+            raise ValueError("the proxy host must be a non-empty string")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"the proxy port must be an int, not {type(port).__name__}")
+        if not 1 <= port <= 0xFFFF:
+            raise ValueError(f"the proxy port {port} is out of range 1-65535")
+        if password is not None and username is None:
+            raise ValueError("a proxy password was given without a username")
+        if username is not None:
+            # Validates both lengths now rather than at the first connection.
+            encode_userpass(username, password if password is not None else b"")
+        for name, value in (
+            ("host", host),
+            ("port", port),
+            ("username", username),
+            ("password", password),
+            ("remote_dns", bool(remote_dns)),
+        ):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_url(cls, url: str) -> Proxy:
+        """Parse ``socks5h://[user[:password]@]host[:port]``.
+
+        ``socks5h://`` has the proxy resolve hostnames; ``socks5://``
+        resolves them locally.  User info is percent-decoded; an IPv6 host
+        goes in brackets (``socks5://[::1]:1080``); the port defaults to
+        1080.  Anything else raises :class:`ValueError` naming the problem.
+        """
+        if not isinstance(url, str):
+            raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
+        scheme, sep, _ = url.partition("://")
+        if not sep:
+            raise ValueError("proxy URL has no scheme; expected socks5:// or socks5h://")
+        remote_dns = _SCHEMES.get(scheme.lower())
+        if remote_dns is None:
+            raise ValueError(
+                f"unsupported proxy scheme {scheme!r}; expected socks5:// or socks5h://"
+            )
+        parts = urlsplit(url)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("a proxy URL has no path, query or fragment")
+        host = parts.hostname
+        if not host:
+            raise ValueError("proxy URL has no host")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("proxy URL has a port that is not a number in 1-65535") from None
+        if port is None:
+            port = DEFAULT_PORT
+        if port == 0:
+            raise ValueError("proxy URL has port 0; a proxy port is 1-65535")
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        if username == "" and password is None:
+            username = None
+        return cls(host, port, username=username, password=password, remote_dns=remote_dns)
+
+    @property
+    def url(self) -> str:
+        """The proxy as a URL, with the password masked."""
+        scheme = "socks5h" if self.remote_dns else "socks5"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        auth = ""
+        if self.username is not None:
+            user = self.username
+            auth = user.decode("utf-8", "replace") if isinstance(user, bytes) else user
+            if self.password is not None:
+                auth += ":" + _MASK
+            auth += "@"
+        return f"{scheme}://{auth}{host}:{self.port}"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Proxy is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Proxy is immutable")
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.host, self.port, self.username, self.password, self.remote_dns)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Proxy):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        pw = "" if self.password is None else f", password={_MASK!r}"
+        user = "" if self.username is None else f", username={self.username!r}"
+        return f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns})"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_proxy, self._key())
+
+
+def _make_proxy(
+    host: str,
+    port: int,
+    username: Credential | None,
+    password: Credential | None,
+    remote_dns: bool,
+) -> Proxy:
+    return Proxy(host, port, username=username, password=password, remote_dns=remote_dns)
+
+
+#: What the API accepts wherever a proxy is expected.
+ProxyLike = Union[Proxy, str]
+
+
+def proxy_from_args(
+    proxy_type: int | Proxy | str | None = None,
+    addr: str | None = None,
+    port: int | None = None,
+    rdns: bool = True,
+    username: Credential | None = None,
+    password: Credential | None = None,
+) -> Proxy | None:
+    """Turn PySocks-style ``set_proxy`` arguments into a :class:`Proxy`.
+
+    ``proxy_type`` may also be a :class:`Proxy` or a proxy URL, in which case
+    the other arguments must be left out.  All arguments left out mean "no
+    proxy" (``None``), as in PySocks.
+    """
+    rest_given = (addr, port, username, password) != (None, None, None, None) or not rdns
+    if isinstance(proxy_type, (Proxy, str)):
+        if rest_given:
+            raise ValueError("give either a Proxy/URL or separate proxy arguments, not both")
+        return proxy_type if isinstance(proxy_type, Proxy) else Proxy.from_url(proxy_type)
+    if proxy_type is None:
+        if rest_given:
+            raise ValueError("proxy_type is required when a proxy address is given")
+        return None
+    if isinstance(proxy_type, bool) or not isinstance(proxy_type, int):
+        raise TypeError(
+            f"proxy_type must be SOCKS5, a Proxy or a URL, not {type(proxy_type).__name__}"
+        )
+    if proxy_type != SOCKS5:
+        names = {SOCKS4: "SOCKS4", HTTP: "HTTP"}
+        name = names.get(proxy_type, f"proxy type {proxy_type}")
+        raise ValueError(f"{name} proxies are not supported; socks5client speaks SOCKS5 only")
+    if addr is None:
+        raise ValueError("a SOCKS5 proxy needs an address")
+    return Proxy(
+        addr,
+        DEFAULT_PORT if port is None else port,
+        username=username,
+        password=password,
+        remote_dns=rdns,
+    )
+
+
+_default_lock = threading.Lock()
+_default_proxy: Proxy | None = None
+
+
+def set_default_proxy(
+    proxy_type: int | Proxy | str | None = None,
+    addr: str | None = None,
+    port: int | None = None,
+    rdns: bool = True,
+    username: Credential | None = None,
+    password: Credential | None = None,
+) -> None:
+    """Set the proxy used by every socksocket that has none of its own.
+
+    Takes the same arguments as :meth:`socksocket.set_proxy`; called with no
+    arguments it removes the default, and such sockets connect directly.
+    """
+    global _default_proxy
+    proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
+    with _default_lock:
+        _default_proxy = proxy
+
+
+def get_default_proxy() -> Proxy | None:
+    """The process-wide default proxy, or ``None``."""
+    return _default_proxy

@@ -1,0 +1,312 @@
+"""``socksocket``: a ``socket.socket`` that reaches its destination through a SOCKS5 proxy.
+
+The SOCKS5 conversation happens inside :meth:`socksocket.connect`.  Once it
+succeeds the socket *is* the tunnel: ``send``, ``recv``, ``sendall``,
+``makefile``, ``sendfile`` and TLS wrapping are the C socket's own methods,
+so there is no Python code on the data path.
+
+Sockets of other families (``AF_UNIX``...) and sockets with no proxy (none
+set and no default) behave exactly as plain sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from typing import Any, Union
+
+from . import _codec, _negotiate
+from ._codec import Command
+from .errors import ProxyConnectionError, ProxyError, SOCKS5Error
+from .proxy import Credential, Proxy, ProxyLike, get_default_proxy, proxy_from_args
+
+__all__ = ["create_connection", "socksocket"]
+
+_PROXIED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_UNSET: Any = object()
+
+# Options carried over to the fresh socket used when a locally resolved
+# destination has several addresses and the first attempt failed.
+_CARRIED_OPTIONS = [
+    (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+    (socket.SOL_SOCKET, socket.SO_RCVBUF),
+    (socket.SOL_SOCKET, socket.SO_SNDBUF),
+    (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+] + [
+    (socket.IPPROTO_TCP, getattr(socket, name))
+    for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
+    if hasattr(socket, name)
+]
+
+Address = Union[tuple[str, int], tuple[str, int, int, int]]
+
+
+def _split_address(address: Any) -> tuple[str, int]:
+    """``(host, port)`` from a 2-tuple or an IPv6 4-tuple, type-checked."""
+    if not isinstance(address, tuple) or len(address) not in (2, 4):
+        raise TypeError(
+            "a SOCKS5 destination must be a (host, port) or (host, port, flowinfo,"
+            f" scope_id) tuple, not {address!r}"
+        )
+    host, port = address[0], address[1]
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("ascii")
+    if not isinstance(host, str):
+        raise TypeError(f"destination host must be a str, not {type(host).__name__}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"destination port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 0xFFFF:
+        raise ValueError(f"destination port {port} is out of range 0-65535")
+    return host, port
+
+
+def _is_ip_literal(host: str) -> bool:
+    return _codec.encode_host(host)[0] != _codec.AddressType.DOMAIN
+
+
+class socksocket(socket.socket):
+    """A socket that connects through a SOCKS5 proxy.
+
+    Takes the same arguments as :class:`socket.socket`.  Give it a proxy
+    with :meth:`set_proxy`, or set a process default with
+    :func:`socks5client.set_default_proxy`; then :meth:`connect` as usual.
+    """
+
+    def __init__(
+        self,
+        family: int = -1,
+        type: int = -1,
+        proto: int = -1,
+        fileno: int | None = None,
+    ) -> None:
+        super().__init__(family, type, proto, fileno)
+        self._proxy: Proxy | None = _UNSET
+        self._peername: tuple[Any, ...] | None = None
+        self._proxy_sockname: tuple[str, int] | None = None
+
+    # -- configuration -----------------------------------------------------
+
+    def set_proxy(
+        self,
+        proxy_type: int | ProxyLike | None = None,
+        addr: str | None = None,
+        port: int | None = None,
+        rdns: bool = True,
+        username: Credential | None = None,
+        password: Credential | None = None,
+    ) -> None:
+        """Set this socket's proxy (PySocks' signature).
+
+        ``proxy_type`` is :data:`~socks5client.SOCKS5`, or a :class:`Proxy`,
+        or a ``socks5://``/``socks5h://`` URL (then give nothing else).
+        ``rdns=True`` sends hostnames to the proxy unresolved.  With no
+        arguments the socket connects directly, ignoring any default proxy.
+        """
+        self._proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
+
+    #: PySocks' older name for :meth:`set_proxy`.
+    setproxy = set_proxy
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The proxy :meth:`connect` will use: this socket's own, else the default."""
+        if self.family not in _PROXIED_FAMILIES:
+            return None
+        return get_default_proxy() if self._proxy is _UNSET else self._proxy
+
+    # -- connecting --------------------------------------------------------
+
+    def connect(self, address: Any) -> None:
+        """Connect to ``address`` through the proxy (directly if there is none).
+
+        Raises :class:`~socks5client.errors.ProxyError` subclasses for proxy
+        trouble and :class:`ValueError` for an address that cannot be sent;
+        after a proxy error the socket is closed.
+        """
+        proxy = self.proxy
+        if proxy is None or self.type != socket.SOCK_STREAM:
+            super().connect(address)
+            return
+        self._connect_via(proxy, address)
+
+    def connect_ex(self, address: Any) -> int:
+        """Like :meth:`connect`, but return an errno instead of raising OSErrors."""
+        proxy = self.proxy
+        if proxy is None or self.type != socket.SOCK_STREAM:
+            return super().connect_ex(address)
+        try:
+            self._connect_via(proxy, address)
+        except ProxyError as exc:
+            return exc.errno if isinstance(exc.errno, int) else errno.EIO
+        return 0
+
+    def _handshake_timeout(self) -> float | None:
+        timeout = self.gettimeout()
+        if timeout == 0.0:
+            # A non-blocking socket cannot run a multi-step exchange inside
+            # one connect() call; it is done blocking, bounded by the
+            # default timeout, and the socket is non-blocking again after.
+            return socket.getdefaulttimeout()
+        return timeout
+
+    def _connect_via(self, proxy: Proxy, address: Any) -> None:
+        host, port = _split_address(address)
+        # encode_host also refuses empty and over-long names, in both modes.
+        if proxy.remote_dns or _is_ip_literal(host):
+            targets = [host]
+        else:
+            targets = _resolve_locally(host, port)
+        # Encode every request first: a bad destination is refused with a
+        # ValueError before any byte goes to the proxy.
+        requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
+        shown = _negotiate.describe(host, port)
+        user_timeout = self.gettimeout()
+        handshake_timeout = self._handshake_timeout()
+        last: ProxyError | None = None
+        try:
+            for i, (target, req) in enumerate(zip(targets, requests)):
+                if i:
+                    self._renew_fd()
+                context = (
+                    f"CONNECT to {shown}" if target == host else (f"CONNECT to {shown} ({target})")
+                )
+                try:
+                    _, reply = _negotiate.handshake(self, proxy, handshake_timeout, req, context)
+                except SOCKS5Error as exc:
+                    # Like socket.create_connection: a failure for one
+                    # address of the destination is a reason to try the next.
+                    last = exc
+                    continue
+                self._peername = tuple(address) if len(address) == 4 else (host, port)
+                self._proxy_sockname = (reply.host, reply.port)
+                socket.socket.settimeout(self, user_timeout)
+                return
+        except BaseException:
+            self.close()
+            raise
+        self.close()
+        assert last is not None
+        raise last
+
+    def _renew_fd(self) -> None:
+        """Swap in a fresh, unconnected socket under this object's descriptor.
+
+        A TCP socket cannot connect twice, so a second attempt needs a new
+        one; ``dup2`` keeps the file descriptor number and this object.
+        """
+        fresh = socket.socket(self.family, self.type, self.proto)
+        try:
+            for level, name in _CARRIED_OPTIONS:
+                with contextlib.suppress(OSError):
+                    fresh.setsockopt(level, name, self.getsockopt(level, name))
+            os.dup2(fresh.fileno(), self.fileno())
+        finally:
+            fresh.close()
+
+    # -- addresses ---------------------------------------------------------
+
+    def getpeername(self) -> Any:
+        """The destination as it was requested (hostname kept) when proxied."""
+        if self._peername is not None and self.fileno() != -1:
+            return self._peername
+        return super().getpeername()
+
+    #: PySocks' name for :meth:`getpeername`.
+    get_peername = getpeername
+
+    def get_proxy_sockname(self) -> tuple[str, int] | None:
+        """BND.ADDR and BND.PORT from the proxy's reply (``None`` before it)."""
+        return self._proxy_sockname
+
+    def get_proxy_peername(self) -> Any:
+        """The address of the proxy this socket is connected to."""
+        return super().getpeername()
+
+
+def _resolve_locally(host: str, port: int) -> list[str]:
+    """The destination's addresses, resolved here (``socks5://``), without repeats."""
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    seen: list[str] = []
+    for info in infos:
+        ip = str(info[4][0])
+        if ip not in seen:
+            seen.append(ip)
+    return seen
+
+
+def create_connection(
+    address: tuple[str, int],
+    timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+    source_address: tuple[str, int] | None = None,
+    *,
+    proxy: ProxyLike | None = None,
+    proxy_type: int | None = None,
+    proxy_addr: str | None = None,
+    proxy_port: int | None = None,
+    proxy_rdns: bool = True,
+    proxy_username: Credential | None = None,
+    proxy_password: Credential | None = None,
+    socket_options: list[tuple[int, int, int | bytes]] | None = None,
+) -> socket.socket:
+    """Connect to ``address`` through a proxy and return the socket.
+
+    Like :func:`socket.create_connection`.  The proxy is ``proxy`` (a
+    :class:`Proxy` or URL), else PySocks' ``proxy_*`` keywords, else the
+    default proxy; with none at all, the connection is direct.  Each of
+    the proxy's addresses is tried in turn; ``socket_options`` are applied
+    before connecting, as ``urllib3`` expects.
+    """
+    if proxy is not None:
+        if proxy_type is not None or proxy_addr is not None:
+            raise ValueError("give either proxy= or the proxy_* arguments, not both")
+        chosen = proxy_from_args(proxy)
+    elif proxy_type is not None or proxy_addr is not None:
+        chosen = proxy_from_args(
+            proxy_type, proxy_addr, proxy_port, proxy_rdns, proxy_username, proxy_password
+        )
+    else:
+        chosen = get_default_proxy()
+    if chosen is None:
+        sock = socket.create_connection(address, timeout, source_address)
+        for opt in socket_options or ():
+            sock.setsockopt(*opt)
+        return sock
+    # Refuse a bad destination before resolving or connecting anything.
+    host, port = _split_address(address)
+    _codec.encode_host(host)
+    try:
+        infos = socket.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ProxyConnectionError(
+            f"cannot resolve proxy host {_negotiate.describe(chosen.host, chosen.port)}", exc
+        ) from exc
+    last: OSError | None = None
+    for family, _type, _proto, _canon, sockaddr in infos:
+        hop = Proxy(
+            str(sockaddr[0]),
+            chosen.port,
+            username=chosen.username,
+            password=chosen.password,
+            remote_dns=chosen.remote_dns,
+        )
+        sock = socksocket(family, socket.SOCK_STREAM)
+        try:
+            for opt in socket_options or ():
+                sock.setsockopt(*opt)
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                sock.settimeout(timeout)
+            if source_address is not None:
+                # socket.socket.bind: a socksocket's bind() may mean SOCKS BIND.
+                socket.socket.bind(sock, source_address)
+            sock.set_proxy(hop)
+            sock.connect((host, port))
+            return sock
+        except OSError as exc:
+            sock.close()
+            if not isinstance(exc, ProxyConnectionError):
+                raise
+            last = exc
+    assert last is not None
+    raise last
