@@ -152,6 +152,9 @@ class socksocket(socket.socket):
         return timeout
 
     def _connect_via(self, proxy: Proxy, address: Any) -> None:
+        if self._peername is not None:
+            # What a plain socket says; this one stays usable.
+            raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         host, port = _split_address(address)
         # encode_host also refuses empty and over-long names, in both modes.
         if proxy.remote_dns or _is_ip_literal(host):
@@ -201,7 +204,7 @@ class socksocket(socket.socket):
             for level, name in _CARRIED_OPTIONS:
                 with contextlib.suppress(OSError):
                     fresh.setsockopt(level, name, self.getsockopt(level, name))
-            os.dup2(fresh.fileno(), self.fileno())
+            os.dup2(fresh.fileno(), self.fileno(), inheritable=self.get_inheritable())
         finally:
             fresh.close()
 
