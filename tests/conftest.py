@@ -1,0 +1,97 @@
+"""Fixtures shared by the test suite: reference servers and an fd counter.
+
+Every server fixture starts a real server from ``tests/server.py`` on a free
+loopback port and stops it (closing its sockets and joining its threads)
+at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+# tests/ is not a package; make ``import server`` work under any pytest
+# import mode, not only the default "prepend".
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from server import EchoServer, Script, SocksServer  # noqa: E402
+
+#: Credentials that the ``auth_server`` fixture accepts.
+AUTH_USER = "alice"
+AUTH_PASSWORD = "s3cret"
+
+
+def count_fds() -> int:
+    """Number of file descriptors this process has open (Linux /proc)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def fd_count() -> Callable[[], int]:
+    """The fd counter, for asserting that nothing leaks a descriptor."""
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    return count_fds
+
+
+@pytest.fixture
+def socks_server() -> Iterator[SocksServer]:
+    """A no-auth SOCKS5 server on 127.0.0.1."""
+    with SocksServer("127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture
+def socks_server_v6() -> Iterator[SocksServer]:
+    """A no-auth SOCKS5 server on ::1."""
+    with SocksServer("::1") as server:
+        yield server
+
+
+@pytest.fixture
+def auth_server() -> Iterator[SocksServer]:
+    """A SOCKS5 server on 127.0.0.1 requiring ``alice``/``s3cret``."""
+    with SocksServer("127.0.0.1", users={AUTH_USER: AUTH_PASSWORD}) as server:
+        yield server
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a TCP echo server on 127.0.0.1."""
+    with EchoServer("127.0.0.1") as server:
+        yield server.address
+
+
+@pytest.fixture
+def echo_server_v6() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` of a TCP echo server on ::1."""
+    with EchoServer("::1") as server:
+        yield server.address
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[..., SocksServer]]:
+    """Factory: ``scripted_server(script, host="127.0.0.1", users=None)``
+    returns a started :class:`SocksServer`; all are stopped at teardown
+    (stopping one earlier in the test is fine)."""
+    started: list[SocksServer] = []
+
+    def make(
+        script: Script | None,
+        host: str = "127.0.0.1",
+        users: dict[str, str] | None = None,
+    ) -> SocksServer:
+        server = SocksServer(host, users=users, script=script).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
