@@ -229,18 +229,22 @@ def handshake(
     sock: socket.socket,
     proxy: Proxy,
     timeout: float | None,
-    request_bytes: bytes,
+    request_bytes: bytes | Callable[[], bytes],
     context: str,
 ) -> tuple[SocketChannel, Reply]:
     """Connect ``sock`` to ``proxy``, authenticate and send one request.
 
-    One deadline, ``timeout`` seconds from now, bounds all of it.  Returns
-    the channel (BIND reads a second reply from it) and the reply.  Raises
-    a :class:`ProxyError`; the caller closes the socket.
+    ``request_bytes`` may be a function, called once connected, for a
+    request that depends on the connection (UDP ASSOCIATE names our own
+    address).  One deadline, ``timeout`` seconds from now, bounds all of
+    it.  Returns the channel (BIND reads a second reply from it) and the
+    reply.  Raises a :class:`ProxyError`; the caller closes the socket.
     """
     deadline = deadline_after(timeout)
     connect_to_proxy(sock, proxy, timeout, deadline)
     where = describe(proxy.host, proxy.port)
     channel = SocketChannel(sock, proxy, timeout, deadline)
     authenticate(channel, methods_for(proxy.username, proxy.password), where)
+    if callable(request_bytes):
+        request_bytes = request_bytes()
     return channel, request(channel, request_bytes, context, where)

@@ -37,6 +37,7 @@ __all__ = [
     "SOCKS5NetworkUnreachableError",
     "SOCKS5TTLExpiredError",
     "SOCKS5UnassignedReplyError",
+    "UDPAssociationClosedError",
     "error_for_reply_code",
 ]
 
@@ -110,6 +111,16 @@ class ProxyProtocolError(GeneralProxyError):
     """
 
     default_errno = _errno.EPROTO
+
+
+class UDPAssociationClosedError(GeneralProxyError):
+    """The proxy closed the control connection, so the UDP association has ended.
+
+    RFC 1928: a UDP association lasts as long as its TCP connection.  Every
+    later operation on the UDP socket raises this; make a new socket.
+    """
+
+    default_errno = _errno.ECONNRESET
 
 
 class SOCKS5AuthError(ProxyError):

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import os
+import select
 import socket
 from typing import Any, Union
 
 from . import _codec, _negotiate
 from ._codec import Command
-from .errors import ProxyConnectionError, ProxyError, SOCKS5Error
+from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
 from .proxy import Credential, Proxy, ProxyLike, get_default_proxy, proxy_from_args
 
 __all__ = ["create_connection", "socksocket"]
@@ -85,6 +87,19 @@ class socksocket(socket.socket):
         self._proxy: Proxy | None = _UNSET
         self._peername: tuple[Any, ...] | None = None
         self._proxy_sockname: tuple[str, int] | None = None
+        # After a SOCKS BIND: where the peer must connect; None otherwise.
+        self._bind_address: tuple[Any, ...] | None = None
+        self._bind_accepted = False
+        if (
+            self.type == socket.SOCK_DGRAM
+            and self.family in _PROXIED_FAMILIES
+            and self.__class__ is socksocket
+        ):
+            # The UDP variant overrides sendto/recvfrom; keeping it a
+            # separate class keeps TCP's send/recv the C methods.
+            from .udp import UDPSocksSocket
+
+            self.__class__ = UDPSocksSocket
 
     # -- configuration -----------------------------------------------------
 
@@ -152,7 +167,7 @@ class socksocket(socket.socket):
         return timeout
 
     def _connect_via(self, proxy: Proxy, address: Any) -> None:
-        if self._peername is not None:
+        if self._peername is not None or self._bind_address is not None:
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         host, port = _split_address(address)
@@ -208,12 +223,129 @@ class socksocket(socket.socket):
         finally:
             fresh.close()
 
+    # -- BIND: accepting one inbound connection through the proxy -------------
+
+    def bind(self, address: Any) -> None:
+        """Bind locally, or, with a proxy, ask it to accept a connection for us.
+
+        With a proxy (on a TCP socket), this sends a SOCKS5 BIND request:
+        ``address`` is the peer expected to connect (``("0.0.0.0", 0)`` or
+        ``("", 0)`` for any) and the proxy's first reply says where the peer
+        must connect -- :meth:`getsockname` returns that.  Then
+        :meth:`listen` is accepted and :meth:`accept` waits for the peer.
+        """
+        proxy = self.proxy
+        if proxy is None or self.type != socket.SOCK_STREAM:
+            super().bind(address)
+            return
+        if self._peername is not None or self._bind_address is not None:
+            raise OSError(errno.EINVAL, "this socket is already connected or bound")
+        host, port = _split_address(address)
+        if not host:
+            host = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
+        if not proxy.remote_dns and not _is_ip_literal(host):
+            host = _resolve_locally(host, port)[0]
+        request = _codec.encode_request(Command.BIND, host, port)
+        user_timeout = self.gettimeout()
+        try:
+            _, reply = _negotiate.handshake(
+                self,
+                proxy,
+                self._handshake_timeout(),
+                request,
+                f"BIND for {_negotiate.describe(host, port)}",
+            )
+            bnd_host = reply.host
+            if _is_ip_literal(bnd_host) and ipaddress.ip_address(bnd_host).is_unspecified:
+                # The proxy listens on all its addresses; the one we reached
+                # it on is the one a peer can use too.
+                bnd_host = str(super().getpeername()[0])
+        except BaseException:
+            self.close()
+            raise
+        socket.socket.settimeout(self, user_timeout)
+        self._proxy_sockname = (reply.host, reply.port)
+        bind_address: tuple[Any, ...] = (
+            (bnd_host, reply.port, 0, 0)
+            if self.family == socket.AF_INET6
+            else (bnd_host, reply.port)
+        )
+        self._bind_address = bind_address
+
+    def listen(self, backlog: int = 0, /) -> None:
+        """Accepted and ignored after a SOCKS BIND (the proxy does the listening)."""
+        if self._bind_address is None:
+            super().listen(backlog)
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """Wait for the peer of a SOCKS BIND; return ``(conn, peer_address)``.
+
+        Honours the socket's timeout: on expiry a
+        :class:`~socks5client.errors.ProxyTimeoutError` (a ``TimeoutError``)
+        is raised and, if the proxy sent nothing yet, ``accept`` may be
+        called again.  ``conn`` takes over the tunnel (this socket's file
+        descriptor); one BIND serves exactly one connection.
+        """
+        if self._bind_address is None:
+            if self._bind_accepted:
+                raise OSError(
+                    errno.EINVAL,
+                    "a SOCKS5 BIND serves one connection, and it has been accepted",
+                )
+            return super().accept()
+        proxy = self.proxy
+        assert proxy is not None
+        timeout = self.gettimeout()
+        where = _negotiate.describe(proxy.host, proxy.port)
+        wait = timeout
+        if not _wait_readable(self, wait):
+            if timeout == 0.0:
+                raise BlockingIOError(errno.EAGAIN, "no peer has connected yet")
+            raise ProxyTimeoutError(
+                f"no peer connected to {_negotiate.describe(*self._bind_address[:2])}"
+                f" (BIND via proxy {where}) within {timeout:g} s"
+            )
+        channel = _negotiate.SocketChannel(
+            self, proxy, timeout, _negotiate.deadline_after(self._handshake_timeout())
+        )
+        try:
+            reply = _negotiate.read_reply(channel, "BIND (the peer's connection)", where)
+        except BaseException:
+            self.close()
+            raise
+        peer = (
+            (reply.host, reply.port, 0, 0)
+            if reply.atyp == _codec.AddressType.IPV6
+            else (reply.host, reply.port)
+        )
+        family, type_, proto = self.family, self.type, self.proto
+        socket.socket.settimeout(self, timeout)
+        fd = self.detach()
+        self._bind_address = None
+        self._bind_accepted = True
+        conn = socksocket(family, type_, proto, fileno=fd)
+        conn.set_proxy()
+        conn._peername = peer
+        conn._proxy_sockname = self._proxy_sockname
+        if socket.getdefaulttimeout() is None and timeout:
+            # What socket.accept() does: accepted sockets start blocking.
+            conn.setblocking(True)
+        return conn, peer
+
     # -- addresses ---------------------------------------------------------
+
+    def getsockname(self) -> Any:
+        """After a SOCKS BIND, where the peer must connect; else the local address."""
+        if self._bind_address is not None and self.fileno() != -1:
+            return self._bind_address
+        return super().getsockname()
 
     def getpeername(self) -> Any:
         """The destination as it was requested (hostname kept) when proxied."""
         if self._peername is not None and self.fileno() != -1:
             return self._peername
+        if self._bind_address is not None:
+            raise OSError(errno.ENOTCONN, "no peer has connected to the BIND address yet")
         return super().getpeername()
 
     #: PySocks' name for :meth:`getpeername`.
@@ -226,6 +358,14 @@ class socksocket(socket.socket):
     def get_proxy_peername(self) -> Any:
         """The address of the proxy this socket is connected to."""
         return super().getpeername()
+
+
+def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
+    """Whether ``sock`` becomes readable within ``timeout`` (None: wait forever)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    wait_ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+    return bool(poller.poll(wait_ms))
 
 
 def _resolve_locally(host: str, port: int) -> list[str]:
