@@ -558,6 +558,7 @@ class SocksServer(_ThreadedTCPServer):
         self.users = users
         self.script = script
         self._records: list[Record] = []
+        self._by_conn: dict[socket.socket, Record] = {}
         #: CMD octet -> handler(conn, record, atyp, addr, port).  Add BIND and
         #: UDP ASSOCIATE here when they are implemented.
         self.commands: dict[int, Callable[[socket.socket, Record, int, str, int], None]] = {
@@ -572,18 +573,15 @@ class SocksServer(_ThreadedTCPServer):
 
     def record_for(self, conn: socket.socket) -> Record:
         """The record of a connection (for scripts that want to fill it)."""
-        peer = conn.getpeername()
         with self._lock:
-            for record in reversed(self._records):
-                if record.client_address == (str(peer[0]), int(peer[1])):
-                    return record
-        raise KeyError(peer)
+            return self._by_conn[conn]
 
     def handle(self, conn: socket.socket, client_address: tuple[str, int]) -> None:
         """Serve one client: run the script, or speak SOCKS5."""
         record = Record(client_address=client_address)
         with self._lock:
             self._records.append(record)
+            self._by_conn[conn] = record
         try:
             if isinstance(self.script, bytes):
                 self._serve_canned(conn, self.script)
@@ -596,6 +594,9 @@ class SocksServer(_ThreadedTCPServer):
             if record.error is None:
                 record.error = f"{type(exc).__name__}: {exc}"
             raise
+        finally:
+            with self._lock:
+                del self._by_conn[conn]
 
     # -- scripted mode --------------------------------------------------------
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -34,6 +35,10 @@ from server import (
 )
 
 TIMEOUT = 5.0
+
+ScriptedServer = Callable[..., SocksServer]
+FdCount = Callable[[], int]
+Address = tuple[str, int]
 
 
 def _open(address: tuple[str, int]) -> socket.socket:
@@ -118,7 +123,7 @@ def _assert_echoes(sock: socket.socket) -> None:
 # --- CONNECT -------------------------------------------------------------
 
 
-def test_connect_ipv4_relays_both_ways(socks_server: SocksServer, echo_server) -> None:
+def test_connect_ipv4_relays_both_ways(socks_server: SocksServer, echo_server: Address) -> None:
     host, port = echo_server
     sock, (rep, atyp, bnd_addr, bnd_port) = _handshake(
         socks_server.address, CMD_CONNECT, ATYP_IPV4, host, port
@@ -130,7 +135,9 @@ def test_connect_ipv4_relays_both_ways(socks_server: SocksServer, echo_server) -
     assert socks_server.errors == []
 
 
-def test_connect_ipv6_via_ipv6_server(socks_server_v6: SocksServer, echo_server_v6) -> None:
+def test_connect_ipv6_via_ipv6_server(
+    socks_server_v6: SocksServer, echo_server_v6: Address
+) -> None:
     assert socks_server_v6.address[0] == "::1"
     host, port = echo_server_v6
     sock, (rep, atyp, bnd_addr, _) = _handshake(
@@ -141,7 +148,7 @@ def test_connect_ipv6_via_ipv6_server(socks_server_v6: SocksServer, echo_server_
         _assert_echoes(sock)
 
 
-def test_connect_domain_resolved_by_server(socks_server: SocksServer, echo_server) -> None:
+def test_connect_domain_resolved_by_server(socks_server: SocksServer, echo_server: Address) -> None:
     _, port = echo_server
     sock, (rep, _, _, _) = _handshake(
         socks_server.address, CMD_CONNECT, ATYP_DOMAIN, "localhost", port
@@ -153,7 +160,7 @@ def test_connect_domain_resolved_by_server(socks_server: SocksServer, echo_serve
     assert (record.atyp, record.dst_addr, record.dst_port) == (ATYP_DOMAIN, "localhost", port)
 
 
-def test_records_capture_the_request(socks_server: SocksServer, echo_server) -> None:
+def test_records_capture_the_request(socks_server: SocksServer, echo_server: Address) -> None:
     host, port = echo_server
     request = _request(CMD_CONNECT, ATYP_IPV4, host, port)
     sock = _open(socks_server.address)
@@ -251,7 +258,7 @@ def test_no_acceptable_method_gives_ff_and_close(socks_server: SocksServer) -> N
 # --- authentication ----------------------------------------------------------
 
 
-def test_auth_success_then_connect(auth_server: SocksServer, echo_server) -> None:
+def test_auth_success_then_connect(auth_server: SocksServer, echo_server: Address) -> None:
     host, port = echo_server
     sock, (rep, _, _, _) = _handshake(
         auth_server.address, CMD_CONNECT, ATYP_IPV4, host, port, auth=("alice", "s3cret")
@@ -291,7 +298,7 @@ def test_auth_server_refuses_no_auth_only_client(auth_server: SocksServer) -> No
 # --- scripts -------------------------------------------------------------------
 
 
-def test_bytes_script_answers_first_message_and_stays_open(scripted_server) -> None:
+def test_bytes_script_answers_first_message_and_stays_open(scripted_server: ScriptedServer) -> None:
     server = scripted_server(b"\x05\x00garbage")
     sock = _open(server.address)
     with sock:
@@ -307,7 +314,7 @@ def test_bytes_script_answers_first_message_and_stays_open(scripted_server) -> N
         assert sock.recv(1) == b""
 
 
-def test_callable_script_with_helpers(scripted_server) -> None:
+def test_callable_script_with_helpers(scripted_server: ScriptedServer) -> None:
     seen: list[object] = []
 
     def script(conn: socket.socket, server: SocksServer) -> None:
@@ -330,7 +337,7 @@ def test_callable_script_with_helpers(scripted_server) -> None:
     assert server.errors == []
 
 
-def test_script_assertion_failures_are_collected(scripted_server) -> None:
+def test_script_assertion_failures_are_collected(scripted_server: ScriptedServer) -> None:
     def script(conn: socket.socket, server: SocksServer) -> None:
         raise AssertionError("script saw something wrong")
 
@@ -341,7 +348,9 @@ def test_script_assertion_failures_are_collected(scripted_server) -> None:
     assert [str(e) for e in server.errors] == ["script saw something wrong"]
 
 
-def test_stop_interrupts_stalled_scripts_quickly(scripted_server, fd_count) -> None:
+def test_stop_interrupts_stalled_scripts_quickly(
+    scripted_server: ScriptedServer, fd_count: FdCount
+) -> None:
     before = fd_count()
     threads_before = threading.active_count()
 
@@ -360,7 +369,9 @@ def test_stop_interrupts_stalled_scripts_quickly(scripted_server, fd_count) -> N
     assert fd_count() == before
 
 
-def test_stop_ends_live_relays(socks_server: SocksServer, echo_server, fd_count) -> None:
+def test_stop_ends_live_relays(
+    socks_server: SocksServer, echo_server: Address, fd_count: FdCount
+) -> None:
     host, port = echo_server
     sock, (rep, _, _, _) = _handshake(socks_server.address, CMD_CONNECT, ATYP_IPV4, host, port)
     with sock:
@@ -371,7 +382,7 @@ def test_stop_ends_live_relays(socks_server: SocksServer, echo_server, fd_count)
         assert _read_to_eof(sock) == b""
 
 
-def test_server_leaks_no_fds_or_threads(fd_count) -> None:
+def test_server_leaks_no_fds_or_threads(fd_count: FdCount) -> None:
     before = fd_count()
     threads_before = threading.active_count()
     with EchoServer() as echo, SocksServer() as server:
@@ -383,7 +394,7 @@ def test_server_leaks_no_fds_or_threads(fd_count) -> None:
     assert fd_count() == before
 
 
-def test_echo_server_on_ipv6(echo_server_v6) -> None:
+def test_echo_server_on_ipv6(echo_server_v6: Address) -> None:
     with socket.create_connection(echo_server_v6, timeout=TIMEOUT) as sock:
         sock.sendall(b"ping")
         sock.shutdown(socket.SHUT_WR)
@@ -411,7 +422,7 @@ def test_address_before_start_is_an_error() -> None:
         ((0, 0x09, b"\x01\x02", 1), b"\x05\x00\x00\x09\x01\x02\x00\x01"),
     ],
 )
-def test_encode_reply_layout(args: tuple, expected: bytes) -> None:
+def test_encode_reply_layout(args: tuple[Any, ...], expected: bytes) -> None:
     assert encode_reply(*args) == expected
 
 
@@ -422,7 +433,7 @@ def test_encode_reply_can_break_version_and_rsv() -> None:
 # --- command line --------------------------------------------------------------
 
 
-def test_command_line_serves_until_interrupted(echo_server) -> None:
+def test_command_line_serves_until_interrupted(echo_server: Address) -> None:
     script = Path(__file__).with_name("server.py")
     proc = subprocess.Popen(
         [
