@@ -297,8 +297,7 @@ class socksocket(socket.socket):
         assert proxy is not None
         timeout = self.gettimeout()
         where = _negotiate.describe(proxy.host, proxy.port)
-        wait = timeout
-        if not _wait_readable(self, wait):
+        if not _wait_readable(self, timeout):
             if timeout == 0.0:
                 raise BlockingIOError(errno.EAGAIN, "no peer has connected yet")
             raise ProxyTimeoutError(
@@ -327,9 +326,10 @@ class socksocket(socket.socket):
         conn.set_proxy()
         conn._peername = peer
         conn._proxy_sockname = self._proxy_sockname
-        if socket.getdefaulttimeout() is None and timeout:
-            # What socket.accept() does: accepted sockets start blocking.
-            conn.setblocking(True)
+        # As socket.accept() does: the new socket starts with the default
+        # timeout.  Setting it also resets the descriptor's O_NONBLOCK flag,
+        # which the listening socket's timeout may have left on.
+        conn.settimeout(socket.getdefaulttimeout())
         return conn, peer
 
     # -- addresses ---------------------------------------------------------
