@@ -32,6 +32,7 @@ from .errors import (
     SOCKS5NetworkUnreachableError,
     SOCKS5TTLExpiredError,
     SOCKS5UnassignedReplyError,
+    UDPAssociationClosedError,
 )
 from .patch import wrap_module
 from .proxy import (
@@ -79,6 +80,7 @@ __all__ = [
     "SOCKS5NetworkUnreachableError",
     "SOCKS5TTLExpiredError",
     "SOCKS5UnassignedReplyError",
+    "UDPAssociationClosedError",
     "create_connection",
     "get_default_proxy",
     "getdefaultproxy",

@@ -34,6 +34,13 @@ from .proxy import Proxy
 
 _T = TypeVar("_T")
 
+#: The socket class as it was when socks5client was imported.  Internal calls
+#: go through it, never through ``socket.socket``: once a program has
+#: replaced ``socket.socket`` with socksocket (``wrap_module``, patching),
+#: looking it up again would route the library's own connections back into
+#: itself.
+PlainSocket = socket.socket
+
 # A deadline is a time.monotonic() value, or None for "wait forever".
 Deadline = Optional[float]
 
@@ -79,7 +86,7 @@ class SocketChannel:
             raise self._timed_out(waiting_for)
         # settimeout(None) blocks; a positive value bounds the next call only,
         # so each call gets what is left of the handshake's time.
-        socket.socket.settimeout(self._sock, left)
+        PlainSocket.settimeout(self._sock, left)
 
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
         return ProxyTimeoutError(
@@ -132,20 +139,17 @@ def connect_to_proxy(
     try:
         infos = socket.getaddrinfo(proxy.host, proxy.port, sock.family, socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        fam = "IPv6" if sock.family == socket.AF_INET6 else "IPv4"
-        raise ProxyConnectionError(
-            f"cannot find an {fam} address for proxy {where} (this socket is {fam};"
-            " create it with the proxy's address family)",
-            exc,
-        ) from exc
+        raise _unresolvable(proxy, sock.family, exc) from exc
     last: OSError | None = None
     for _family, _type, _proto, _canon, addr in infos:
         left = _remaining(deadline)
         if left is not None and left <= 0:
-            break
-        socket.socket.settimeout(sock, left)
+            raise ProxyConnectionTimeoutError(
+                f"connecting to proxy {where} timed out after {timeout:g} s", last
+            )
+        PlainSocket.settimeout(sock, left)
         try:
-            socket.socket.connect(sock, addr)
+            PlainSocket.connect(sock, addr)
             return
         except socket.timeout as exc:
             raise ProxyConnectionTimeoutError(
@@ -153,9 +157,22 @@ def connect_to_proxy(
             ) from exc
         except OSError as exc:
             last = exc
-    if last is None:
-        raise ProxyConnectionTimeoutError(f"connecting to proxy {where} timed out")
     raise ProxyConnectionError(f"cannot connect to proxy {where}", last) from last
+
+
+def _unresolvable(proxy: Proxy, family: int, exc: OSError) -> ProxyConnectionError:
+    """The error for a proxy host with no address this socket can use."""
+    where = describe(proxy.host, proxy.port)
+    try:
+        socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
+    except OSError:
+        return ProxyConnectionError(f"cannot resolve proxy host {proxy.host!r}", exc)
+    fam, other = ("IPv6", "AF_INET6") if family == socket.AF_INET6 else ("IPv4", "AF_INET")
+    return ProxyConnectionError(
+        f"proxy {where} has no {fam} address, and this socket is {other};"
+        " create the socksocket with the proxy's address family",
+        exc,
+    )
 
 
 def authenticate(channel: SocketChannel, methods: list[AuthMethod], where: str) -> None:

@@ -17,6 +17,7 @@ against PySocks catches the same things.
 from __future__ import annotations
 
 import errno as _errno
+import socket as _socket
 from typing import ClassVar
 
 __all__ = [
@@ -57,7 +58,8 @@ class ProxyError(OSError):
 
     def __init__(self, msg: str, socket_err: BaseException | None = None) -> None:
         code = getattr(socket_err, "errno", None)
-        if not isinstance(code, int):
+        if not isinstance(code, int) or code <= 0:
+            # getaddrinfo errors carry negative EAI_* codes, not errnos.
             code = self.default_errno
         full = f"{msg}: {socket_err}" if socket_err is not None else msg
         # OSError(errno, strerror) fills .errno and .strerror; args stays the
@@ -91,13 +93,20 @@ class ProxyConnectionError(ProxyError):
     default_errno = _errno.ECONNREFUSED
 
 
-class ProxyConnectionTimeoutError(ProxyConnectionError, TimeoutError):
+# Before Python 3.10 socket.timeout was its own class, not TimeoutError;
+# code of that era catches socket.timeout, newer code TimeoutError.
+_TIMEOUTS: tuple[type[OSError], ...] = (
+    (TimeoutError,) if _socket.timeout is TimeoutError else (_socket.timeout, TimeoutError)
+)
+
+
+class ProxyConnectionTimeoutError(ProxyConnectionError, *_TIMEOUTS):  # type: ignore[misc]
     """Connecting to the proxy took longer than the socket's timeout."""
 
     default_errno = _errno.ETIMEDOUT
 
 
-class ProxyTimeoutError(GeneralProxyError, TimeoutError):
+class ProxyTimeoutError(GeneralProxyError, *_TIMEOUTS):  # type: ignore[misc]
     """The proxy did not complete the SOCKS5 handshake within the timeout."""
 
     default_errno = _errno.ETIMEDOUT

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from .proxy import get_default_proxy, set_default_proxy
 
@@ -17,10 +18,13 @@ def wrap_module(module: ModuleType) -> None:
     """Make ``module.socket.socket`` a :class:`~socks5client.socksocket` (PySocks' API).
 
     Every socket that module then creates uses the default proxy, which must
-    be set first with :func:`set_default_proxy`.
+    be set first with :func:`set_default_proxy`.  As in PySocks this replaces
+    the class in the ``socket`` module itself, so it affects the whole
+    process; ``wrap_module(socket)`` says so directly.
     """
     from .sock import socksocket
 
     if get_default_proxy() is None:
         raise ValueError("no default proxy is set; call set_default_proxy() first")
-    module.socket.socket = socksocket
+    target: Any = module if module.__name__ == "socket" else module.socket
+    target.socket = socksocket

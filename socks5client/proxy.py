@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Union
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ._codec import encode_userpass
 
@@ -139,7 +139,7 @@ class Proxy:
         auth = ""
         if self.username is not None:
             user = self.username
-            auth = user.decode("utf-8", "replace") if isinstance(user, bytes) else user
+            auth = quote(user, safe="")
             if self.password is not None:
                 auth += ":" + _MASK
             auth += "@"

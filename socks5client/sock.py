@@ -21,6 +21,7 @@ from typing import Any, Union
 
 from . import _codec, _negotiate
 from ._codec import Command
+from ._negotiate import PlainSocket
 from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
 from .proxy import Credential, Proxy, ProxyLike, get_default_proxy, proxy_from_args
 
@@ -147,14 +148,22 @@ class socksocket(socket.socket):
         self._connect_via(proxy, address)
 
     def connect_ex(self, address: Any) -> int:
-        """Like :meth:`connect`, but return an errno instead of raising OSErrors."""
+        """Like :meth:`connect`, but return an errno instead of raising OSErrors.
+
+        As with a plain socket, name resolution errors (``socket.gaierror``)
+        and bad arguments still raise.
+        """
         proxy = self.proxy
         if proxy is None or self.type != socket.SOCK_STREAM:
             return super().connect_ex(address)
         try:
             self._connect_via(proxy, address)
-        except ProxyError as exc:
-            return exc.errno if isinstance(exc.errno, int) else errno.EIO
+        except socket.gaierror:
+            raise
+        except OSError as exc:
+            if not isinstance(exc.errno, int):
+                raise
+            return exc.errno
         return 0
 
     def _handshake_timeout(self) -> float | None:
@@ -199,7 +208,7 @@ class socksocket(socket.socket):
                     continue
                 self._peername = tuple(address) if len(address) == 4 else (host, port)
                 self._proxy_sockname = (reply.host, reply.port)
-                socket.socket.settimeout(self, user_timeout)
+                PlainSocket.settimeout(self, user_timeout)
                 return
         except BaseException:
             self.close()
@@ -214,7 +223,7 @@ class socksocket(socket.socket):
         A TCP socket cannot connect twice, so a second attempt needs a new
         one; ``dup2`` keeps the file descriptor number and this object.
         """
-        fresh = socket.socket(self.family, self.type, self.proto)
+        fresh = PlainSocket(self.family, self.type, self.proto)
         try:
             for level, name in _CARRIED_OPTIONS:
                 with contextlib.suppress(OSError):
@@ -263,7 +272,7 @@ class socksocket(socket.socket):
         except BaseException:
             self.close()
             raise
-        socket.socket.settimeout(self, user_timeout)
+        PlainSocket.settimeout(self, user_timeout)
         self._proxy_sockname = (reply.host, reply.port)
         bind_address: tuple[Any, ...] = (
             (bnd_host, reply.port, 0, 0)
@@ -272,10 +281,10 @@ class socksocket(socket.socket):
         )
         self._bind_address = bind_address
 
-    def listen(self, backlog: int = 0, /) -> None:
+    def listen(self, *backlog: int) -> None:
         """Accepted and ignored after a SOCKS BIND (the proxy does the listening)."""
         if self._bind_address is None:
-            super().listen(backlog)
+            super().listen(*backlog)
 
     def accept(self) -> tuple[socket.socket, Any]:
         """Wait for the peer of a SOCKS BIND; return ``(conn, peer_address)``.
@@ -318,7 +327,7 @@ class socksocket(socket.socket):
             else (reply.host, reply.port)
         )
         family, type_, proto = self.family, self.type, self.proto
-        socket.socket.settimeout(self, timeout)
+        PlainSocket.settimeout(self, timeout)
         fd = self.detach()
         self._bind_address = None
         self._bind_accepted = True
@@ -369,7 +378,14 @@ def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
 
 
 def _resolve_locally(host: str, port: int) -> list[str]:
-    """The destination's addresses, resolved here (``socks5://``), without repeats."""
+    """The destination's addresses, resolved here (``socks5://``), without repeats.
+
+    The name is looked up in the same IDNA 2008 form that remote resolution
+    would send (Python's own codec would use IDNA 2003).
+    """
+    atyp, encoded = _codec.encode_host(host)
+    if atyp == _codec.AddressType.DOMAIN:
+        host = encoded[1:].decode("ascii")
     infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     seen: list[str] = []
     for info in infos:
@@ -401,39 +417,32 @@ def create_connection(
     the proxy's addresses is tried in turn; ``socket_options`` are applied
     before connecting, as ``urllib3`` expects.
     """
+    pysocks_args = (proxy_type, proxy_addr, proxy_port, proxy_username, proxy_password)
     if proxy is not None:
-        if proxy_type is not None or proxy_addr is not None:
+        if pysocks_args != (None,) * 5 or not proxy_rdns:
             raise ValueError("give either proxy= or the proxy_* arguments, not both")
         chosen = proxy_from_args(proxy)
-    elif proxy_type is not None or proxy_addr is not None:
+    elif pysocks_args != (None,) * 5:
         chosen = proxy_from_args(
             proxy_type, proxy_addr, proxy_port, proxy_rdns, proxy_username, proxy_password
         )
     else:
         chosen = get_default_proxy()
-    if chosen is None:
-        sock = socket.create_connection(address, timeout, source_address)
-        for opt in socket_options or ():
-            sock.setsockopt(*opt)
-        return sock
-    # Refuse a bad destination before resolving or connecting anything.
     host, port = _split_address(address)
-    _codec.encode_host(host)
+    if chosen is not None:
+        # Refuse a bad destination before resolving or connecting anything.
+        _codec.encode_host(host)
+        where = (chosen.host, chosen.port)
+    else:
+        where = (host, port)
     try:
-        infos = socket.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ProxyConnectionError(
-            f"cannot resolve proxy host {_negotiate.describe(chosen.host, chosen.port)}", exc
-        ) from exc
+        if chosen is None:
+            raise
+        raise ProxyConnectionError(f"cannot resolve proxy host {chosen.host!r}", exc) from exc
     last: OSError | None = None
     for family, _type, _proto, _canon, sockaddr in infos:
-        hop = Proxy(
-            str(sockaddr[0]),
-            chosen.port,
-            username=chosen.username,
-            password=chosen.password,
-            remote_dns=chosen.remote_dns,
-        )
         sock = socksocket(family, socket.SOCK_STREAM)
         try:
             for opt in socket_options or ():
@@ -441,15 +450,33 @@ def create_connection(
             if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
                 sock.settimeout(timeout)
             if source_address is not None:
-                # socket.socket.bind: a socksocket's bind() may mean SOCKS BIND.
-                socket.socket.bind(sock, source_address)
-            sock.set_proxy(hop)
-            sock.connect((host, port))
+                # PlainSocket.bind: a socksocket's bind() may mean SOCKS BIND.
+                PlainSocket.bind(sock, source_address)
+            if chosen is None:
+                sock.set_proxy()
+                sock.connect(sockaddr)
+            else:
+                sock.set_proxy(_with_host(chosen, str(sockaddr[0])))
+                sock.connect((host, port))
             return sock
         except OSError as exc:
             sock.close()
-            if not isinstance(exc, ProxyConnectionError):
+            # Another address of the proxy (or, direct, of the destination)
+            # may work; a proxy that answered and refused will not do better.
+            if chosen is not None and not isinstance(exc, ProxyConnectionError):
                 raise
             last = exc
-    assert last is not None
+    if last is None:
+        raise OSError(f"getaddrinfo returned no addresses for {where[0]!r}")
     raise last
+
+
+def _with_host(proxy: Proxy, host: str) -> Proxy:
+    """``proxy`` with its host replaced by one of its resolved addresses."""
+    return Proxy(
+        host,
+        proxy.port,
+        username=proxy.username,
+        password=proxy.password,
+        remote_dns=proxy.remote_dns,
+    )

@@ -33,6 +33,7 @@ from typing import Any
 
 from . import _codec, _negotiate
 from ._codec import AddressType, Command
+from ._negotiate import PlainSocket
 from .errors import ProxyError, ProxyProtocolError, UDPAssociationClosedError
 from .proxy import Proxy
 from .sock import _split_address as _split
@@ -213,9 +214,9 @@ class UDPSocksSocket(socksocket):
         assert proxy is not None
         if self.getsockname()[1] == 0:
             wildcard = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
-            socket.socket.bind(self, (wildcard, 0))
+            PlainSocket.bind(self, (wildcard, 0))
         local_host, local_port = self.getsockname()[:2]
-        control = socket.socket(self.family, socket.SOCK_STREAM)
+        control = PlainSocket(self.family, socket.SOCK_STREAM)
 
         def request() -> bytes:
             host = local_host
@@ -234,7 +235,7 @@ class UDPSocksSocket(socksocket):
         except BaseException:
             control.close()
             raise
-        socket.socket.settimeout(control, None)
+        PlainSocket.settimeout(control, None)
         assoc = _Association(control, proxy, relay)
         self._assoc = assoc
         # Garbage collection of this socket must close the control connection
@@ -269,7 +270,7 @@ class UDPSocksSocket(socksocket):
 
     def bind(self, address: Any) -> None:
         """Bind locally, then open the association from that address."""
-        socket.socket.bind(self, address)
+        PlainSocket.bind(self, address)
         if self.proxy is not None:
             self._association()
 
@@ -301,7 +302,7 @@ class UDPSocksSocket(socksocket):
         """The default destination set by :meth:`connect`."""
         if self._default_sockaddr is not None and self.fileno() != -1:
             return self._default_sockaddr
-        return socket.socket.getpeername(self)
+        return PlainSocket.getpeername(self)
 
     def get_proxy_sockname(self) -> tuple[str, int] | None:
         """The relay's address (where datagrams are sent), once associated."""
@@ -337,7 +338,7 @@ class UDPSocksSocket(socksocket):
     def sendto(self, data: Any, *args: Any) -> int:
         """Send ``data`` to an address through the relay; return the payload size."""
         if not self._proxied():
-            return socket.socket.sendto(self, data, *args)
+            return PlainSocket.sendto(self, data, *args)
         if len(args) == 1:
             flags, address = 0, args[0]
         elif len(args) == 2:
@@ -347,13 +348,13 @@ class UDPSocksSocket(socksocket):
         assoc = self._association()
         payload = memoryview(data).cast("B")
         header = self._header_for(assoc, address)
-        socket.socket.sendto(self, header + payload, flags, assoc.relay)
+        PlainSocket.sendto(self, header + payload, flags, assoc.relay)
         return len(payload)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send to the default destination set by :meth:`connect`."""
         if not self._proxied():
-            return socket.socket.send(self, data, flags)
+            return PlainSocket.send(self, data, flags)
         if self._default_dest is None:
             raise OSError(errno.EDESTADDRREQ, os.strerror(errno.EDESTADDRREQ))
         return self.sendto(data, flags, self._default_dest)
@@ -361,14 +362,14 @@ class UDPSocksSocket(socksocket):
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Refused through a proxy: datagrams are sent whole with :meth:`send`."""
         if not self._proxied():
-            socket.socket.sendall(self, data, flags)
+            PlainSocket.sendall(self, data, flags)
             return
         raise OSError(errno.EOPNOTSUPP, "sendall() is not for datagrams; use send() or sendto()")
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive one datagram's payload (truncated to ``bufsize``) and its real source."""
         if not self._proxied():
-            return socket.socket.recvfrom(self, bufsize, flags)
+            return PlainSocket.recvfrom(self, bufsize, flags)
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         data, address = self._receive(flags)
@@ -377,13 +378,13 @@ class UDPSocksSocket(socksocket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive one datagram's payload."""
         if not self._proxied():
-            return socket.socket.recv(self, bufsize, flags)
+            return PlainSocket.recv(self, bufsize, flags)
         return self.recvfrom(bufsize, flags)[0]
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         """Receive one datagram's payload into ``buffer``; return its size and source."""
         if not self._proxied():
-            return socket.socket.recvfrom_into(self, buffer, nbytes, flags)
+            return PlainSocket.recvfrom_into(self, buffer, nbytes, flags)
         view = memoryview(buffer).cast("B")
         limit = len(view) if nbytes == 0 else min(nbytes, len(view))
         data, address = self._receive(flags)
@@ -394,7 +395,7 @@ class UDPSocksSocket(socksocket):
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive one datagram's payload into ``buffer``; return its size."""
         if not self._proxied():
-            return socket.socket.recv_into(self, buffer, nbytes, flags)
+            return PlainSocket.recv_into(self, buffer, nbytes, flags)
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
     def _receive(self, flags: int) -> tuple[bytes, Sockaddr]:
@@ -419,7 +420,7 @@ class UDPSocksSocket(socksocket):
                     raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
                 raise socket.timeout("timed out")
             try:
-                n, source = socket.socket.recvfrom_into(
+                n, source = PlainSocket.recvfrom_into(
                     self, assoc.buffer, 0, flags | socket.MSG_DONTWAIT
                 )
             except (BlockingIOError, InterruptedError):
@@ -487,8 +488,8 @@ class UDPSocksSocket(socksocket):
         :meth:`header_overhead` is subtracted.
         """
         if buflen is not None:
-            return socket.socket.getsockopt(self, level, optname, buflen)
-        value = socket.socket.getsockopt(self, level, optname)
+            return PlainSocket.getsockopt(self, level, optname, buflen)
+        value = PlainSocket.getsockopt(self, level, optname)
         if (
             level == socket.SOL_SOCKET
             and optname in (socket.SO_SNDBUF, socket.SO_RCVBUF)

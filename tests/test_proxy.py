@@ -149,3 +149,9 @@ def test_default_proxy_round_trip() -> None:
     finally:
         socks5client.set_default_proxy()
     assert socks5client.get_default_proxy() is None
+
+
+def test_url_quotes_a_username_with_reserved_characters() -> None:
+    p = Proxy("h", 1, username="a:b@c", password="pw")
+    assert p.url == "socks5h://a%3Ab%40c:***@h:1"
+    assert Proxy.from_url(p.url.replace("***", "pw")) == p

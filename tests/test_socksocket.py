@@ -601,3 +601,89 @@ def test_urllib3_sees_our_refusal_as_a_new_connection_error(
     ):
         pm.request("GET", f"http://127.0.0.1:{port}/", retries=False)
     monkeypatch.delitem(sys.modules, "urllib3.contrib.socks")
+
+
+# -- regressions found in review ----------------------------------------------------
+
+
+def test_wrap_module_of_socket_itself_routes_everything_without_recursion(
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    default_proxy_reset: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(socket, "socket", socket.socket)  # restored at teardown
+    socks5client.set_default_proxy(socks5client.SOCKS5, "127.0.0.1", socks_server.port)
+    socks5client.wrap_module(socket)
+    assert socket.socket is socks5client.socksocket
+    with socket.create_connection(echo_server, timeout=5) as s:
+        echo_round_trip(s)
+        assert isinstance(s, socks5client.socksocket)
+    assert socks_server.connections == 1
+
+
+def test_connect_ex_on_a_connected_socket_returns_eisconn(
+    socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    with proxied(socks_server) as s:
+        s.connect(echo_server)
+        assert s.connect_ex(echo_server) == errno.EISCONN
+        echo_round_trip(s)
+
+
+def test_unresolvable_proxy_host_has_a_positive_errno_and_says_so() -> None:
+    s = socks5client.socksocket()
+    s.set_proxy(socks5client.SOCKS5, "proxy.invalid", 1080)
+    with pytest.raises(errors.ProxyConnectionError, match="cannot resolve proxy host") as info:
+        s.connect(("127.0.0.1", 80))
+    assert info.value.errno is not None and info.value.errno > 0
+    assert isinstance(info.value.socket_err, socket.gaierror)
+
+
+def test_listen_without_backlog_works_on_a_plain_socksocket() -> None:
+    with socks5client.socksocket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        peer = socket.create_connection(s.getsockname(), timeout=5)
+        conn, _ = s.accept()
+        conn.close()
+        peer.close()
+
+
+def test_local_resolution_uses_idna2008(mocker: Any, socks_server: SocksServer) -> None:
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def fake(host: Any, *args: Any, **kw: Any) -> Any:
+        if isinstance(host, str) and host.startswith("xn--") or host == "fass.de":
+            asked.append(host)
+            return real("127.0.0.1", *args, **kw)
+        return real(host, *args, **kw)
+
+    mocker.patch("socket.getaddrinfo", side_effect=fake)
+    s = socks5client.socksocket()
+    s.set_proxy(f"socks5://127.0.0.1:{socks_server.port}")
+    s.settimeout(5)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(errors.SOCKS5ConnectionRefusedError):
+        s.connect(("faß.de", port))
+    assert asked == ["xn--fa-hia.de"]
+
+
+def test_create_connection_refuses_mixed_proxy_arguments(socks_server: SocksServer) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        socks5client.create_connection(
+            ("127.0.0.1", 80), proxy=f"socks5h://127.0.0.1:{socks_server.port}", proxy_port=1
+        )
+    assert socks_server.connections == 0
+
+
+def test_create_connection_direct_applies_socket_options(echo_server: tuple[str, int]) -> None:
+    with socks5client.create_connection(
+        echo_server, timeout=5, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    ) as s:
+        assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        echo_round_trip(s)
