@@ -13,6 +13,7 @@ sends right behind the reply stays there for the application.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Callable, Optional, TypeVar
@@ -33,6 +34,10 @@ from .errors import (
 from .proxy import Proxy
 
 _T = TypeVar("_T")
+
+#: Debug-level lines about each handshake.  They name the proxy by host and
+#: port only: never credentials.
+log = logging.getLogger("socks5client")
 
 #: The socket class as it was when socks5client was imported.  Internal calls
 #: go through it, never through ``socket.socket``: once a program has
@@ -258,10 +263,19 @@ def handshake(
     reply.  Raises a :class:`ProxyError`; the caller closes the socket.
     """
     deadline = deadline_after(timeout)
-    connect_to_proxy(sock, proxy, timeout, deadline)
     where = describe(proxy.host, proxy.port)
-    channel = SocketChannel(sock, proxy, timeout, deadline)
-    authenticate(channel, methods_for(proxy.username, proxy.password), where)
-    if callable(request_bytes):
-        request_bytes = request_bytes()
-    return channel, request(channel, request_bytes, context, where)
+    log.debug("%s: connecting to proxy %s", context, where)
+    try:
+        connect_to_proxy(sock, proxy, timeout, deadline)
+        channel = SocketChannel(sock, proxy, timeout, deadline)
+        authenticate(channel, methods_for(proxy.username, proxy.password), where)
+        if callable(request_bytes):
+            request_bytes = request_bytes()
+        reply = request(channel, request_bytes, context, where)
+    except ProxyError as exc:
+        log.debug("%s via proxy %s failed: %s", context, where, exc)
+        raise
+    log.debug(
+        "%s via proxy %s succeeded (BND %s)", context, where, describe(reply.host, reply.port)
+    )
+    return channel, reply

@@ -687,3 +687,17 @@ def test_create_connection_direct_applies_socket_options(echo_server: tuple[str,
     ) as s:
         assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         echo_round_trip(s)
+
+
+def test_debug_log_names_the_handshake_but_never_the_password(
+    auth_server: SocksServer, echo_server: tuple[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="socks5client")
+    with proxied(auth_server, username="alice", password="s3cret") as s:
+        s.connect(echo_server)
+    bad = proxied(auth_server, username="alice", password="wrong-pw-123")
+    with pytest.raises(errors.SOCKS5AuthError):
+        bad.connect(echo_server)
+    text = caplog.text
+    assert "succeeded" in text and "failed" in text
+    assert "s3cret" not in text and "wrong-pw-123" not in text
