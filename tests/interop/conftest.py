@@ -10,8 +10,17 @@ fails to start.  The servers are:
 * ``dante`` / ``dante_auth`` -- Dante's ``danted``, listening on 127.0.0.1
   and ::1, with method "none" or "username" (the latter checks a system
   account, created by ``.ci/run``);
+* ``dante_udp_idle`` -- Dante that ends a UDP association after
+  :data:`DANTE_UDP_IDLE_TIMEOUT` seconds of silence;
 * ``ssh_socks`` -- OpenSSH's ``ssh -D`` dynamic forward, through an
   ``sshd`` started here with throwaway keys.
+
+Dante logs connects and disconnects (``ProxyServer.wait_for_log``), so a
+test can see what happened on the proxy.  The destinations are a TCP echo
+server, a UDP echo server (``udp_echo_server``), and two real applications:
+``dnsmasq`` (DNS on a free loopback port, nothing forwarded, nothing from
+/etc) and a pyftpdlib FTP server in its own process (``ftp_server``, see
+``ftp_server.py``).
 
 They share no code with socks5client, so a bug on our side cannot hide
 behind the same bug in the peer.  A missing binary or a server that does
@@ -22,6 +31,7 @@ see :func:`server_unavailable`.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import pwd
 import shutil
@@ -29,9 +39,10 @@ import signal
 import socket
 import socketserver
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -47,6 +58,9 @@ DANTE_PASSWORD = os.environ.get("SOCKS5CLIENT_DANTE_PASSWORD", "s5c-interop-pw")
 #: microsocks takes its single account on the command line.
 MICROSOCKS_USER = "microuser"
 MICROSOCKS_PASSWORD = "micro-pw:with@odd/chars"
+
+#: Seconds of silence after which ``dante_udp_idle`` ends a UDP association.
+DANTE_UDP_IDLE_TIMEOUT = 1
 
 #: How long a server may take to accept connections.
 STARTUP_TIMEOUT = 15.0
@@ -195,6 +209,8 @@ class ProxyServer:
     #: The server's IPv6 listening address, if it has one.
     host6: str | None = None
     processes: list[ServerProcess] = field(default_factory=list, repr=False)
+    #: The server's own log (Dante's ``logoutput``), if it writes one.
+    log_file: Path | None = None
 
     @property
     def needs_auth(self) -> bool:
@@ -217,6 +233,38 @@ class ProxyServer:
         return "\n".join(
             f"--- {log} ---\n{_tail(log)}" for proc in self.processes for log in proc.logs
         )
+
+    def log_size(self) -> int:
+        """The length of :attr:`log_file` now: a mark for :meth:`wait_for_log`."""
+        if self.log_file is None:
+            return 0
+        try:
+            return self.log_file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, mark: int) -> str:
+        """What :attr:`log_file` gained after ``mark``."""
+        assert self.log_file is not None, f"{self.name} has no log file"
+        with open(self.log_file, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace")
+
+    def wait_for_log(
+        self, predicate: Callable[[str], bool], mark: int = 0, timeout: float = 5.0
+    ) -> str:
+        """Wait until the log text after ``mark`` satisfies ``predicate``; return it.
+
+        The server's processes write their lines a moment after the event, so
+        a test polls instead of reading once.  Returns the last text read, so
+        that a failing assertion on it shows what was there.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_since(mark)
+            if predicate(text) or time.monotonic() >= deadline:
+                return text
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -262,6 +310,7 @@ def microsocks_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyS
 
 _DANTE_CONFIG = """\
 logoutput: {log}
+{extra}
 internal: 127.0.0.1 port = {port}
 internal: ::1 port = {port}
 external: 127.0.0.1
@@ -276,17 +325,19 @@ client pass {{ from: ::1/128 to: 0/0 log: error }}
 socks pass {{
     from: 127.0.0.0/8 to: 0/0
     command: connect bind udpassociate bindreply udpreply
-    log: error connect
+    log: error connect disconnect
 }}
 socks pass {{
     from: ::1/128 to: 0/0
     command: connect bind udpassociate bindreply udpreply
-    log: error connect
+    log: error connect disconnect
 }}
 """
 
 
-def _start_dante(tmp: Path, name: str, auth: tuple[str, str] | None) -> ProxyServer:
+def _start_dante(
+    tmp: Path, name: str, auth: tuple[str, str] | None, extra: str = ""
+) -> ProxyServer:
     binary = _find_binary("danted")
     if os.geteuid() != 0:
         server_unavailable("danted must run as root here (user.privileged: root)")
@@ -294,7 +345,9 @@ def _start_dante(tmp: Path, name: str, auth: tuple[str, str] | None) -> ProxySer
     log = tmp / f"{name}.log"
     conf = tmp / f"{name}.conf"
     conf.write_text(
-        _DANTE_CONFIG.format(log=log, port=port, method="username" if auth is not None else "none")
+        _DANTE_CONFIG.format(
+            log=log, port=port, method="username" if auth is not None else "none", extra=extra
+        )
     )
     # -N 1: a single worker; no -D: stay in the foreground, so the PID is ours.
     proc = start_process(
@@ -306,7 +359,9 @@ def _start_dante(tmp: Path, name: str, auth: tuple[str, str] | None) -> ProxySer
     wait_until_accepting(proc, "127.0.0.1", port)
     wait_until_accepting(proc, "::1", port)
     user, password = auth if auth is not None else (None, None)
-    return ProxyServer(name, "127.0.0.1", port, user, password, host6="::1", processes=[proc])
+    return ProxyServer(
+        name, "127.0.0.1", port, user, password, host6="::1", processes=[proc], log_file=log
+    )
 
 
 @pytest.fixture(scope="session")
@@ -327,6 +382,23 @@ def dante_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer
         )
     server = _start_dante(
         tmp_path_factory.mktemp("dante_auth"), "dante_auth", (DANTE_USER, DANTE_PASSWORD)
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dante_udp_idle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
+    """Dante that ends a UDP association after 1 s without datagrams.
+
+    It then closes the association's control connection: the way to see
+    what the client does when the proxy ends an association.
+    """
+    server = _start_dante(
+        tmp_path_factory.mktemp("dante_udp_idle"),
+        "dante_udp_idle",
+        None,
+        extra=f"timeout.io.udp: {DANTE_UDP_IDLE_TIMEOUT}",
     )
     yield server
     server.stop()
@@ -552,3 +624,241 @@ def refused_port() -> int:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             pytest.skip("the closed port was taken again by another process")
     return port
+
+
+# ---------------------------------------------------------------------------
+# UDP destinations
+
+#: A datagram starting with this is echoed after UDP_DELAY seconds.
+UDP_DELAY_PREFIX = b"DELAY:"
+UDP_DELAY = 0.3
+
+
+def _bind_udp_pair() -> tuple[socket.socket, socket.socket]:
+    """UDP sockets on 127.0.0.1 and ::1 with the same port."""
+    last: OSError | None = None
+    for _ in range(50):
+        v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::1", 0))
+        v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            v4.bind(("127.0.0.1", v6.getsockname()[1]))
+        except OSError as exc:
+            last = exc
+            v4.close()
+            v6.close()
+            continue
+        return v4, v6
+    raise RuntimeError(f"no UDP port free on both 127.0.0.1 and ::1: {last}")
+
+
+class UDPEchoServer:
+    """A UDP echo server on 127.0.0.1 and ::1, on two ports: ``port`` and ``other_port``.
+
+    Each port is the same on both addresses.  Every datagram goes back to
+    its sender from the socket that received it; one that starts with
+    :data:`UDP_DELAY_PREFIX` goes back :data:`UDP_DELAY` seconds later.
+    ``sources`` lists the sender of every datagram received, in order.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sources: list[tuple[object, ...]] = []
+        main = _bind_udp_pair()
+        other = _bind_udp_pair()
+        self.port = int(main[0].getsockname()[1])
+        self.other_port = int(other[0].getsockname()[1])
+        self._sockets = [*main, *other]
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            for sock in self._sockets
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                data, source = sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.sources.append(source)
+            if data.startswith(UDP_DELAY_PREFIX):
+                timer = threading.Timer(UDP_DELAY, self._reply, (sock, data, source))
+                timer.daemon = True
+                timer.start()
+            else:
+                self._reply(sock, data, source)
+
+    @staticmethod
+    def _reply(sock: socket.socket, data: bytes, source: tuple[object, ...]) -> None:
+        with contextlib.suppress(OSError):
+            sock.sendto(data, source)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.sources)
+
+    def sources_since(self, count: int) -> list[tuple[object, ...]]:
+        with self.lock:
+            return list(self.sources[count:])
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def udp_echo_server() -> Iterator[UDPEchoServer]:
+    server = UDPEchoServer()
+    yield server
+    server.close()
+
+
+# ---------------------------------------------------------------------------
+# dnsmasq: a real DNS server, for DNS over the UDP relay
+
+#: The names dnsmasq knows.  Everything else under "test" is NXDOMAIN, and
+#: nothing is ever forwarded: it has no upstream server at all.
+DNS_NAME = "example.test"
+DNS_A = "192.0.2.7"
+DNS_AAAA = "2001:db8::7"
+DNS_MISSING = "missing.test"
+
+
+@dataclass
+class DNSServer:
+    host: str
+    port: int
+    host6: str
+    log_file: Path
+    process: ServerProcess = field(repr=False)
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+
+def _free_dns_port() -> int:
+    """A port free for UDP and TCP on both 127.0.0.1 and ::1 (dnsmasq binds all four)."""
+    for _ in range(50):
+        port = free_port_on_both()
+        try:
+            for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+                with socket.socket(family, socket.SOCK_DGRAM) as u:
+                    u.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free for UDP and TCP on 127.0.0.1 and ::1")
+
+
+@pytest.fixture(scope="session")
+def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DNSServer]:
+    binary = _find_binary("dnsmasq")
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    tmp = tmp_path_factory.mktemp("dnsmasq")
+    port = _free_dns_port()
+    log = tmp / "dnsmasq.log"
+    argv = [
+        binary,
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",  # not /etc/dnsmasq.conf
+        "--no-resolv",  # no upstream servers from /etc/resolv.conf...
+        "--no-poll",
+        "--no-hosts",  # ...nor names from /etc/hosts
+        "--listen-address=127.0.0.1",
+        "--listen-address=::1",
+        "--bind-interfaces",  # these addresses only, not the wildcard
+        f"--port={port}",
+        "--local=/test/",  # answered here or NXDOMAIN, never forwarded
+        f"--address=/{DNS_NAME}/{DNS_A}",
+        f"--address=/{DNS_NAME}/{DNS_AAAA}",
+        f"--pid-file={tmp / 'dnsmasq.pid'}",
+        # Stay who we are (by default it switches to "nobody" or "dnsmasq").
+        f"--user={pwd.getpwuid(os.geteuid()).pw_name}",
+        f"--group={grp.getgrgid(os.getegid()).gr_name}",
+        "--log-queries=extra",  # logs the source address and port of each query
+        f"--log-facility={log}",
+    ]
+    proc = start_process("dnsmasq", argv, tmp / "dnsmasq.out", extra_logs=[log])
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            message = proc.describe_failure("did not answer DNS queries")
+            proc.stop()
+            server_unavailable(message)
+        try:
+            dns.query.udp(
+                dns.message.make_query(DNS_NAME, "A"), "127.0.0.1", port=port, timeout=0.5
+            )
+            break
+        except (OSError, dns.exception.DNSException):
+            time.sleep(0.05)
+    server = DNSServer("127.0.0.1", port, "::1", log, proc)
+    yield server
+    proc.stop()
+
+
+# ---------------------------------------------------------------------------
+# pyftpdlib: a real FTP server, for FTP active mode over BIND
+
+FTP_USER = "ftpuser"
+FTP_PASSWORD = "ftp-pw"
+
+
+@dataclass
+class FTPServerProcess:
+    host: str
+    port: int
+    user: str
+    password: str
+    root: Path
+    #: One "PORT host port" line per PORT/EPRT command the server received.
+    record: Path
+    process: ServerProcess = field(repr=False)
+
+    def announced(self) -> list[tuple[str, str, int]]:
+        """The (command, host, port) of every PORT/EPRT received so far."""
+        if not self.record.exists():
+            return []
+        result = []
+        for line in self.record.read_text().splitlines():
+            kind, host, port = line.split()
+            result.append((kind, host, int(port)))
+        return result
+
+
+@pytest.fixture(scope="session")
+def ftp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FTPServerProcess]:
+    tmp = tmp_path_factory.mktemp("ftp")
+    root = tmp / "home"
+    root.mkdir()
+    record = tmp / "ports.txt"
+    port = free_port()
+    script = Path(__file__).with_name("ftp_server.py")
+    argv = [
+        sys.executable,
+        str(script),
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--root={root}",
+        f"--user={FTP_USER}",
+        f"--password={FTP_PASSWORD}",
+        f"--record={record}",
+    ]
+    proc = start_process("pyftpdlib", argv, tmp / "ftpd.log")
+    wait_until_accepting(proc, "127.0.0.1", port)
+    yield FTPServerProcess("127.0.0.1", port, FTP_USER, FTP_PASSWORD, root, record, proc)
+    proc.stop()
