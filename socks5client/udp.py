@@ -87,6 +87,11 @@ class Reassembler:
         self._highest = 0
         self._size = 0
 
+    @property
+    def pending(self) -> bool:
+        """Whether a fragment sequence is being collected."""
+        return bool(self._pieces)
+
     def expire(self, now: float) -> None:
         """Abandon the queue if its timer has run out."""
         if self._pieces and now - self._started > self.timeout:
@@ -153,13 +158,29 @@ class _Association:
         self.buffer = bytearray(_RECV_BUFFER)
         self.closed_by_proxy = False
         self.header_cache: tuple[Any, bytes] = (None, b"")
+        # poll(2) objects made once: one on the control connection, for the
+        # liveness check before each send; one on both sockets, for receiving.
+        self.control_fd = control.fileno()
+        self.control_poll = select.poll()
+        self.control_poll.register(self.control_fd, select.POLLIN)
+        self.both_poll = select.poll()
+        self.both_poll.register(self.control_fd, select.POLLIN)
 
     def check_alive(self) -> None:
-        """Raise if the proxy has closed the control connection."""
+        """Raise if the proxy has closed the control connection.
+
+        One ``poll`` with no wait: the control connection is readable only
+        when the proxy closed it (or, against the RFC, sent something).
+        """
         if self.closed_by_proxy:
             raise self._ended()
         if self.control.fileno() == -1:
             raise UDPAssociationClosedError("the UDP association was closed")
+        if self.control_poll.poll(0):
+            self.read_control()
+
+    def read_control(self) -> None:
+        """Read the readable control connection; raise if the proxy closed it."""
         try:
             data = self.control.recv(4096, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
@@ -193,6 +214,9 @@ class UDPSocksSocket(socksocket):
     _assoc: _Association | None = None
     _default_dest: tuple[str, int] | None = None
     _default_sockaddr: Sockaddr | None = None
+    # (host, port) that replies must come from after connect(); host None
+    # for a hostname destination.
+    _peer_filter: tuple[str | None, int] | None = None
     _finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- the association ----------------------------------------------------
@@ -205,10 +229,11 @@ class UDPSocksSocket(socksocket):
         """
         self._association()
 
-    def _association(self) -> _Association:
+    def _association(self, check: bool = True) -> _Association:
         assoc = self._assoc
         if assoc is not None:
-            assoc.check_alive()
+            if check:
+                assoc.check_alive()
             return assoc
         proxy = self.proxy
         assert proxy is not None
@@ -237,6 +262,7 @@ class UDPSocksSocket(socksocket):
             raise
         PlainSocket.settimeout(control, None)
         assoc = _Association(control, proxy, relay)
+        assoc.both_poll.register(self.fileno(), select.POLLIN)
         self._assoc = assoc
         # Garbage collection of this socket must close the control connection
         # too, quietly: it is ours, not the user's, to leak.
@@ -284,6 +310,8 @@ class UDPSocksSocket(socksocket):
         self._association()
         self._default_dest = (host, port)
         self._default_sockaddr = tuple(address)
+        is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
+        self._peer_filter = (None if is_name else host, port)
         self._assoc.header_cache = ((host, port), header)  # type: ignore[union-attr]
 
     def connect_ex(self, address: Any) -> int:
@@ -401,20 +429,20 @@ class UDPSocksSocket(socksocket):
     def _receive(self, flags: int) -> tuple[bytes, Sockaddr]:
         if flags & socket.MSG_PEEK:
             raise OSError(errno.EOPNOTSUPP, "MSG_PEEK is not supported through a SOCKS5 relay")
-        assoc = self._association()
+        assoc = self._association(check=False)  # the poll below watches it
         timeout = self.gettimeout()
         deadline = None if timeout is None else time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(self.fileno(), select.POLLIN)
-        poller.register(assoc.control.fileno(), select.POLLIN)
+        udp_fd, control_fd = self.fileno(), assoc.control_fd
         while True:
+            if assoc.closed_by_proxy:
+                raise assoc._ended()
             left = None if deadline is None else deadline - time.monotonic()
             wait_ms = None if left is None else max(0, int(left * 1000 + 0.999))
-            ready = dict(poller.poll(wait_ms))
-            if assoc.control.fileno() in ready:
-                assoc.check_alive()
-            if self.fileno() not in ready:
-                if assoc.control.fileno() in ready:
+            ready = dict(assoc.both_poll.poll(wait_ms))
+            if control_fd in ready:
+                assoc.read_control()
+            if udp_fd not in ready:
+                if control_fd in ready:
                     continue
                 if timeout == 0.0:
                     raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
@@ -433,25 +461,29 @@ class UDPSocksSocket(socksocket):
         self, assoc: _Association, n: int, source: Sockaddr
     ) -> tuple[bytes, Sockaddr] | None:
         """The payload and source of a valid datagram; None for one to drop."""
-        if (source[1] != assoc.relay_key[1]) or not _same_host(str(source[0]), assoc.relay_key[0]):
+        relay_host, relay_port = assoc.relay_key
+        if source[1] != relay_port or (
+            source[0] != relay_host and not _same_host(str(source[0]), relay_host)
+        ):
             return None
         try:
             dgram = _codec.parse_udp_datagram(memoryview(assoc.buffer)[:n])
         except ProxyProtocolError:
             return None
-        complete = assoc.reassembler.push(dgram, time.monotonic())
-        if complete is None:
-            return None
-        atyp, host, port, data = complete
-        if self._default_dest is not None:
-            want_host, want_port = self._default_dest
+        if dgram.frag == 0 and not assoc.reassembler.pending:
+            atyp, host, port, data = dgram.atyp, dgram.host, dgram.port, dgram.data
+        else:
+            complete = assoc.reassembler.push(dgram, time.monotonic())
+            if complete is None:
+                return None
+            atyp, host, port, data = complete
+        if self._peer_filter is not None:
+            want_host, want_port = self._peer_filter
             if port != want_port:
                 return None
-            if _codec.encode_host(want_host)[0] != AddressType.DOMAIN and not _same_host(
-                host, want_host
-            ):
-                # A hostname destination was resolved by the proxy, so only
-                # the port can be checked without a local DNS query.
+            # A hostname destination is resolved by the proxy, so only its
+            # port can be checked without a local DNS query (want_host None).
+            if want_host is not None and host != want_host and not _same_host(host, want_host):
                 return None
         return data, _sockaddr(atyp, host, port)
 

@@ -223,12 +223,15 @@ def test_failure_reply_is_a_reply_not_an_error() -> None:
     assert not result.message.succeeded
 
 
-def test_reply_needs_in_steps() -> None:
-    assert _codec.parse_reply(b"") == NeedData(3)
-    assert _codec.parse_reply(b"\x05\x00\x00") == NeedData(1)
-    assert _codec.parse_reply(b"\x05\x00\x00\x03") == NeedData(1)
+def test_reply_needs_in_steps_never_past_the_shortest_reply() -> None:
+    # 8 bytes is the shortest valid reply (ATYP 3 with a one-byte name).
+    assert _codec.parse_reply(b"") == NeedData(8)
+    assert _codec.parse_reply(b"\x05\x00\x00") == NeedData(5)
+    assert _codec.parse_reply(b"\x05\x00\x00\x03") == NeedData(4)
+    assert _codec.parse_reply(b"\x05\x00\x00\x03\x01") == NeedData(3)
     assert _codec.parse_reply(b"\x05\x00\x00\x03\x04") == NeedData(6)
     assert _codec.parse_reply(b"\x05\x00\x00\x01") == NeedData(6)
+    assert _codec.parse_reply(b"\x05\x00\x00\x04" + b"\x00" * 4) == NeedData(14)
 
 
 @pytest.mark.parametrize(
