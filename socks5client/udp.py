@@ -52,6 +52,10 @@ _END_OF_SEQUENCE = 0x80
 # (20) and UDP (8) headers; IPv6's payload length excludes its own header.
 _MAX_UDP_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 _RECV_BUFFER = 65536
+# Plain ints: the socket module's MSG_* are IntFlag members, and a bitwise
+# operation on those costs more than the rest of a datagram's bookkeeping.
+_MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
+_MSG_PEEK = int(socket.MSG_PEEK)
 
 Sockaddr = tuple[Any, ...]
 
@@ -427,7 +431,7 @@ class UDPSocksSocket(socksocket):
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
     def _receive(self, flags: int) -> tuple[bytes, Sockaddr]:
-        if flags & socket.MSG_PEEK:
+        if flags & _MSG_PEEK:
             raise OSError(errno.EOPNOTSUPP, "MSG_PEEK is not supported through a SOCKS5 relay")
         assoc = self._association(check=False)  # the poll below watches it
         timeout = self.gettimeout()
@@ -449,7 +453,7 @@ class UDPSocksSocket(socksocket):
                 raise socket.timeout("timed out")
             try:
                 n, source = PlainSocket.recvfrom_into(
-                    self, assoc.buffer, 0, flags | socket.MSG_DONTWAIT
+                    self, assoc.buffer, 0, flags | _MSG_DONTWAIT
                 )
             except (BlockingIOError, InterruptedError):
                 continue
