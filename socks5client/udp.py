@@ -452,9 +452,7 @@ class UDPSocksSocket(socksocket):
                     raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
                 raise socket.timeout("timed out")
             try:
-                n, source = PlainSocket.recvfrom_into(
-                    self, assoc.buffer, 0, flags | _MSG_DONTWAIT
-                )
+                n, source = PlainSocket.recvfrom_into(self, assoc.buffer, 0, flags | _MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 continue
             result = self._accept_datagram(assoc, n, source)

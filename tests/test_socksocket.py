@@ -655,7 +655,7 @@ def test_local_resolution_uses_idna2008(mocker: Any, socks_server: SocksServer) 
     asked: list[str] = []
 
     def fake(host: Any, *args: Any, **kw: Any) -> Any:
-        if isinstance(host, str) and host.startswith("xn--") or host == "fass.de":
+        if (isinstance(host, str) and host.startswith("xn--")) or host == "fass.de":
             asked.append(host)
             return real("127.0.0.1", *args, **kw)
         return real(host, *args, **kw)
