@@ -91,6 +91,7 @@ class socksocket(socket.socket):
         # After a SOCKS BIND: where the peer must connect; None otherwise.
         self._bind_address: tuple[Any, ...] | None = None
         self._bind_accepted = False
+        self._bind_proxy: Proxy | None = None
         if (
             self.type == socket.SOCK_DGRAM
             and self.family in _PROXIED_FAMILIES
@@ -274,6 +275,9 @@ class socksocket(socket.socket):
             raise
         PlainSocket.settimeout(self, user_timeout)
         self._proxy_sockname = (reply.host, reply.port)
+        # accept() reads the second reply from this same proxy, whatever
+        # happens to the default proxy meanwhile.
+        self._bind_proxy = proxy
         bind_address: tuple[Any, ...] = (
             (bnd_host, reply.port, 0, 0)
             if self.family == socket.AF_INET6
@@ -302,7 +306,7 @@ class socksocket(socket.socket):
                     "a SOCKS5 BIND serves one connection, and it has been accepted",
                 )
             return super().accept()
-        proxy = self.proxy
+        proxy = self._bind_proxy
         assert proxy is not None
         timeout = self.gettimeout()
         where = _negotiate.describe(proxy.host, proxy.port)

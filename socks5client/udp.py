@@ -161,7 +161,6 @@ class _Association:
         self.reassembler = Reassembler()
         self.buffer = bytearray(_RECV_BUFFER)
         self.closed_by_proxy = False
-        self.header_cache: tuple[Any, bytes] = (None, b"")
         # poll(2) objects made once: one on the control connection, for the
         # liveness check before each send; one on both sockets, for receiving.
         self.control_fd = control.fileno()
@@ -222,6 +221,9 @@ class UDPSocksSocket(socksocket):
     # for a hostname destination.
     _peer_filter: tuple[str | None, int] | None = None
     _finalizer: weakref.finalize[Any, Any] | None = None
+    # The last destination and its encoded header: most programs send to
+    # one destination over and over.
+    _header_cache: tuple[Any, bytes] = (None, b"")
 
     # -- the association ----------------------------------------------------
 
@@ -310,13 +312,12 @@ class UDPSocksSocket(socksocket):
             super().connect(address)
             return
         host, port = _split(address)
-        header = _codec.encode_udp_header(*self._wire_destination(host, port))
+        self._header_for(address)
         self._association()
         self._default_dest = (host, port)
         self._default_sockaddr = tuple(address)
         is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
         self._peer_filter = (None if is_name else host, port)
-        self._assoc.header_cache = ((host, port), header)  # type: ignore[union-attr]
 
     def connect_ex(self, address: Any) -> int:
         """Like :meth:`connect`, returning an errno instead of raising."""
@@ -358,13 +359,14 @@ class UDPSocksSocket(socksocket):
             host = str(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
         return host, port
 
-    def _header_for(self, assoc: _Association, address: Any) -> bytes:
+    def _header_for(self, address: Any) -> bytes:
+        """The UDP header for ``address``; the last one is cached."""
         host, port = _split(address)
         key = (host, port)
-        cached_key, header = assoc.header_cache
+        cached_key, header = self._header_cache
         if cached_key != key:
             header = _codec.encode_udp_header(*self._wire_destination(host, port))
-            assoc.header_cache = (key, header)
+            self._header_cache = (key, header)
         return header
 
     def sendto(self, data: Any, *args: Any) -> int:
@@ -377,9 +379,11 @@ class UDPSocksSocket(socksocket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        # The header first: a bad destination is refused before the
+        # association (and the proxy) is involved.
+        header = self._header_for(address)
         assoc = self._association()
         payload = memoryview(data).cast("B")
-        header = self._header_for(assoc, address)
         PlainSocket.sendto(self, header + payload, flags, assoc.relay)
         return len(payload)
 

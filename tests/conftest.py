@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -21,7 +21,7 @@ _TESTS_DIR = str(Path(__file__).resolve().parent)
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from server import EchoServer, Script, SocksServer  # noqa: E402
+from server import EchoServer, Script, SocksServer, UDPEchoServer  # noqa: E402
 
 #: Credentials that the ``auth_server`` fixture accepts.
 AUTH_USER = "alice"
@@ -77,18 +77,34 @@ def echo_server_v6() -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture
+def udp_echo_server() -> Iterator[UDPEchoServer]:
+    """A UDP echo server on 127.0.0.1 (``.address``; ``.received`` lists what came)."""
+    with UDPEchoServer("127.0.0.1") as server:
+        yield server
+
+
+@pytest.fixture
+def udp_echo_server_v6() -> Iterator[UDPEchoServer]:
+    """A UDP echo server on ::1."""
+    with UDPEchoServer("::1") as server:
+        yield server
+
+
+@pytest.fixture
 def scripted_server() -> Iterator[Callable[..., SocksServer]]:
-    """Factory: ``scripted_server(script, host="127.0.0.1", users=None)``
-    returns a started :class:`SocksServer`; all are stopped at teardown
-    (stopping one earlier in the test is fine)."""
+    """Factory: ``scripted_server(script, host="127.0.0.1", users=None,
+    **settings)`` returns a started :class:`SocksServer` (``settings`` are
+    its keyword settings, e.g. ``bind_timeout``); all are stopped at
+    teardown (stopping one earlier in the test is fine)."""
     started: list[SocksServer] = []
 
     def make(
         script: Script | None,
         host: str = "127.0.0.1",
         users: dict[str, str] | None = None,
+        **settings: Any,
     ) -> SocksServer:
-        server = SocksServer(host, users=users, script=script).start()
+        server = SocksServer(host, users=users, script=script, **settings).start()
         started.append(server)
         return server
 

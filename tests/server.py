@@ -8,12 +8,19 @@ on both sides of every test and no test would see it.
 What it offers:
 
 * :class:`SocksServer` -- a threaded server (one thread per connection) that
-  answers CONNECT to IPv4, IPv6 and domain targets and relays the data, or
-  runs a *script* instead of the protocol so that a test can make it
-  misbehave on purpose.  It records what each client sent, for assertions.
-* :class:`EchoServer` -- a threaded TCP echo server, the usual destination.
+  answers CONNECT to IPv4, IPv6 and domain targets and relays the data,
+  BIND (accepting one inbound connection for the client) and UDP ASSOCIATE
+  (a UDP relay, see :class:`UDPAssociation`), or runs a *script* instead of
+  the protocol so that a test can make it misbehave on purpose.  It records
+  what each client sent, for assertions.
+* :class:`EchoServer` and :class:`UDPEchoServer` -- threaded TCP and UDP
+  echo servers, the usual destinations.
 * Helpers for scripts (:func:`recv_exact`, :func:`read_greeting`,
-  :func:`read_userpass`, :func:`read_request`, :func:`encode_reply`).
+  :func:`read_userpass`, :func:`read_request`, :func:`encode_reply`) and for
+  UDP tests (:func:`encode_udp_datagram`, :func:`decode_udp_datagram`).
+
+Every socket the server makes is a plain ``socket.socket`` captured at
+import time, so it keeps working while a test patches ``socket.socket``.
 
 Run it on its own to try a client by hand::
 
@@ -26,13 +33,14 @@ import argparse
 import contextlib
 import dataclasses
 import errno
+import ipaddress
 import selectors
 import socket
 import sys
 import threading
 import time
 from types import TracebackType
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, NamedTuple, TypeVar, Union
 
 __all__ = [
     "ATYP_DOMAIN",
@@ -45,6 +53,7 @@ __all__ = [
     "METHOD_NO_ACCEPTABLE",
     "METHOD_NO_AUTH",
     "METHOD_USERPASS",
+    "Datagram",
     "EchoServer",
     "PeerClosed",
     "ProtocolViolation",
@@ -52,7 +61,11 @@ __all__ = [
     "RequestError",
     "Script",
     "SocksServer",
+    "UDPAssociation",
+    "UDPEchoServer",
+    "decode_udp_datagram",
     "encode_reply",
+    "encode_udp_datagram",
     "read_greeting",
     "read_request",
     "read_userpass",
@@ -97,10 +110,21 @@ _JOIN_DEADLINE = 5.0
 
 _RELAY_CHUNK = 65536
 
+#: Big enough for any UDP datagram.
+_UDP_BUFFER = 65536
+
+#: How long a BIND waits for its peer unless told otherwise.
+BIND_TIMEOUT = 30.0
+
+#: The socket class before any test could patch ``socket.socket``: a test of
+#: global patching must not turn the server's own sockets into proxied ones.
+_PlainSocket: type[socket.socket] = socket.socket
+
 #: How long a closing connection waits for the client's EOF (see _close_gracefully).
 _LINGER = 1.0
 
 _T = TypeVar("_T", bound="_ThreadedTCPServer")
+_U = TypeVar("_U", bound="UDPEchoServer")
 
 
 class PeerClosed(ConnectionError):
@@ -141,10 +165,26 @@ class Record:
     dst_port: int | None = None
     #: The whole request, byte for byte.
     raw_request: bytes = b""
-    #: The REP code the server answered, if it answered one.
+    #: The REP code the server answered, if it answered one (for BIND, the
+    #: first reply).
     reply_code: int | None = None
     #: Why the server gave up on this client, if it did.
     error: str | None = None
+    #: BIND: where the server really listens for the peer (the first reply
+    #: carries this, or zeros with ``bind_reply_zero_address``).
+    bind_address: tuple[str, int] | None = None
+    #: BIND: the peer that connected, whether or not it was let through.
+    peer_address: tuple[str, int] | None = None
+    #: BIND: the REP code of the second reply (``None`` if raw bytes or
+    #: nothing were sent instead, see ``bind_second_reply``).
+    second_reply_code: int | None = None
+    #: UDP ASSOCIATE: the relay's real address (the reply carries this, or
+    #: zeros with ``udp_reply_zero_address``).
+    relay_address: tuple[str, int] | None = None
+    #: UDP ASSOCIATE: the client address datagrams must come from, as derived
+    #: from DST (a zero DST.ADDR means the control connection's peer; port 0
+    #: means any port).
+    udp_client_address: tuple[str, int] | None = None
 
 
 #: What a test may pass as ``script``: a callable run instead of the protocol,
@@ -268,6 +308,11 @@ def encode_reply(
     is added.  Any ``atyp``, ``ver`` or ``rsv`` is accepted, so that tests
     can build invalid replies.
     """
+    return bytes([ver, rep, rsv]) + _encode_address(atyp, addr, port)
+
+
+def _encode_address(atyp: int, addr: bytes | str, port: int) -> bytes:
+    """``ATYP ADDR PORT``; text is packed for the type, bytes go as they are."""
     if isinstance(addr, str):
         if atyp == ATYP_IPV4:
             packed = socket.inet_pton(socket.AF_INET, addr)
@@ -279,14 +324,88 @@ def encode_reply(
         packed = addr
     if atyp == ATYP_DOMAIN:
         packed = bytes([len(packed)]) + packed
-    return bytes([ver, rep, rsv, atyp]) + packed + port.to_bytes(2, "big")
+    return bytes([atyp]) + packed + port.to_bytes(2, "big")
 
 
-def _reply_for_address(rep: int, sockaddr: tuple[Any, ...]) -> bytes:
+class Datagram(NamedTuple):
+    """A UDP datagram of RFC 1928 section 7: header fields and payload."""
+
+    frag: int
+    atyp: int
+    #: IPv4/IPv6 address as text, or a domain's bytes decoded as ASCII.
+    addr: str
+    port: int
+    data: bytes
+
+
+def encode_udp_datagram(
+    frag: int, atyp: int, addr: bytes | str, port: int, data: bytes, *, rsv: int = 0
+) -> bytes:
+    """Encode ``RSV FRAG ATYP DST.ADDR DST.PORT DATA``.
+
+    ``addr`` is text or raw bytes, as for :func:`encode_reply`; any ``frag``,
+    ``atyp`` or ``rsv`` (two octets) is accepted, so that tests can build
+    invalid datagrams.
+    """
+    return rsv.to_bytes(2, "big") + bytes([frag]) + _encode_address(atyp, addr, port) + data
+
+
+def decode_udp_datagram(raw: bytes) -> Datagram:
+    """Parse a whole datagram; raise :class:`ValueError` saying what is wrong."""
+    if len(raw) < 4:
+        raise ValueError(f"a {len(raw)}-byte datagram is too short for a header")
+    if raw[0] or raw[1]:
+        raise ValueError(f"RSV is {raw[:2].hex()}, not 0000")
+    frag, atyp = raw[2], raw[3]
+    if atyp == ATYP_IPV4:
+        start, end = 4, 8
+    elif atyp == ATYP_IPV6:
+        start, end = 4, 20
+    elif atyp == ATYP_DOMAIN:
+        if len(raw) < 5:
+            raise ValueError("truncated before the domain length")
+        start, end = 5, 5 + raw[4]
+        if start == end:
+            raise ValueError("empty domain name")
+    else:
+        raise ValueError(f"unknown ATYP {atyp:#04x}")
+    if len(raw) < end + 2:
+        raise ValueError("truncated inside the header")
+    if atyp == ATYP_DOMAIN:
+        addr = raw[start:end].decode("ascii", "backslashreplace")
+    else:
+        family = socket.AF_INET if atyp == ATYP_IPV4 else socket.AF_INET6
+        addr = socket.inet_ntop(family, raw[start:end])
+    port = int.from_bytes(raw[end : end + 2], "big")
+    return Datagram(frag, atyp, addr, port, raw[end + 2 :])
+
+
+def _reply_for_address(rep: int, sockaddr: tuple[Any, ...], *, zero: bool = False) -> bytes:
+    """A reply naming ``sockaddr``; with ``zero``, its port but an all-zero address."""
     host = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 scope id
     port = int(sockaddr[1])
     atyp = ATYP_IPV6 if ":" in host else ATYP_IPV4
+    if zero:
+        host = "::" if atyp == ATYP_IPV6 else "0.0.0.0"
     return encode_reply(rep, atyp, host, port)
+
+
+def _host_port(sockaddr: tuple[Any, ...]) -> tuple[str, int]:
+    return str(sockaddr[0]).split("%", 1)[0], int(sockaddr[1])
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+    except ValueError:
+        return a == b
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _reply_code_for(exc: BaseException) -> int:
@@ -329,6 +448,7 @@ class _ThreadedTCPServer:
         self._lock = threading.Lock()
         self._accepted = threading.Condition(self._lock)
         self._stopping = threading.Event()
+        self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self._live: set[socket.socket] = set()
         self._connections = 0
@@ -384,6 +504,9 @@ class _ThreadedTCPServer:
             target=self._accept_loop, name=f"{type(self).__name__}-accept", daemon=True
         )
         self._accept_thread.start()
+        # Wait for the accept loop's own descriptors (its selector), so that
+        # a test counting fds after start() sees them all.
+        self._ready.wait(_JOIN_DEADLINE)
         return self
 
     def stop(self) -> None:
@@ -472,6 +595,7 @@ class _ThreadedTCPServer:
         with selectors.DefaultSelector() as selector:
             selector.register(self._listener, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
+            self._ready.set()
             while not self._stopping.is_set():
                 ready = {key.fileobj for key, _ in selector.select()}
                 if self._wake_r in ready or self._stopping.is_set():
@@ -532,6 +656,99 @@ class EchoServer(_ThreadedTCPServer):
             conn.sendall(data)
 
 
+class UDPEchoServer:
+    """A UDP server that sends every datagram back to where it came from.
+
+    :attr:`received` lists ``(payload, source)`` for each datagram, so a test
+    can see what arrived (through a relay, the source is the relay's).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._requested_port = port
+        self._sock: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._received: list[tuple[bytes, tuple[str, int]]] = []
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the server is bound to."""
+        if self._address is None:
+            raise RuntimeError("server is not started")
+        return self._address
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return self.address[1]
+
+    @property
+    def received(self) -> list[tuple[bytes, tuple[str, int]]]:
+        """``(payload, (host, port) of the source)`` per datagram, oldest first."""
+        with self._lock:
+            return list(self._received)
+
+    def start(self: _U) -> _U:
+        """Bind and start echoing; return ``self``."""
+        if self._sock is not None:
+            raise RuntimeError("server already started")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._sock = _PlainSocket(family, socket.SOCK_DGRAM)
+        self._sock.bind((self.host, self._requested_port))
+        self._address = _host_port(self._sock.getsockname())
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._loop, name="UDPEchoServer", daemon=True)
+        self._thread.start()
+        self._ready.wait(_JOIN_DEADLINE)  # its selector exists: fd counts are stable
+        return self
+
+    def stop(self) -> None:
+        """Stop echoing, join the thread and close the sockets.  Idempotent."""
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
+        if self._thread is not None:
+            self._thread.join(_JOIN_DEADLINE)
+        for own in (self._sock, self._wake_r, self._wake_w):
+            if own is not None:
+                own.close()
+
+    def __enter__(self: _U) -> _U:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        assert self._sock is not None and self._wake_r is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._sock, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            self._ready.set()
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_r in ready:
+                    return
+                try:
+                    data, source = self._sock.recvfrom(_UDP_BUFFER)
+                except OSError:
+                    continue  # e.g. an ICMP error reported for an earlier send
+                with self._lock:
+                    self._received.append((data, _host_port(source)))
+                with contextlib.suppress(OSError):
+                    self._sock.sendto(data, source)
+
+
 class SocksServer(_ThreadedTCPServer):
     """A SOCKS5 server for tests.
 
@@ -542,8 +759,34 @@ class SocksServer(_ThreadedTCPServer):
     to the client's first message, after which the connection stays open
     until :meth:`stop`.
 
-    Commands are served through a dispatch table (:attr:`commands`); only
-    CONNECT is in it for now, so BIND and UDP ASSOCIATE get REP 7.
+    Commands are served through a dispatch table (:attr:`commands`): CONNECT,
+    BIND and UDP ASSOCIATE.  Delete an entry (``del server.commands[CMD_BIND]``)
+    and that command is answered with REP 7, as by a proxy without it.
+
+    BIND listens on the address the client reached the server on, answers
+    with that address, accepts one connection and relays it.  A DST other
+    than 0.0.0.0/:: restricts the peer's address (and a non-zero DST.PORT its
+    port); another peer gets REP 2 as the second reply.  UDP ASSOCIATE opens
+    a relay, see :class:`UDPAssociation`; tests reach live associations
+    through :attr:`associations` and :meth:`wait_for_association`.
+
+    These settings are plain attributes, read when needed, so a test may
+    change them on a running server:
+
+    * ``bind_timeout`` -- seconds a BIND waits for its peer; then the second
+      reply is REP 6 (TTL expired).
+    * ``bind_host`` -- where the BIND listener binds (default: the address the
+      client reached the server on).  An address that is not local makes
+      listening fail: the first reply is then REP 1.
+    * ``bind_reply_zero_address`` / ``udp_reply_zero_address`` -- answer with
+      an all-zero address (and the real port) in the first BIND reply / the
+      UDP ASSOCIATE reply, as some proxies do.
+    * ``bind_first_reply`` -- a REP code answered to BIND at once, instead of
+      listening; the connection then closes.
+    * ``bind_second_reply`` -- sent in place of the second BIND reply when it
+      is due (a peer connected, or ``bind_timeout`` ran out): an ``int`` is a
+      REP code (sent with a zero address), ``bytes`` go as they are (``b""``
+      sends nothing); then the connection closes.
     """
 
     def __init__(
@@ -553,16 +796,31 @@ class SocksServer(_ThreadedTCPServer):
         *,
         users: dict[str, str] | None = None,
         script: Script | None = None,
+        bind_timeout: float = BIND_TIMEOUT,
+        bind_host: str | None = None,
+        bind_reply_zero_address: bool = False,
+        bind_first_reply: int | None = None,
+        bind_second_reply: int | bytes | None = None,
+        udp_reply_zero_address: bool = False,
     ) -> None:
         super().__init__(host, port)
         self.users = users
         self.script = script
+        self.bind_timeout = bind_timeout
+        self.bind_host = bind_host
+        self.bind_reply_zero_address = bind_reply_zero_address
+        self.bind_first_reply = bind_first_reply
+        self.bind_second_reply = bind_second_reply
+        self.udp_reply_zero_address = udp_reply_zero_address
         self._records: list[Record] = []
         self._by_conn: dict[socket.socket, Record] = {}
-        #: CMD octet -> handler(conn, record, atyp, addr, port).  Add BIND and
-        #: UDP ASSOCIATE here when they are implemented.
+        self._associations: list[UDPAssociation] = []
+        self._association_added = threading.Condition(self._lock)
+        #: CMD octet -> handler(conn, record, atyp, addr, port).
         self.commands: dict[int, Callable[[socket.socket, Record, int, str, int], None]] = {
             CMD_CONNECT: self._do_connect,
+            CMD_BIND: self._do_bind,
+            CMD_UDP_ASSOCIATE: self._do_udp_associate,
         }
 
     @property
@@ -575,6 +833,26 @@ class SocksServer(_ThreadedTCPServer):
         """The record of a connection (for scripts that want to fill it)."""
         with self._lock:
             return self._by_conn[conn]
+
+    @property
+    def associations(self) -> list[UDPAssociation]:
+        """Every UDP association so far, live or ended, oldest first."""
+        with self._lock:
+            return list(self._associations)
+
+    def wait_for_association(self, index: int = 0, timeout: float = 5.0) -> UDPAssociation:
+        """The ``index``-th association (0 = the first), once it exists.
+
+        An association is registered before its reply is sent, so after a
+        client's UDP ASSOCIATE has succeeded this returns at once.  Raises
+        :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        with self._association_added:
+            if not self._association_added.wait_for(
+                lambda: len(self._associations) > index, timeout
+            ):
+                raise TimeoutError(f"no UDP association #{index} within {timeout:g} s")
+            return self._associations[index]
 
     def handle(self, conn: socket.socket, client_address: tuple[str, int]) -> None:
         """Serve one client: run the script, or speak SOCKS5."""
@@ -611,8 +889,8 @@ class SocksServer(_ThreadedTCPServer):
         methods = read_greeting(conn, record)
         wanted = METHOD_NO_AUTH if self.users is None else METHOD_USERPASS
         if wanted not in methods:
-            conn.sendall(bytes([SOCKS_VERSION, METHOD_NO_ACCEPTABLE]))
             record.error = "no acceptable method"
+            conn.sendall(bytes([SOCKS_VERSION, METHOD_NO_ACCEPTABLE]))
             return
         conn.sendall(bytes([SOCKS_VERSION, wanted]))
         if self.users is not None and not self._authenticate(conn, record):
@@ -632,16 +910,18 @@ class SocksServer(_ThreadedTCPServer):
         assert self.users is not None
         user, password = read_userpass(conn, record)
         ok = bool(user) and bool(password) and self.users.get(user) == password
-        conn.sendall(bytes([USERPASS_VERSION, 0x00 if ok else 0x01]))
         if not ok:
             # RFC 1929: on failure the server MUST close the connection.
             record.error = "authentication failed"
+        conn.sendall(bytes([USERPASS_VERSION, 0x00 if ok else 0x01]))
         return ok
 
     def _fail(self, conn: socket.socket, record: Record, rep: int, reason: str) -> None:
-        conn.sendall(encode_reply(rep))
+        # The record is complete before the answer leaves (here and below):
+        # a client that has read it may look at the record at once.
         record.reply_code = rep
         record.error = reason
+        conn.sendall(encode_reply(rep))
 
     def _do_connect(
         self, conn: socket.socket, record: Record, atyp: int, addr: str, port: int
@@ -652,11 +932,157 @@ class SocksServer(_ThreadedTCPServer):
             self._fail(conn, record, _reply_code_for(exc), f"{type(exc).__name__}: {exc}")
             return
         try:
-            conn.sendall(_reply_for_address(REP_SUCCEEDED, outbound.getsockname()))
             record.reply_code = REP_SUCCEEDED
+            conn.sendall(_reply_for_address(REP_SUCCEEDED, outbound.getsockname()))
             _relay(conn, outbound)
         finally:
             self.untrack(outbound)
+
+    def _do_bind(
+        self, conn: socket.socket, record: Record, atyp: int, addr: str, port: int
+    ) -> None:
+        if self.bind_first_reply is not None:
+            self._fail(conn, record, self.bind_first_reply, "scripted first BIND reply")
+            return
+        try:
+            allowed = _allowed_hosts(atyp, addr)
+        except OSError as exc:
+            self._fail(conn, record, REP_HOST_UNREACHABLE, f"{type(exc).__name__}: {exc}")
+            return
+        listener = _PlainSocket(conn.family, socket.SOCK_STREAM)
+        self.track(listener)
+        try:
+            try:
+                listener.bind((self.bind_host or conn.getsockname()[0], 0))
+                listener.listen(1)
+            except OSError as exc:
+                self._fail(conn, record, REP_GENERAL_FAILURE, f"cannot listen: {exc}")
+                return
+            sockname = listener.getsockname()
+            record.bind_address = _host_port(sockname)
+            record.reply_code = REP_SUCCEEDED
+            conn.sendall(
+                _reply_for_address(REP_SUCCEEDED, sockname, zero=self.bind_reply_zero_address)
+            )
+            peer = self._await_peer(conn, listener)
+        finally:
+            # One BIND, one connection: nobody else may connect from now on.
+            self.untrack(listener)
+        if peer is None:
+            self._second_reply(conn, record, REP_TTL_EXPIRED, "no peer within bind_timeout")
+            return
+        try:
+            peername = peer.getpeername()
+            record.peer_address = _host_port(peername)
+            peer_host, peer_port = record.peer_address
+            if (allowed is not None and not any(_same_ip(peer_host, a) for a in allowed)) or (
+                port != 0 and peer_port != port
+            ):
+                reason = f"peer {peer_host}:{peer_port} is not the expected {addr}:{port}"
+                self._second_reply(conn, record, REP_NOT_ALLOWED, reason)
+                return
+            if self._second_reply(conn, record, REP_SUCCEEDED, "", peername):
+                _relay(conn, peer)
+        finally:
+            self.untrack(peer)
+
+    def _await_peer(self, conn: socket.socket, listener: socket.socket) -> socket.socket | None:
+        """Accept the BIND peer (tracked); None when ``bind_timeout`` runs out."""
+        deadline = time.monotonic() + self.bind_timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener, selectors.EVENT_READ)
+            selector.register(conn, selectors.EVENT_READ)
+            while True:
+                if self.stopping:
+                    raise PeerClosed("server is stopping")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                # Short slices, so that stop() is noticed even if nothing wakes us.
+                for key, _ in selector.select(min(left, 0.25)):
+                    if key.fileobj is conn:
+                        if not conn.recv(1, socket.MSG_PEEK):
+                            raise PeerClosed("client closed while waiting for the BIND peer")
+                        # Early data from the client: it waits for the relay.
+                        selector.unregister(conn)
+                        continue
+                    try:
+                        peer, _ = listener.accept()
+                    except OSError:
+                        continue  # stop() shut the listener down, or the peer reset
+                    self.track(peer)
+                    return peer
+
+    def _second_reply(
+        self,
+        conn: socket.socket,
+        record: Record,
+        rep: int,
+        reason: str,
+        sockaddr: tuple[Any, ...] = ("0.0.0.0", 0),
+    ) -> bool:
+        """Send the second BIND reply, or the scripted stand-in for it.
+
+        Returns True only if a success reply went out (then relay).
+        """
+        override = self.bind_second_reply
+        if override is None:
+            reply = _reply_for_address(rep, sockaddr)
+            record.second_reply_code = rep
+        elif isinstance(override, int):
+            reply = encode_reply(override)
+            record.second_reply_code = override
+        else:
+            reply = override
+        if override is not None:
+            reason = "scripted second BIND reply"
+        succeeded = override is None and rep == REP_SUCCEEDED
+        if not succeeded:
+            record.error = reason
+        conn.sendall(reply)
+        return succeeded
+
+    def _do_udp_associate(
+        self, conn: socket.socket, record: Record, atyp: int, addr: str, port: int
+    ) -> None:
+        host = addr
+        if atyp == ATYP_DOMAIN:
+            try:
+                infos = socket.getaddrinfo(addr, port, conn.family, socket.SOCK_DGRAM)
+            except OSError as exc:
+                self._fail(conn, record, REP_HOST_UNREACHABLE, f"{type(exc).__name__}: {exc}")
+                return
+            host = _host_port(infos[0][4])[0]
+        if _is_unspecified(host):
+            # RFC 1928: the client may not know its address; the control
+            # connection's source is the best guess.
+            host = _host_port(conn.getpeername())[0]
+        record.udp_client_address = (host, port)
+        relay = _PlainSocket(conn.family, socket.SOCK_DGRAM)
+        self.track(relay)
+        assoc: UDPAssociation | None = None
+        try:
+            try:
+                relay.bind((conn.getsockname()[0], 0))
+            except OSError as exc:
+                self._fail(conn, record, REP_GENERAL_FAILURE, f"cannot open the relay: {exc}")
+                return
+            assoc = UDPAssociation(self, conn, relay, host, port)
+            record.relay_address = assoc.relay_address
+            with self._association_added:
+                self._associations.append(assoc)
+                self._association_added.notify_all()
+            record.reply_code = REP_SUCCEEDED
+            conn.sendall(
+                _reply_for_address(
+                    REP_SUCCEEDED, relay.getsockname(), zero=self.udp_reply_zero_address
+                )
+            )
+            assoc.run()
+        finally:
+            self.untrack(relay)
+            if assoc is not None:
+                assoc.finish()
 
     def _open_outbound(self, host: str, port: int) -> socket.socket:
         """Connect to the destination, trying each address like
@@ -666,7 +1092,7 @@ class SocksServer(_ThreadedTCPServer):
         for family, kind, proto, _, sockaddr in socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM
         ):
-            sock = socket.socket(family, kind, proto)
+            sock = _PlainSocket(family, kind, proto)
             self.track(sock)
             try:
                 sock.settimeout(CONNECT_TIMEOUT)
@@ -677,6 +1103,255 @@ class SocksServer(_ThreadedTCPServer):
                 self.untrack(sock)
                 last = exc
         raise last if last is not None else OSError(errno.EHOSTUNREACH, "no address")
+
+
+def _allowed_hosts(atyp: int, addr: str) -> list[str] | None:
+    """The peer addresses a BIND's DST.ADDR allows; None for any."""
+    if atyp == ATYP_DOMAIN:
+        return [_host_port(info[4])[0] for info in socket.getaddrinfo(addr, None)]
+    return None if _is_unspecified(addr) else [addr]
+
+
+class UDPAssociation:
+    """One UDP association on the reference server, to inspect and steer.
+
+    Its connection's thread relays, as RFC 1928 section 7 asks: datagrams on
+    the relay socket from anywhere but the client's address (see
+    :attr:`client_host`, :attr:`client_port`) are dropped, as are malformed
+    ones and fragments (this relay does not reassemble); the others are
+    unwrapped and sent from an outbound socket (one per address family) to
+    their destination, domain names resolved with ``getaddrinfo``.
+    Datagrams reaching an outbound socket are wrapped with a header naming
+    their source and sent to the client.  The association ends when the
+    control connection closes (either side) or the server stops.
+
+    What happened is kept in :attr:`received` (datagrams accepted from the
+    client, as parsed), :attr:`forwarded` (datagrams sent to the client, as
+    sent) and :attr:`dropped`; :meth:`wait_until` waits for a condition on
+    them.  For hostile tests: :meth:`send_to_client`,
+    :meth:`send_from_foreign`, :meth:`close_control` and :attr:`mute`.
+    """
+
+    def __init__(
+        self,
+        server: SocksServer,
+        control: socket.socket,
+        relay: socket.socket,
+        client_host: str,
+        client_port: int,
+    ) -> None:
+        self.server = server
+        self.control = control
+        self.relay = relay
+        #: The relay's real address.
+        self.relay_address = _host_port(relay.getsockname())
+        #: The IP datagrams must come from.
+        self.client_host = client_host
+        #: The port they must come from; 0 accepts any (replies then go to
+        #: the source of the last datagram accepted).
+        self.client_port = client_port
+        #: When True, every datagram is dropped, both ways: a relay that
+        #: never answers.
+        self.mute = False
+        #: Set once the association has ended and its sockets are closed.
+        self.closed = threading.Event()
+        self._changed = threading.Condition()
+        self._received: list[Datagram] = []
+        self._forwarded: list[Datagram] = []
+        self._dropped: list[tuple[str, bytes]] = []
+        self._last_source: tuple[str, int] | None = None
+        self._outbound: dict[int, socket.socket] = {}
+        self._selector: selectors.BaseSelector | None = None
+
+    # -- what happened ------------------------------------------------------
+
+    @property
+    def received(self) -> list[Datagram]:
+        """Datagrams accepted from the client, as parsed, oldest first."""
+        with self._changed:
+            return list(self._received)
+
+    @property
+    def forwarded(self) -> list[Datagram]:
+        """Datagrams from remotes, as wrapped and sent to the client."""
+        with self._changed:
+            return list(self._forwarded)
+
+    @property
+    def dropped(self) -> list[tuple[str, bytes]]:
+        """``(reason, raw datagram)`` for everything dropped, oldest first."""
+        with self._changed:
+            return list(self._dropped)
+
+    @property
+    def client_address(self) -> tuple[str, int] | None:
+        """Where datagrams for the client go (None: port 0 and nothing received yet)."""
+        if self.client_port:
+            return (self.client_host, self.client_port)
+        with self._changed:
+            return self._last_source
+
+    def wait_until(self, predicate: Callable[[UDPAssociation], bool], timeout: float = 5.0) -> bool:
+        """Wait until ``predicate(self)`` holds (checked after each event); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+    # -- scripting ----------------------------------------------------------
+
+    def send_to_client(self, raw: bytes) -> None:
+        """Send ``raw`` as it is from the relay socket to the client."""
+        self.relay.sendto(raw, self._client_sockaddr())
+
+    def send_from_foreign(self, raw: bytes, host: str | None = None) -> None:
+        """Send ``raw`` to the client from a fresh socket: a foreign source.
+
+        It is bound to ``host`` (default: the relay's IP, so that only the
+        port differs) and closed at once.
+        """
+        with _PlainSocket(self.relay.family, socket.SOCK_DGRAM) as sock:
+            sock.bind((host or self.relay_address[0], 0))
+            sock.sendto(raw, self._client_sockaddr())
+
+    def close_control(self, timeout: float = 5.0) -> None:
+        """Close the control connection from the proxy's side and wait
+        (up to ``timeout``) until the association has ended."""
+        with contextlib.suppress(OSError):
+            self.control.shutdown(socket.SHUT_RDWR)
+        self.closed.wait(timeout)
+
+    def _client_sockaddr(self) -> tuple[str, int]:
+        address = self.client_address
+        if address is None:
+            raise RuntimeError("the client's UDP port is not known yet (DST.PORT was 0)")
+        return address
+
+    # -- the relay (run by SocksServer) ---------------------------------------
+
+    def run(self) -> None:
+        """Relay until the control connection closes or the server stops."""
+        try:
+            with selectors.DefaultSelector() as selector:
+                self._selector = selector
+                selector.register(self.control, selectors.EVENT_READ)
+                selector.register(self.relay, selectors.EVENT_READ)
+                while not self.server.stopping:
+                    for key, _ in selector.select():
+                        sock = key.fileobj
+                        assert isinstance(sock, _PlainSocket)
+                        if sock is self.control:
+                            if not self._control_open():
+                                return
+                        elif sock is self.relay:
+                            self._from_client()
+                        else:
+                            self._from_remote(sock)
+        finally:
+            self._selector = None
+            for sock in self._outbound.values():
+                self.server.untrack(sock)
+
+    def finish(self) -> None:
+        """Mark the association ended (its sockets are closed)."""
+        with self._changed:
+            self.closed.set()
+            self._changed.notify_all()
+
+    def _control_open(self) -> bool:
+        try:
+            # RFC 1928 gives the client nothing to send here; discard it.
+            return bool(self.control.recv(_RELAY_CHUNK))
+        except OSError:
+            return False
+
+    def _drop(self, reason: str, raw: bytes) -> None:
+        with self._changed:
+            self._dropped.append((reason, raw))
+            self._changed.notify_all()
+
+    def _from_client(self) -> None:
+        try:
+            raw, sockaddr = self.relay.recvfrom(_UDP_BUFFER)
+        except OSError:
+            return  # e.g. an ICMP error for an earlier send
+        if sockaddr is None:
+            return  # stop() shut the socket down (Linux reports no source then)
+        source = _host_port(sockaddr)
+        if not _same_ip(source[0], self.client_host) or (
+            self.client_port and source[1] != self.client_port
+        ):
+            self._drop(f"foreign source {source[0]}:{source[1]}", raw)
+            return
+        if self.mute:
+            self._drop("muted", raw)
+            return
+        try:
+            dgram = decode_udp_datagram(raw)
+        except ValueError as exc:
+            self._drop(f"malformed: {exc}", raw)
+            return
+        if dgram.frag != 0:
+            self._drop(f"fragment {dgram.frag:#04x} (not reassembled)", raw)
+            return
+        with self._changed:
+            self._last_source = source
+            self._received.append(dgram)
+            self._changed.notify_all()
+        try:
+            family, dest = self._destination(dgram)
+            self._outbound_for(family).sendto(dgram.data, dest)
+        except OSError as exc:
+            self._drop(f"cannot relay to {dgram.addr}:{dgram.port}: {exc}", raw)
+
+    def _destination(self, dgram: Datagram) -> tuple[int, tuple[Any, ...]]:
+        if dgram.atyp == ATYP_IPV4:
+            return socket.AF_INET, (dgram.addr, dgram.port)
+        if dgram.atyp == ATYP_IPV6:
+            return socket.AF_INET6, (dgram.addr, dgram.port, 0, 0)
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            dgram.addr, dgram.port, type=socket.SOCK_DGRAM
+        )[0]
+        return family, tuple(sockaddr)
+
+    def _outbound_for(self, family: int) -> socket.socket:
+        sock = self._outbound.get(family)
+        if sock is None:
+            sock = _PlainSocket(family, socket.SOCK_DGRAM)
+            self.server.track(sock)
+            self._outbound[family] = sock
+            assert self._selector is not None
+            self._selector.register(sock, selectors.EVENT_READ)
+        return sock
+
+    def _from_remote(self, sock: socket.socket) -> None:
+        try:
+            data, sockaddr = sock.recvfrom(_UDP_BUFFER)
+        except OSError:
+            return
+        if sockaddr is None:
+            return  # shut down by stop()
+        host, port = _host_port(sockaddr)
+        dgram = Datagram(0, ATYP_IPV6 if ":" in host else ATYP_IPV4, host, port, data)
+        raw = encode_udp_datagram(*dgram)
+        client = self.client_address
+        if self.mute:
+            self._drop("muted", raw)
+            return
+        if client is None:
+            self._drop("the client's port is not known yet", raw)
+            return
+        # Recorded before sending, so that a test that has received the
+        # datagram finds it here.
+        with self._changed:
+            self._forwarded.append(dgram)
+        try:
+            self.relay.sendto(raw, client)
+        except OSError as exc:
+            with self._changed:
+                self._forwarded.remove(dgram)
+            self._drop(f"cannot send to the client: {exc}", raw)
+            return
+        with self._changed:
+            self._changed.notify_all()
 
 
 def _close_gracefully(conn: socket.socket) -> None:
@@ -708,7 +1383,7 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
             for key, _ in selector.select():
                 src = key.fileobj
                 dst: socket.socket = key.data
-                assert isinstance(src, socket.socket)
+                assert isinstance(src, _PlainSocket)
                 data = src.recv(_RELAY_CHUNK)
                 if data:
                     dst.sendall(data)
