@@ -154,11 +154,10 @@ class socksocket(socket.socket):
         As with a plain socket, name resolution errors (``socket.gaierror``)
         and bad arguments still raise.
         """
-        proxy = self.proxy
-        if proxy is None or self.type != socket.SOCK_STREAM:
+        if not self._proxied():
             return super().connect_ex(address)
         try:
-            self._connect_via(proxy, address)
+            self.connect(address)
         except socket.gaierror:
             raise
         except OSError as exc:
@@ -166,6 +165,10 @@ class socksocket(socket.socket):
                 raise
             return exc.errno
         return 0
+
+    def _proxied(self) -> bool:
+        """Whether connect() goes through a proxy."""
+        return self.type == socket.SOCK_STREAM and self.proxy is not None
 
     def _handshake_timeout(self) -> float | None:
         timeout = self.gettimeout()

@@ -34,7 +34,7 @@ from typing import Any
 from . import _codec, _negotiate
 from ._codec import AddressType, Command
 from ._negotiate import PlainSocket
-from .errors import ProxyError, ProxyProtocolError, UDPAssociationClosedError
+from .errors import ProxyProtocolError, UDPAssociationClosedError
 from .proxy import Proxy
 from .sock import _split_address as _split
 from .sock import socksocket
@@ -176,7 +176,7 @@ class _Association:
         when the proxy closed it (or, against the RFC, sent something).
         """
         if self.closed_by_proxy:
-            raise self._ended()
+            raise self.ended_error()
         if self.control.fileno() == -1:
             raise UDPAssociationClosedError("the UDP association was closed")
         if self.control_poll.poll(0):
@@ -191,14 +191,14 @@ class _Association:
         except OSError as exc:
             self.closed_by_proxy = True
             self.control.close()
-            raise self._ended(exc) from exc
+            raise self.ended_error(exc) from exc
         if not data:
             self.closed_by_proxy = True
             self.control.close()
-            raise self._ended()
+            raise self.ended_error()
         # RFC 1928 defines nothing the proxy may send here; ignore it.
 
-    def _ended(self, cause: OSError | None = None) -> UDPAssociationClosedError:
+    def ended_error(self, cause: OSError | None = None) -> UDPAssociationClosedError:
         where = _negotiate.describe(self.proxy.host, self.proxy.port)
         return UDPAssociationClosedError(
             f"the UDP association has ended: proxy {where} closed its control connection",
@@ -233,7 +233,8 @@ class UDPSocksSocket(socksocket):
         Binds the socket first when it is not bound yet, so that the proxy is
         told the real address and port datagrams will come from.
         """
-        self._association()
+        if self._proxied():
+            self._association()
 
     def _association(self, check: bool = True) -> _Association:
         assoc = self._assoc
@@ -296,6 +297,7 @@ class UDPSocksSocket(socksocket):
         )
 
     def _proxied(self) -> bool:
+        """Whether datagrams go through a relay (an association exists or will)."""
         return self._assoc is not None or self.proxy is not None
 
     # -- socket API ----------------------------------------------------------
@@ -318,18 +320,6 @@ class UDPSocksSocket(socksocket):
         self._default_sockaddr = tuple(address)
         is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
         self._peer_filter = (None if is_name else host, port)
-
-    def connect_ex(self, address: Any) -> int:
-        """Like :meth:`connect`, returning an errno instead of raising."""
-        try:
-            self.connect(address)
-        except ProxyError as exc:
-            return exc.errno if isinstance(exc.errno, int) else errno.EIO
-        except OSError as exc:
-            if exc.errno is None:
-                raise
-            return exc.errno
-        return 0
 
     def getpeername(self) -> Any:
         """The default destination set by :meth:`connect`."""
@@ -443,7 +433,7 @@ class UDPSocksSocket(socksocket):
         udp_fd, control_fd = self.fileno(), assoc.control_fd
         while True:
             if assoc.closed_by_proxy:
-                raise assoc._ended()
+                raise assoc.ended_error()
             left = None if deadline is None else deadline - time.monotonic()
             wait_ms = None if left is None else max(0, int(left * 1000 + 0.999))
             ready = dict(assoc.both_poll.poll(wait_ms))

@@ -861,3 +861,11 @@ def test_bad_destination_is_refused_before_contacting_the_proxy(
         else:
             sock.sendto(b"x", dest)
     assert socks_server.connections == 0
+
+
+def test_associate_without_a_proxy_does_nothing() -> None:
+    with socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.set_proxy()
+        sock.associate()
+        assert sock.get_proxy_sockname() is None
+        assert sock.getsockname()[1] == 0
