@@ -92,11 +92,11 @@ class socksocket(socket.socket):
         self._bind_address: tuple[Any, ...] | None = None
         self._bind_accepted = False
         self._bind_proxy: Proxy | None = None
-        if (
-            self.type == socket.SOCK_DGRAM
-            and self.family in _PROXIED_FAMILIES
-            and self.__class__ is socksocket
-        ):
+        # Read once: the family and type properties convert to enums on every
+        # access, and neither can change for the life of the socket.
+        self._inet = self.family in _PROXIED_FAMILIES
+        self._stream = self.type == socket.SOCK_STREAM
+        if self._inet and self.type == socket.SOCK_DGRAM and self.__class__ is socksocket:
             # The UDP variant overrides sendto/recvfrom; keeping it a
             # separate class keeps TCP's send/recv the C methods.
             from .udp import UDPSocksSocket
@@ -129,7 +129,7 @@ class socksocket(socket.socket):
     @property
     def proxy(self) -> Proxy | None:
         """The proxy :meth:`connect` will use: this socket's own, else the default."""
-        if self.family not in _PROXIED_FAMILIES:
+        if not self._inet:
             return None
         return get_default_proxy() if self._proxy is _UNSET else self._proxy
 
@@ -143,7 +143,7 @@ class socksocket(socket.socket):
         after a proxy error the socket is closed.
         """
         proxy = self.proxy
-        if proxy is None or self.type != socket.SOCK_STREAM:
+        if proxy is None or not self._stream:
             super().connect(address)
             return
         self._connect_via(proxy, address)
@@ -168,7 +168,7 @@ class socksocket(socket.socket):
 
     def _proxied(self) -> bool:
         """Whether connect() goes through a proxy."""
-        return self.type == socket.SOCK_STREAM and self.proxy is not None
+        return self._stream and self.proxy is not None
 
     def _handshake_timeout(self) -> float | None:
         timeout = self.gettimeout()
@@ -248,7 +248,7 @@ class socksocket(socket.socket):
         :meth:`listen` is accepted and :meth:`accept` waits for the peer.
         """
         proxy = self.proxy
-        if proxy is None or self.type != socket.SOCK_STREAM:
+        if proxy is None or not self._stream:
             super().bind(address)
             return
         if self._peername is not None or self._bind_address is not None:

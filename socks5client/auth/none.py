@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._codec import Method
-from . import Channel
+from .base import Channel
 
 
 class NoAuth:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._codec import Method, encode_userpass, parse_auth_reply
 from ..errors import SOCKS5AuthError
-from . import Channel
+from .base import Channel
 
 
 class UsernamePasswordAuth:

@@ -1,0 +1,32 @@
+"""The interface every authentication method implements."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, TypeVar
+
+from .._codec import NeedData, Parsed
+
+__all__ = ["AuthMethod", "Channel"]
+
+_T = TypeVar("_T")
+
+
+class Channel(Protocol):
+    """The handshake's connection to the proxy, as an auth method sees it."""
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data`` within the handshake's deadline."""
+
+    def receive(self, parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> _T:
+        """Read exactly one message with ``parser``; ``what`` names it in errors."""
+
+
+class AuthMethod(Protocol):
+    """One SOCKS5 authentication method."""
+
+    @property
+    def code(self) -> int:
+        """The METHOD byte offered in the greeting."""
+
+    def authenticate(self, channel: Channel) -> None:
+        """Run the sub-negotiation once the proxy has chosen this method."""
