@@ -36,7 +36,7 @@ from .proxy import Proxy
 _T = TypeVar("_T")
 
 #: Debug-level lines about each handshake.  They name the proxy by host and
-#: port only: never credentials.
+#: port, and a rejected user by name; never a password.
 log = logging.getLogger("socks5client")
 
 #: The socket class as it was when socks5client was imported.  Internal calls

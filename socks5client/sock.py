@@ -320,8 +320,9 @@ class socksocket(socket.socket):
                 f"no peer connected to {_negotiate.describe(*self._bind_address[:2])}"
                 f" (BIND via proxy {where}) within {timeout:g} s"
             )
+        read_timeout = self._handshake_timeout()
         channel = _negotiate.SocketChannel(
-            self, proxy, timeout, _negotiate.deadline_after(self._handshake_timeout())
+            self, proxy, read_timeout, _negotiate.deadline_after(read_timeout)
         )
         try:
             reply = _negotiate.read_reply(channel, "BIND (the peer's connection)", where)
@@ -435,6 +436,9 @@ def create_connection(
         )
     else:
         chosen = get_default_proxy()
+        if chosen is not None and not proxy_rdns:
+            # proxy_rdns=False alone: the default proxy, resolving locally.
+            chosen = _with_host(chosen, chosen.host, remote_dns=False)
     host, port = _split_address(address)
     if chosen is not None:
         # Refuse a bad destination before resolving or connecting anything.
@@ -466,8 +470,10 @@ def create_connection(
                 sock.set_proxy(_with_host(chosen, str(sockaddr[0])))
                 sock.connect((host, port))
             return sock
-        except OSError as exc:
+        except BaseException as exc:
             sock.close()
+            if not isinstance(exc, OSError):
+                raise
             # Another address of the proxy (or, direct, of the destination)
             # may work; a proxy that answered and refused will not do better.
             if chosen is not None and not isinstance(exc, ProxyConnectionError):
@@ -478,12 +484,12 @@ def create_connection(
     raise last
 
 
-def _with_host(proxy: Proxy, host: str) -> Proxy:
-    """``proxy`` with its host replaced by one of its resolved addresses."""
+def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy:
+    """``proxy`` with another host (one of its addresses), and maybe another DNS mode."""
     return Proxy(
         host,
         proxy.port,
         username=proxy.username,
         password=proxy.password,
-        remote_dns=proxy.remote_dns,
+        remote_dns=proxy.remote_dns if remote_dns is None else remote_dns,
     )

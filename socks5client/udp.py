@@ -34,7 +34,7 @@ from typing import Any
 from . import _codec, _negotiate
 from ._codec import AddressType, Command
 from ._negotiate import PlainSocket
-from .errors import ProxyProtocolError, UDPAssociationClosedError
+from .errors import GeneralProxyError, ProxyProtocolError, UDPAssociationClosedError
 from .proxy import Proxy
 from .sock import _split_address as _split
 from .sock import socksocket
@@ -279,7 +279,12 @@ class UDPSocksSocket(socksocket):
     def _relay_address(self, control: socket.socket, reply: _codec.Reply) -> Sockaddr:
         host = reply.host
         if reply.atyp == AddressType.DOMAIN:
-            infos = socket.getaddrinfo(host, reply.port, self.family, socket.SOCK_DGRAM)
+            try:
+                infos = socket.getaddrinfo(host, reply.port, self.family, socket.SOCK_DGRAM)
+            except socket.gaierror as exc:
+                raise GeneralProxyError(
+                    f"cannot resolve the UDP relay {host!r} named by the proxy", exc
+                ) from exc
             return tuple(infos[0][4])
         if ipaddress.ip_address(host).is_unspecified:
             # RFC 1928 leaves this case open; the only sensible relay is the
@@ -337,6 +342,8 @@ class UDPSocksSocket(socksocket):
         """The proxy's address at the other end of the control connection."""
         if self._assoc is None:
             raise OSError(errno.ENOTCONN, "no UDP association yet")
+        if self._assoc.closed_by_proxy:
+            raise self._assoc.ended_error()
         return self._assoc.control.getpeername()
 
     def _wire_destination(self, host: str, port: int) -> tuple[str, int]:

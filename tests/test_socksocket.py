@@ -701,3 +701,27 @@ def test_debug_log_names_the_handshake_but_never_the_password(
     text = caplog.text
     assert "succeeded" in text and "failed" in text
     assert "s3cret" not in text and "wrong-pw-123" not in text
+
+
+def test_create_connection_closes_its_socket_on_any_error(
+    socks_server: SocksServer, fd_count: Callable[[], int]
+) -> None:
+    before = fd_count()
+    with pytest.raises(TypeError):
+        socks5client.create_connection(
+            ("127.0.0.1", 9),
+            proxy=f"socks5h://127.0.0.1:{socks_server.port}",
+            socket_options=[(1,)],  # type: ignore[list-item]
+        )
+    assert fd_count() == before
+
+
+def test_create_connection_proxy_rdns_false_alone_resolves_locally_via_the_default(
+    socks_server: SocksServer, echo_server: tuple[str, int], default_proxy_reset: None
+) -> None:
+    socks5client.set_default_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
+    with socks5client.create_connection(
+        ("localhost", echo_server[1]), timeout=5, proxy_rdns=False
+    ) as s:
+        echo_round_trip(s)
+    assert socks_server.records[-1].atyp == 1

@@ -662,7 +662,11 @@ def test_control_closed_by_proxy_ends_the_association(
         sock.sendto(b"x", REMOTE)
     assert type(info.value) is errors.UDPAssociationClosedError
     assert info.value.errno == errno.ECONNRESET
-    for call in (lambda: sock.recvfrom(10), lambda: sock.sendto(b"x", REMOTE)):
+    for call in (
+        lambda: sock.recvfrom(10),
+        lambda: sock.sendto(b"x", REMOTE),
+        sock.get_proxy_peername,
+    ):
         with pytest.raises(errors.UDPAssociationClosedError):
             call()
     assert assoc.received == []
@@ -869,3 +873,30 @@ def test_associate_without_a_proxy_does_nothing() -> None:
         sock.associate()
         assert sock.get_proxy_sockname() is None
         assert sock.getsockname()[1] == 0
+
+
+def test_relay_name_that_does_not_resolve_is_a_proxy_error(
+    scripted_server: Callable[..., SocksServer], fd_count: FdCount
+) -> None:
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        read_greeting(conn)
+        conn.sendall(b"\x05\x00")
+        read_request(conn)
+        conn.sendall(encode_reply(0, ATYP_DOMAIN, "relay.invalid", 53))
+        # Waits for the client to hang up, so the server's side is closed
+        # before the fd count below.
+        conn.recv(1)
+
+    server = scripted_server(script)
+    before = fd_count()
+    sock = socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.set_proxy(f"socks5h://127.0.0.1:{server.port}")
+    sock.settimeout(TIMEOUT)
+    with pytest.raises(errors.GeneralProxyError, match=r"relay\.invalid") as info:
+        sock.associate()
+    assert isinstance(info.value.socket_err, socket.gaierror)
+    sock.close()
+    deadline = time.monotonic() + 2.0
+    while fd_count() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fd_count() == before
