@@ -33,8 +33,6 @@ import idna
 from .errors import ProxyProtocolError
 
 __all__ = [
-    "NEED_AUTH_REPLY",
-    "NEED_METHOD_SELECTION",
     "AddressType",
     "AuthReply",
     "Command",
@@ -172,10 +170,8 @@ class UDPDatagram(NamedTuple):
 # microsecond, which matters once per datagram.
 _ATYPS = {int(a): a for a in AddressType}
 
-NEED_METHOD_SELECTION = 2
 # The shortest valid reply: VER REP RSV, ATYP 3 with a one-byte name, PORT.
 _MIN_REPLY = 3 + 1 + 1 + 1 + 2
-NEED_AUTH_REPLY = 2
 
 _ParseResult = Union[NeedData, Parsed[_T]]
 _Buffer = Union[bytes, bytearray, memoryview]

@@ -17,7 +17,7 @@ import ipaddress
 import os
 import select
 import socket
-from typing import Any, Union
+from typing import Any
 
 from . import _codec, _negotiate
 from ._codec import Command
@@ -42,8 +42,6 @@ _CARRIED_OPTIONS = [
     for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
     if hasattr(socket, name)
 ]
-
-Address = Union[tuple[str, int], tuple[str, int, int, int]]
 
 
 def _split_address(address: Any) -> tuple[str, int]:
