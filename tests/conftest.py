@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -34,15 +35,34 @@ def count_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+class FdCounter:
+    """Counts this process's descriptors; ``settle`` waits for a count.
+
+    The reference server closes its side of a connection on its own thread,
+    so a test that closed its socket may have to wait a moment before the
+    count is back where it started.
+    """
+
+    def __call__(self) -> int:
+        return count_fds()
+
+    def settle(self, expected: int, timeout: float = 2.0) -> int:
+        """The count once it equals ``expected``, or whatever it is after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while count_fds() != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return count_fds()
+
+
 @pytest.fixture
-def fd_count() -> Callable[[], int]:
+def fd_count() -> FdCounter:
     """The fd counter, for asserting that nothing leaks a descriptor."""
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd")
     # Sockets an earlier test left in reference cycles must not be closed by
     # the collector in the middle of this test's count.
     gc.collect()
-    return count_fds
+    return FdCounter()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import pytest
 import socks5client
 from socks5client import errors
 
+from conftest import FdCounter
 from server import CMD_BIND, SocksServer, recv_exact
 
 TIMEOUT = 2.0
@@ -36,7 +37,7 @@ MARGIN = 0.5
 #: Bytes sent each way through an accepted tunnel.
 BIG = 1 << 20
 
-FdCount = Callable[[], int]
+FdCount = FdCounter
 ScriptedServer = Callable[..., SocksServer]
 MakeClient = Callable[..., socks5client.socksocket]
 
@@ -45,15 +46,6 @@ def _url(server: SocksServer, userinfo: str = "") -> str:
     host, port = server.address
     shown = f"[{host}]" if ":" in host else host
     return f"socks5h://{userinfo}{shown}:{port}"
-
-
-def _wait_for_fds(fd_count: FdCount, expected: int) -> int:
-    """The fd count once back to ``expected`` (the server closes its side
-    on its own threads), or whatever it is after 2 s."""
-    deadline = time.monotonic() + 2.0
-    while fd_count() != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return fd_count()
 
 
 @pytest.fixture
@@ -82,7 +74,7 @@ def make_client(fd_count: FdCount) -> Iterator[MakeClient]:
     for sock in made:
         sock.close()
     if baseline:
-        assert _wait_for_fds(fd_count, baseline[0]) == baseline[0]
+        assert fd_count.settle(baseline[0]) == baseline[0]
 
 
 def _connect_peer(address: Any, source: str | None = None) -> socket.socket:
@@ -229,7 +221,7 @@ def test_clearing_the_default_proxy_after_bind_does_not_break_accept(
     finally:
         sock.close()
         socks5client.set_default_proxy(previous)
-    assert _wait_for_fds(fd_count, before) == before
+    assert fd_count.settle(before) == before
 
 
 def test_bind_and_accept_on_ipv6(socks_server_v6: SocksServer, make_client: MakeClient) -> None:
@@ -509,4 +501,4 @@ def test_create_server_binds_through_the_default_proxy(
     finally:
         socks5client.set_default_proxy(previous)
     assert socket.socket is not socks5client.socksocket
-    assert _wait_for_fds(fd_count, before) == before
+    assert fd_count.settle(before) == before

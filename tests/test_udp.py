@@ -32,6 +32,7 @@ import socks5client.udp
 from socks5client import errors
 from socks5client.udp import UDPSocksSocket
 
+from conftest import FdCounter
 from server import (
     ATYP_DOMAIN,
     ATYP_IPV4,
@@ -58,7 +59,7 @@ MARGIN = 0.5
 #: should a datagram be relayed to it, it stays on this host.
 REMOTE = ("127.0.0.9", 5300)
 
-FdCount = Callable[[], int]
+FdCount = FdCounter
 ScriptedServer = Callable[..., SocksServer]
 MakeUDP = Callable[..., UDPSocksSocket]
 Address = tuple[str, int]
@@ -74,15 +75,6 @@ def _dgram(data: bytes, source: Address = REMOTE, frag: int = 0) -> bytes:
     """A datagram as the relay sends it: header naming ``source``, then ``data``."""
     atyp = ATYP_IPV6 if ":" in source[0] else ATYP_IPV4
     return encode_udp_datagram(frag, atyp, source[0], source[1], data)
-
-
-def _wait_for_fds(fd_count: FdCount, expected: int) -> int:
-    """The fd count once it is back to ``expected`` (the reference server
-    closes its side of an association on its own thread), or after 2 s."""
-    deadline = time.monotonic() + 2.0
-    while fd_count() != expected and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return fd_count()
 
 
 @pytest.fixture
@@ -116,7 +108,7 @@ def make_udp(fd_count: FdCount) -> Iterator[MakeUDP]:
     for sock in made:
         sock.close()
     if baseline:
-        assert _wait_for_fds(fd_count, baseline[0]) == baseline[0]
+        assert fd_count.settle(baseline[0]) == baseline[0]
 
 
 @pytest.fixture
@@ -483,7 +475,7 @@ def test_garbage_collection_closes_the_control_connection_quietly(
         gc.collect()
     assert _control_warnings(caught) == []
     assert assoc.closed.wait(TIMEOUT)
-    assert _wait_for_fds(fd_count, before) == before
+    assert fd_count.settle(before) == before
 
 
 # --------------------------------------------------------------------------
@@ -869,6 +861,7 @@ def test_bad_destination_is_refused_before_contacting_the_proxy(
 
 def test_associate_without_a_proxy_does_nothing() -> None:
     with socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert isinstance(sock, UDPSocksSocket)
         sock.set_proxy()
         sock.associate()
         assert sock.get_proxy_sockname() is None
@@ -890,13 +883,11 @@ def test_relay_name_that_does_not_resolve_is_a_proxy_error(
     server = scripted_server(script)
     before = fd_count()
     sock = socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert isinstance(sock, UDPSocksSocket)
     sock.set_proxy(f"socks5h://127.0.0.1:{server.port}")
     sock.settimeout(TIMEOUT)
     with pytest.raises(errors.GeneralProxyError, match=r"relay\.invalid") as info:
         sock.associate()
     assert isinstance(info.value.socket_err, socket.gaierror)
     sock.close()
-    deadline = time.monotonic() + 2.0
-    while fd_count() != before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert fd_count() == before
+    assert fd_count.settle(before) == before
