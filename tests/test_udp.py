@@ -891,3 +891,21 @@ def test_relay_name_that_does_not_resolve_is_a_proxy_error(
     assert isinstance(info.value.socket_err, socket.gaierror)
     sock.close()
     assert fd_count.settle(before) == before
+
+
+def test_bad_call_shapes_are_refused_like_a_plain_udp_socket(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    with pytest.raises(TypeError):
+        sock.sendto(b"x")
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", 0, REMOTE, "extra")
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", "not an address")
+    with pytest.raises(ValueError):
+        sock.recvfrom(-1)
+    with pytest.raises(OSError) as info:
+        sock.recvfrom(10, socket.MSG_PEEK)
+    assert info.value.errno == errno.EOPNOTSUPP
+    assert assoc.received == []
