@@ -287,6 +287,13 @@ def _start_microsocks(tmp: Path, name: str, auth: tuple[str, str] | None) -> Pro
     return ProxyServer(name, "127.0.0.1", port, user, password, processes=[proc])
 
 
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> ProxyServer:
+    """The server fixture named by the parameter (``indirect=True``)."""
+    result: ProxyServer = request.getfixturevalue(request.param)
+    return result
+
+
 @pytest.fixture(scope="session")
 def microsocks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyServer]:
     server = _start_microsocks(tmp_path_factory.mktemp("microsocks"), "microsocks", None)

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -45,12 +45,6 @@ TIMEOUT = 5.0
 TIMEOUT_MARGIN = 1.0
 
 
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> ProxyServer:
-    result: ProxyServer = request.getfixturevalue(request.param)
-    return result
-
-
 def _bind_socket(
     server: ProxyServer,
     expected_peer: tuple[str, int] = ("0.0.0.0", 0),
@@ -63,10 +57,6 @@ def _bind_socket(
     sock.settimeout(timeout)
     sock.bind(expected_peer)
     return sock
-
-
-def _fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def _connect_peer(address: Any, source: str | None = None) -> socket.socket:
@@ -249,7 +239,7 @@ def test_second_accept_raises(dante: ProxyServer) -> None:
             assert _read_exactly(peer, 4) == b"fine"
 
 
-def test_no_descriptor_leaks(dante: ProxyServer) -> None:
+def test_no_descriptor_leaks(dante: ProxyServer, fd_count: Callable[[], int]) -> None:
     def one_round() -> None:
         with _bind_socket(dante) as sock:
             peer = _connect_peer(sock.getsockname())
@@ -267,10 +257,10 @@ def test_no_descriptor_leaks(dante: ProxyServer) -> None:
                 sock.accept()
 
     one_round()  # warm-up: lazily created state is not a leak
-    baseline = _fd_count()
+    baseline = fd_count()
     for _ in range(5):
         one_round()
-    assert _fd_count() == baseline
+    assert fd_count() == baseline
 
 
 # ---------------------------------------------------------------------------

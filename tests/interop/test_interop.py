@@ -61,13 +61,6 @@ DESTINATIONS = [
 ]
 
 
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> ProxyServer:
-    """The server fixture named by the parameter (started once per session)."""
-    result: ProxyServer = request.getfixturevalue(request.param)
-    return result
-
-
 def _proxied_socket(
     server: ProxyServer,
     *,

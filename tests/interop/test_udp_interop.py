@@ -64,12 +64,6 @@ OVERHEAD_REMOTE_DNS = 262
 OVERHEAD_LOCAL_DNS = 22
 
 
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> ProxyServer:
-    result: ProxyServer = request.getfixturevalue(request.param)
-    return result
-
-
 def _udp_socket(
     server: ProxyServer,
     *,
@@ -84,10 +78,6 @@ def _udp_socket(
     )
     sock.settimeout(timeout)
     return sock
-
-
-def _fd_count() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 def _is_loopback(host: Any) -> bool:
@@ -351,7 +341,7 @@ def _closed_association_lines(log: str, relay_port: int) -> list[str]:
 
 
 def test_close_ends_the_association_and_leaks_nothing(
-    dante: ProxyServer, udp_echo_server: UDPEchoServer
+    dante: ProxyServer, udp_echo_server: UDPEchoServer, fd_count: Callable[[], int]
 ) -> None:
     mark = dante.log_size()
     # One association first, so that lazily created state (imports, the
@@ -359,7 +349,7 @@ def test_close_ends_the_association_and_leaks_nothing(
     with _udp_socket(dante) as warm:
         warm.sendto(b"warm", ("127.0.0.1", udp_echo_server.port))
         warm.recvfrom(16)
-    baseline = _fd_count()
+    baseline = fd_count()
     relay_ports = []
     for i in range(5):
         sock = _udp_socket(dante)
@@ -368,10 +358,10 @@ def test_close_ends_the_association_and_leaks_nothing(
         relay = sock.get_proxy_sockname()
         assert relay is not None
         relay_ports.append(relay[1])
-        assert _fd_count() >= baseline + 2  # the UDP socket and its control connection
+        assert fd_count() >= baseline + 2  # the UDP socket and its control connection
         sock.close()
         assert sock.fileno() == -1
-    assert _fd_count() == baseline
+    assert fd_count() == baseline
     # Dante saw each control connection close (and says so in its log).
     log = dante.wait_for_log(
         lambda text: all(_closed_association_lines(text, p) for p in relay_ports), mark
