@@ -20,6 +20,7 @@ from typing import Callable, Optional, TypeVar
 
 from . import _codec
 from ._codec import NeedData, Parsed, Reply
+from ._secret import Secret
 from .auth import AuthMethod, methods_for
 from .errors import (
     GeneralProxyError,
@@ -49,16 +50,59 @@ PlainSocket = socket.socket
 # A deadline is a time.monotonic() value, or None for "wait forever".
 Deadline = Optional[float]
 
+#: Longest a handshake on a non-blocking socket may block, in seconds.
+#: A non-blocking ``connect()`` cannot return before the proxy's reply
+#: without letting the caller believe the tunnel is open (asyncio's
+#: ``sock_connect`` would then send application bytes into the handshake),
+#: so the exchange runs blocking, bounded by this (or by
+#: ``socket.getdefaulttimeout()`` when that is shorter and positive).
+NONBLOCKING_HANDSHAKE_TIMEOUT = 5.0
 
-def deadline_after(timeout: float | None) -> Deadline:
-    """The deadline for a handshake that starts now under ``timeout``."""
-    return None if timeout is None else time.monotonic() + timeout
 
+class Budget:
+    """The time one user call may take: its timeout and the deadline computed once.
 
-def _remaining(deadline: Deadline) -> float | None:
-    if deadline is None:
-        return None
-    return deadline - time.monotonic()
+    Every step of the call (resolving, reaching the proxy, each message,
+    each retry) draws on the same deadline, so a timeout of *t* seconds
+    bounds the whole call, however many steps it takes.
+    """
+
+    __slots__ = ("deadline", "nonblocking", "timeout")
+
+    def __init__(self, timeout: float | None, nonblocking: bool = False) -> None:
+        self.timeout = timeout
+        self.nonblocking = nonblocking
+        self.deadline: Deadline = None if timeout is None else time.monotonic() + timeout
+
+    @classmethod
+    def for_socket(cls, sock_timeout: float | None) -> Budget:
+        """The budget of a call on a socket whose timeout is ``sock_timeout``."""
+        if sock_timeout == 0.0:
+            default = socket.getdefaulttimeout()
+            limit = NONBLOCKING_HANDSHAKE_TIMEOUT
+            if default is not None and 0 < default < limit:
+                limit = default
+            return cls(limit, nonblocking=True)
+        return cls(sock_timeout)
+
+    def remaining(self) -> float | None:
+        """Seconds left (may be negative), or None for no limit."""
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+    def describe(self) -> str:
+        """``within N s`` for messages, with the non-blocking bound explained."""
+        if self.timeout is None:
+            return "in time"
+        text = f"within {self.timeout:g} s"
+        if self.nonblocking:
+            text += (
+                " (the socket is non-blocking, so its SOCKS5 handshake runs blocking"
+                f" for at most {self.timeout:g} s; use a blocking socket with a timeout"
+                " for a slow proxy)"
+            )
+        return text
 
 
 def describe(host: str, port: int) -> str:
@@ -75,18 +119,15 @@ class _Truncated(Exception):
 
 
 class SocketChannel:
-    """A connected socket to the proxy plus the handshake's deadline."""
+    """A connected socket to the proxy plus the call's time budget."""
 
-    def __init__(
-        self, sock: socket.socket, proxy: Proxy, timeout: float | None, deadline: Deadline
-    ) -> None:
+    def __init__(self, sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
         self._sock = sock
         self._proxy = proxy
-        self._timeout = timeout
-        self._deadline = deadline
+        self._budget = budget
 
     def _arm(self, waiting_for: str) -> None:
-        left = _remaining(self._deadline)
+        left = self._budget.remaining()
         if left is not None and left <= 0:
             raise self._timed_out(waiting_for)
         # settimeout(None) blocks; a positive value bounds the next call only,
@@ -96,7 +137,7 @@ class SocketChannel:
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
         return ProxyTimeoutError(
             f"proxy {describe(self._proxy.host, self._proxy.port)} did not complete the"
-            f" SOCKS5 handshake within {self._timeout:g} s (waiting for the {waiting_for})"
+            f" SOCKS5 handshake {self._budget.describe()} (waiting for the {waiting_for})"
         )
 
     def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
@@ -108,11 +149,16 @@ class SocketChannel:
             exc,
         )
 
-    def send(self, data: bytes) -> None:
-        """Send all of ``data`` before the deadline."""
+    def send(self, data: bytes | Secret[bytes]) -> None:
+        """Send all of ``data`` before the deadline.
+
+        A :class:`Secret` (the RFC 1929 request) is unwrapped only inside the
+        ``sendall`` call, so no local of this frame, which the traceback of a
+        timeout keeps, holds the password.
+        """
         self._arm("proxy to accept our request")
         try:
-            self._sock.sendall(data)
+            self._sock.sendall(data.reveal() if isinstance(data, Secret) else data)
         except OSError as exc:
             raise self._lost(exc, "proxy to accept our request") from exc
 
@@ -133,9 +179,7 @@ class SocketChannel:
             buf += chunk
 
 
-def connect_to_proxy(
-    sock: socket.socket, proxy: Proxy, timeout: float | None, deadline: Deadline
-) -> None:
+def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
     """Connect ``sock`` (unconnected, TCP) to the proxy, trying each address.
 
     Only addresses of the socket's own family can be used.
@@ -147,10 +191,10 @@ def connect_to_proxy(
         raise _unresolvable(proxy, sock.family, exc) from exc
     last: OSError | None = None
     for _family, _type, _proto, _canon, addr in infos:
-        left = _remaining(deadline)
+        left = budget.remaining()
         if left is not None and left <= 0:
             raise ProxyConnectionTimeoutError(
-                f"connecting to proxy {where} timed out after {timeout:g} s", last
+                f"connecting to proxy {where} did not succeed {budget.describe()}", last
             )
         PlainSocket.settimeout(sock, left)
         try:
@@ -158,7 +202,7 @@ def connect_to_proxy(
             return
         except socket.timeout as exc:
             raise ProxyConnectionTimeoutError(
-                f"connecting to proxy {where} timed out after {timeout:g} s", exc
+                f"connecting to proxy {where} did not succeed {budget.describe()}", exc
             ) from exc
         except OSError as exc:
             last = exc
@@ -226,6 +270,12 @@ def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
 
     def parse(data: bytearray) -> NeedData | Parsed[Reply]:
         seen[:] = data
+        code = _codec.peek_reply_code(data)
+        if code:
+            # The verdict is known from the second byte: a failing proxy
+            # that stops there (and keeps the connection open) must not
+            # make us wait out the timeout for an address we do not need.
+            raise error_for_reply_code(code, context)
         return _codec.parse_reply(data)
 
     try:
@@ -250,7 +300,7 @@ def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
 def handshake(
     sock: socket.socket,
     proxy: Proxy,
-    timeout: float | None,
+    budget: Budget,
     request_bytes: bytes | Callable[[], bytes],
     context: str,
 ) -> tuple[SocketChannel, Reply]:
@@ -258,16 +308,16 @@ def handshake(
 
     ``request_bytes`` may be a function, called once connected, for a
     request that depends on the connection (UDP ASSOCIATE names our own
-    address).  One deadline, ``timeout`` seconds from now, bounds all of
-    it.  Returns the channel (BIND reads a second reply from it) and the
-    reply.  Raises a :class:`ProxyError`; the caller closes the socket.
+    address).  ``budget`` is the calling operation's one deadline; all of
+    the handshake fits in what is left of it.  Returns the channel (BIND
+    reads a second reply from it) and the reply.  Raises a
+    :class:`ProxyError`; the caller closes the socket.
     """
-    deadline = deadline_after(timeout)
     where = describe(proxy.host, proxy.port)
     log.debug("%s: connecting to proxy %s", context, where)
     try:
-        connect_to_proxy(sock, proxy, timeout, deadline)
-        channel = SocketChannel(sock, proxy, timeout, deadline)
+        connect_to_proxy(sock, proxy, budget)
+        channel = SocketChannel(sock, proxy, budget)
         authenticate(channel, methods_for(proxy.username, proxy.password), where)
         if callable(request_bytes):
             request_bytes = request_bytes()

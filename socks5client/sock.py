@@ -13,35 +13,99 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import ipaddress
 import os
 import select
 import socket
+import sys
+import threading
 from typing import Any
 
 from . import _codec, _negotiate
 from ._codec import Command
-from ._negotiate import PlainSocket
+from ._negotiate import Budget, PlainSocket
+from ._secret import guard_secrets
 from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
 from .proxy import Credential, Proxy, ProxyLike, get_default_proxy, proxy_from_args
 
 __all__ = ["create_connection", "socksocket"]
 
 _PROXIED_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+# Protocols that make an AF_INET/AF_INET6 SOCK_STREAM socket a TCP socket
+# (MPTCP behaves as TCP towards the proxy).  SCTP and others are refused.
+_TCP_PROTOS = frozenset(
+    [0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", socket.IPPROTO_TCP)]
+)
+_UDP_PROTOS = frozenset([0, socket.IPPROTO_UDP])
+_MSG_FASTOPEN = int(getattr(socket, "MSG_FASTOPEN", 0))
 _UNSET: Any = object()
 
-# Options carried over to the fresh socket used when a locally resolved
-# destination has several addresses and the first attempt failed.
+
+def _option(level: str, name: str, buflen: int | None = None) -> list[tuple[int, int, int | None]]:
+    if not hasattr(socket, level) or not hasattr(socket, name):
+        return []
+    return [(getattr(socket, level), getattr(socket, name), buflen)]
+
+
+# Options copied from the old socket to the fresh one used when a locally
+# resolved destination has several addresses and the first attempt failed,
+# whether they were set through this object or behind its back.  They decide
+# which route, interface and treatment the connection to the proxy gets, so
+# one that cannot be copied is an error, never silently dropped.  Buffer
+# sizes are not in the list (the kernel reports twice what was set); they
+# are replayed from the setsockopt() calls this object recorded.
 _CARRIED_OPTIONS = [
-    (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-    (socket.SOL_SOCKET, socket.SO_RCVBUF),
-    (socket.SOL_SOCKET, socket.SO_SNDBUF),
-    (socket.IPPROTO_TCP, socket.TCP_NODELAY),
-] + [
-    (socket.IPPROTO_TCP, getattr(socket, name))
-    for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
-    if hasattr(socket, name)
+    opt
+    for spec in (
+        ("SOL_SOCKET", "SO_BINDTODEVICE", 16),
+        ("SOL_SOCKET", "SO_MARK"),
+        ("SOL_SOCKET", "SO_PRIORITY"),
+        ("SOL_SOCKET", "SO_REUSEADDR"),
+        ("SOL_SOCKET", "SO_REUSEPORT"),
+        ("SOL_SOCKET", "SO_KEEPALIVE"),
+        ("SOL_SOCKET", "SO_LINGER", 8),
+        ("IPPROTO_IP", "IP_TOS"),
+        ("IPPROTO_IP", "IP_TTL"),
+        ("IPPROTO_IP", "IP_FREEBIND"),
+        ("IPPROTO_IP", "IP_TRANSPARENT"),
+        ("IPPROTO_IP", "IP_BIND_ADDRESS_NO_PORT"),
+        ("IPPROTO_IPV6", "IPV6_TCLASS"),
+        ("IPPROTO_IPV6", "IPV6_UNICAST_HOPS"),
+        ("IPPROTO_IPV6", "IPV6_V6ONLY"),
+        ("IPPROTO_TCP", "TCP_NODELAY"),
+        ("IPPROTO_TCP", "TCP_KEEPIDLE"),
+        ("IPPROTO_TCP", "TCP_KEEPINTVL"),
+        ("IPPROTO_TCP", "TCP_KEEPCNT"),
+        ("IPPROTO_TCP", "TCP_USER_TIMEOUT"),
+        ("IPPROTO_TCP", "TCP_CONGESTION", 16),
+    )
+    for opt in _option(*spec)
 ]
+
+# Subclasses of socksocket made with SOCK_DGRAM become a class that derives
+# from both the subclass and the UDP variant; one such class per subclass.
+_udp_classes: dict[type, type] = {}
+_udp_classes_lock = threading.Lock()
+
+
+def _udp_class_for(cls: type) -> type:
+    from .udp import UDPSocksSocket
+
+    if cls is socksocket:
+        return UDPSocksSocket
+    with _udp_classes_lock:
+        made = _udp_classes.get(cls)
+        if made is None:
+            # (cls, UDPSocksSocket): the subclass's own overrides come first
+            # and their super() calls reach the UDP variant.
+            made = type(
+                cls.__name__,
+                (cls, UDPSocksSocket),
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+            )
+            _udp_classes[cls] = made
+        return made
 
 
 def _split_address(address: Any) -> tuple[str, int]:
@@ -67,6 +131,26 @@ def _is_ip_literal(host: str) -> bool:
     return _codec.encode_host(host)[0] != _codec.AddressType.DOMAIN
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # ::ffff:127.0.0.1 on a dual-stack socket (Python 3.11's
+        # is_loopback says no to it).
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def _unsupported(sock: socket.socket) -> OSError:
+    return OSError(
+        errno.EOPNOTSUPP,
+        f"SOCKS5 carries only TCP and UDP; this socket (type {sock.type!r}, protocol"
+        f" {sock.proto}) cannot go through the proxy, and does not go around it",
+    )
+
+
 class socksocket(socket.socket):
     """A socket that connects through a SOCKS5 proxy.
 
@@ -74,6 +158,11 @@ class socksocket(socket.socket):
     with :meth:`set_proxy`, or set a process default with
     :func:`socks5client.set_default_proxy`; then :meth:`connect` as usual.
     """
+
+    #: True on the UDP variant (and on classes derived from it).
+    _udp_variant = False
+    #: True once listen() made this a local listener (a loopback bind).
+    _listening = False
 
     def __init__(
         self,
@@ -90,19 +179,28 @@ class socksocket(socket.socket):
         self._bind_address: tuple[Any, ...] | None = None
         self._bind_accepted = False
         self._bind_proxy: Proxy | None = None
+        # The address given to bind(), re-applied if the descriptor is renewed.
+        self._local_bind: Any = None
+        # setsockopt() calls made before the handshake, replayed on a renewed
+        # descriptor.
+        self._options: list[tuple[Any, ...]] = []
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
-        self._inet = self.family in _PROXIED_FAMILIES
-        self._stream = self.type == socket.SOCK_STREAM
-        if self._inet and self.type == socket.SOCK_DGRAM and self.__class__ is socksocket:
+        family, type_, proto = self.family, self.type, self.proto
+        self._inet = family in _PROXIED_FAMILIES
+        self._stream = self._inet and type_ == socket.SOCK_STREAM and proto in _TCP_PROTOS
+        udp = self._inet and type_ == socket.SOCK_DGRAM and proto in _UDP_PROTOS
+        # An AF_INET/AF_INET6 socket that is neither TCP nor UDP (raw, SCTP,
+        # ICMP...): SOCKS5 cannot carry it, so with a proxy it is refused.
+        self._other = self._inet and not self._stream and not udp
+        if udp and not self._udp_variant:
             # The UDP variant overrides sendto/recvfrom; keeping it a
             # separate class keeps TCP's send/recv the C methods.
-            from .udp import UDPSocksSocket
-
-            self.__class__ = UDPSocksSocket
+            self.__class__ = _udp_class_for(self.__class__)
 
     # -- configuration -----------------------------------------------------
 
+    @guard_secrets
     def set_proxy(
         self,
         proxy_type: int | ProxyLike | None = None,
@@ -131,6 +229,119 @@ class socksocket(socket.socket):
             return None
         return get_default_proxy() if self._proxy is _UNSET else self._proxy
 
+    def _copy_state_to(self, other: socksocket) -> None:
+        """Give ``other`` (a dup of this socket) this socket's proxy state."""
+        other._proxy = self._proxy
+        other._peername = self._peername
+        other._proxy_sockname = self._proxy_sockname
+        other._local_bind = self._local_bind
+        other._options = list(self._options)
+        other._bind_accepted = self._bind_accepted
+
+    def dup(self) -> socksocket:
+        """A duplicate of this socket that keeps its proxy, destination and tunnel.
+
+        A socket waiting for the peer of a SOCKS BIND cannot be duplicated:
+        only one of the two could receive the proxy's second reply.
+        """
+        if self._bind_address is not None:
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "a socket waiting for its SOCKS5 BIND peer cannot be duplicated; accept() first",
+            )
+        other: socksocket = super().dup()
+        try:
+            self._copy_state_to(other)
+        except BaseException:
+            other.close()
+            raise
+        return other
+
+    def _detach_would_bypass(self) -> bool:
+        """Whether a new owner of the descriptor could reach the network directly."""
+        if not (self._stream or self._other):
+            return False
+        if self._peername is not None or self._bind_address is not None:
+            return False  # the descriptor is the tunnel, or a line to the proxy
+        return self.proxy is not None
+
+    def detach(self) -> int:
+        """Give up the descriptor (as ``socket.detach``), unless that bypasses the proxy.
+
+        Before :meth:`connect` has gone through the proxy, whoever takes the
+        descriptor (``ssl.SSLContext.wrap_socket`` is the usual one) would
+        connect directly, so this raises :class:`OSError` (``EOPNOTSUPP``)
+        and the socket is closed.  Wrap for TLS after connecting instead.
+        """
+        if not self._detach_would_bypass():
+            return super().detach()
+        fd = super().detach()
+        # ssl wraps the same descriptor in its own socket object before it
+        # calls detach(); that object will close it.  If nobody else owns
+        # it, close it here, so that refusing never leaks a descriptor.
+        if not _owned_elsewhere(fd, self):
+            os.close(fd)
+        raise OSError(
+            errno.EOPNOTSUPP,
+            "this socksocket has not connected through its proxy yet, so its"
+            " descriptor cannot be handed over (the new owner would connect directly);"
+            " connect() first, then wrap it with ssl",
+        )
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        """As usual, except that it is refused where :meth:`detach` is.
+
+        A child process that inherits the descriptor before the handshake
+        could connect it directly.
+        """
+        if inheritable and self._detach_would_bypass():
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "this socksocket has not connected through its proxy yet; a child"
+                " process inheriting it could connect directly",
+            )
+        PlainSocket.set_inheritable(self, inheritable)
+
+    def setsockopt(self, *args: Any) -> None:
+        """As usual; before the handshake the call is also recorded.
+
+        A locally resolved destination with several addresses may need a
+        fresh descriptor for the next attempt; it gets every option again.
+        """
+        PlainSocket.setsockopt(self, *args)
+        if self._stream and self._peername is None:
+            self._options.append(args)
+
+    # -- sending before the handshake ------------------------------------------
+
+    def _check_direct_send(self, flags: int) -> None:
+        """Refuse a send that could open a connection around the proxy."""
+        if self._peername is not None or not (self._stream or self._other):
+            return
+        if self._stream and not flags & _MSG_FASTOPEN:
+            return  # without a connection the kernel refuses it (ENOTCONN)
+        if self.proxy is None:
+            return
+        if self._other:
+            raise _unsupported(self)
+        raise OSError(
+            errno.EOPNOTSUPP,
+            "MSG_FASTOPEN would open a TCP connection that skips the SOCKS5 proxy; connect() first",
+        )
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
+        if len(args) == 2:
+            self._check_direct_send(args[0])
+        elif self._other:
+            self._check_direct_send(0)
+        return PlainSocket.sendto(self, data, *args)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
+        self._check_direct_send(args[1] if len(args) >= 2 else 0)
+        return PlainSocket.sendmsg(self, buffers, *args)
+
     # -- connecting --------------------------------------------------------
 
     def connect(self, address: Any) -> None:
@@ -141,21 +352,27 @@ class socksocket(socket.socket):
         after a proxy error the socket is closed.
         """
         proxy = self.proxy
-        if proxy is None or not self._stream:
-            super().connect(address)
+        if proxy is None:
+            PlainSocket.connect(self, address)
             return
-        self._connect_via(proxy, address)
+        if not self._stream:
+            raise _unsupported(self)
+        self._connect_via(proxy, address, Budget.for_socket(self.gettimeout()))
 
     def connect_ex(self, address: Any) -> int:
         """Like :meth:`connect`, but return an errno instead of raising OSErrors.
 
         As with a plain socket, name resolution errors (``socket.gaierror``)
-        and bad arguments still raise.
+        and bad arguments still raise, and after a failure the socket stays
+        open, so calling ``connect_ex`` again tries again.
         """
-        if not self._proxied():
-            return super().connect_ex(address)
+        proxy = self.proxy
+        if proxy is None:
+            return PlainSocket.connect_ex(self, address)
         try:
-            self.connect(address)
+            if not self._stream:
+                raise _unsupported(self)
+            self._connect_via(proxy, address, Budget.for_socket(self.gettimeout()), keep_open=True)
         except socket.gaierror:
             raise
         except OSError as exc:
@@ -168,17 +385,15 @@ class socksocket(socket.socket):
         """Whether connect() goes through a proxy."""
         return self._stream and self.proxy is not None
 
-    def _handshake_timeout(self) -> float | None:
-        timeout = self.gettimeout()
-        if timeout == 0.0:
-            # A non-blocking socket cannot run a multi-step exchange inside
-            # one connect() call; it is done blocking, bounded by the
-            # default timeout, and the socket is non-blocking again after.
-            return socket.getdefaulttimeout()
-        return timeout
+    def _connect_via(
+        self, proxy: Proxy, address: Any, budget: Budget, keep_open: bool = False
+    ) -> None:
+        """CONNECT through ``proxy``; every attempt shares ``budget``'s deadline.
 
-    def _connect_via(self, proxy: Proxy, address: Any) -> None:
-        if self._peername is not None or self._bind_address is not None:
+        On failure the socket is closed, or with ``keep_open`` given a fresh
+        unconnected descriptor (what ``connect_ex`` callers expect).
+        """
+        if self._peername is not None or self._bind_address is not None or self._listening:
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         host, port = _split_address(address)
@@ -192,7 +407,6 @@ class socksocket(socket.socket):
         requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
         shown = _negotiate.describe(host, port)
         user_timeout = self.gettimeout()
-        handshake_timeout = self._handshake_timeout()
         last: ProxyError | None = None
         try:
             for i, (target, req) in enumerate(zip(targets, requests)):
@@ -202,56 +416,140 @@ class socksocket(socket.socket):
                     f"CONNECT to {shown}" if target == host else (f"CONNECT to {shown} ({target})")
                 )
                 try:
-                    _, reply = _negotiate.handshake(self, proxy, handshake_timeout, req, context)
+                    _, reply = _negotiate.handshake(self, proxy, budget, req, context)
                 except SOCKS5Error as exc:
                     # Like socket.create_connection: a failure for one
                     # address of the destination is a reason to try the next.
                     last = exc
                     continue
-                self._peername = tuple(address) if len(address) == 4 else (host, port)
+                self._peername = self._sockaddr(address, host, port)
                 self._proxy_sockname = (reply.host, reply.port)
                 PlainSocket.settimeout(self, user_timeout)
                 return
+            assert last is not None
+            raise last
         except BaseException:
-            self.close()
+            if not keep_open:
+                self.close()
+            elif self.fileno() != -1:
+                try:
+                    self._renew_fd()
+                    PlainSocket.settimeout(self, user_timeout)
+                except OSError:
+                    self.close()
             raise
-        self.close()
-        assert last is not None
-        raise last
+
+    def _sockaddr(self, address: tuple[Any, ...], host: str, port: int) -> tuple[Any, ...]:
+        """An address in the shape this socket's family uses (4-tuples for AF_INET6)."""
+        if len(address) == 4:
+            return (host, port, address[2], address[3])
+        if self.family == socket.AF_INET6:
+            return (host, port, 0, 0)
+        return (host, port)
 
     def _renew_fd(self) -> None:
         """Swap in a fresh, unconnected socket under this object's descriptor.
 
         A TCP socket cannot connect twice, so a second attempt needs a new
-        one; ``dup2`` keeps the file descriptor number and this object.
+        one; ``dup2`` keeps the file descriptor number and this object.  The
+        new socket gets the old one's options and local address, so it
+        leaves by the same interface and route.
         """
         fresh = PlainSocket(self.family, self.type, self.proto)
         try:
-            for level, name in _CARRIED_OPTIONS:
-                with contextlib.suppress(OSError):
-                    fresh.setsockopt(level, name, self.getsockopt(level, name))
+            carried = []
+            for level, name, buflen in _CARRIED_OPTIONS:
+                try:
+                    if buflen is None:
+                        value: Any = PlainSocket.getsockopt(self, level, name)
+                        default: Any = fresh.getsockopt(level, name)
+                    else:
+                        value = PlainSocket.getsockopt(self, level, name, buflen)
+                        default = fresh.getsockopt(level, name, buflen)
+                except OSError:
+                    continue  # not an option of this kind of socket
+                if value != default:
+                    carried.append((level, name, value))
             os.dup2(fresh.fileno(), self.fileno(), inheritable=self.get_inheritable())
         finally:
             fresh.close()
+        for args in self._options:
+            PlainSocket.setsockopt(self, *args)
+        for level, name, value in carried:
+            if isinstance(value, bytes):
+                value = value.rstrip(b"\0") or value
+            PlainSocket.setsockopt(self, level, name, value)
+        if self._local_bind is not None:
+            PlainSocket.bind(self, self._local_bind)
 
     # -- BIND: accepting one inbound connection through the proxy -------------
 
     def bind(self, address: Any) -> None:
-        """Bind locally, or, with a proxy, ask it to accept a connection for us.
+        """Bind locally, as a plain socket does, and remember the address.
 
-        With a proxy (on a TCP socket), this sends a SOCKS5 BIND request:
-        ``address`` is the peer expected to connect (``("0.0.0.0", 0)`` or
-        ``("", 0)`` for any) and the proxy's first reply says where the peer
-        must connect -- :meth:`getsockname` returns that.  Then
-        :meth:`listen` is accepted and :meth:`accept` waits for the peer.
+        With a proxy, :meth:`listen` then decides: on a socket bound to a
+        loopback address it listens locally; on any other address (the
+        wildcard included) it asks the proxy to listen for us (SOCKS5 BIND).
+        :meth:`connect` after ``bind`` connects to the proxy from this
+        local address.
+        """
+        if self._stream and (self._peername is not None or self._bind_address is not None):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        PlainSocket.bind(self, address)
+        if self._stream:
+            self._local_bind = address
+
+    def listen(self, *backlog: int) -> None:
+        """Listen; through the proxy (SOCKS5 BIND) unless the socket is bound to loopback.
+
+        After a SOCKS BIND, :meth:`getsockname` is the address on the proxy
+        where the peer must connect, and :meth:`accept` waits for that peer.
+        """
+        if self._bind_address is not None:
+            return
+        proxy = self.proxy
+        if proxy is None or not (self._stream or self._other):
+            PlainSocket.listen(self, *backlog)
+            self._listening = True
+            return
+        # The address the socket is bound to, however it got it (also via
+        # fromfd, or on a raw/SCTP socket); unbound, it is the wildcard.
+        local = str(PlainSocket.getsockname(self)[0])
+        if _is_loopback(local):
+            PlainSocket.listen(self, *backlog)
+            self._listening = True
+            return
+        if self._other:
+            raise _unsupported(self)
+        self._socks_bind(proxy, None)
+
+    def proxy_bind(self, expected_peer: Any = None) -> tuple[Any, ...]:
+        """Send the SOCKS5 BIND now; return the address on the proxy where the peer must connect.
+
+        ``expected_peer`` is the address the proxy should accept a connection
+        from (``None``: any).  Proxies such as Dante refuse other peers.
+        Then call :meth:`accept`.  :meth:`listen` does the same for any peer.
         """
         proxy = self.proxy
         if proxy is None or not self._stream:
-            super().bind(address)
-            return
-        if self._peername is not None or self._bind_address is not None:
-            raise OSError(errno.EINVAL, "this socket is already connected or bound")
-        host, port = _split_address(address)
+            raise OSError(errno.EOPNOTSUPP, "SOCKS5 BIND needs a TCP socksocket with a proxy")
+        if self._bind_address is not None:
+            raise OSError(errno.EINVAL, "this socket has already sent its SOCKS5 BIND")
+        self._socks_bind(proxy, expected_peer)
+        assert self._bind_address is not None
+        return self._bind_address
+
+    def _socks_bind(self, proxy: Proxy, expected_peer: Any) -> None:
+        if self._peername is not None:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        if PlainSocket.getsockopt(self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            # listen() made it a local listener (a loopback bind): its
+            # descriptor cannot connect to the proxy any more.
+            raise OSError(errno.EINVAL, "this socket already listens locally")
+        if expected_peer is None:
+            host, port = ("::" if self.family == socket.AF_INET6 else "0.0.0.0"), 0
+        else:
+            host, port = _split_address(expected_peer)
         if not host:
             host = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
         if not proxy.remote_dns and not _is_ip_literal(host):
@@ -262,7 +560,7 @@ class socksocket(socket.socket):
             _, reply = _negotiate.handshake(
                 self,
                 proxy,
-                self._handshake_timeout(),
+                Budget.for_socket(user_timeout),
                 request,
                 f"BIND for {_negotiate.describe(host, port)}",
             )
@@ -270,7 +568,7 @@ class socksocket(socket.socket):
             if _is_ip_literal(bnd_host) and ipaddress.ip_address(bnd_host).is_unspecified:
                 # The proxy listens on all its addresses; the one we reached
                 # it on is the one a peer can use too.
-                bnd_host = str(super().getpeername()[0])
+                bnd_host = str(PlainSocket.getpeername(self)[0])
         except BaseException:
             self.close()
             raise
@@ -279,22 +577,13 @@ class socksocket(socket.socket):
         # accept() reads the second reply from this same proxy, whatever
         # happens to the default proxy meanwhile.
         self._bind_proxy = proxy
-        bind_address: tuple[Any, ...] = (
-            (bnd_host, reply.port, 0, 0)
-            if self.family == socket.AF_INET6
-            else (bnd_host, reply.port)
-        )
-        self._bind_address = bind_address
-
-    def listen(self, *backlog: int) -> None:
-        """Accepted and ignored after a SOCKS BIND (the proxy does the listening)."""
-        if self._bind_address is None:
-            super().listen(*backlog)
+        self._bind_address = self._sockaddr((bnd_host, reply.port), bnd_host, reply.port)
 
     def accept(self) -> tuple[socket.socket, Any]:
         """Wait for the peer of a SOCKS BIND; return ``(conn, peer_address)``.
 
-        Honours the socket's timeout: on expiry a
+        Honours the socket's timeout, one deadline for the wait and the
+        proxy's reply: on expiry a
         :class:`~socks5client.errors.ProxyTimeoutError` (a ``TimeoutError``)
         is raised and, if the proxy sent nothing yet, ``accept`` may be
         called again.  ``conn`` takes over the tunnel (this socket's file
@@ -306,35 +595,39 @@ class socksocket(socket.socket):
                     errno.EINVAL,
                     "a SOCKS5 BIND serves one connection, and it has been accepted",
                 )
-            return super().accept()
+            conn, address = super().accept()
+            if isinstance(conn, socksocket):
+                # socket.accept() builds the connection with socket.socket,
+                # a socksocket under global patching: it is a direct local
+                # connection, already open, so no proxy applies to it (else
+                # detach(), and so ssl wrapping, would be refused).
+                conn.set_proxy()
+            return conn, address
         proxy = self._bind_proxy
         assert proxy is not None
         timeout = self.gettimeout()
+        budget = Budget.for_socket(timeout)
         where = _negotiate.describe(proxy.host, proxy.port)
-        if not _wait_readable(self, timeout):
+        if not _wait_readable(self, 0.0 if timeout == 0.0 else budget.remaining()):
             if timeout == 0.0:
                 raise BlockingIOError(errno.EAGAIN, "no peer has connected yet")
             raise ProxyTimeoutError(
                 f"no peer connected to {_negotiate.describe(*self._bind_address[:2])}"
-                f" (BIND via proxy {where}) within {timeout:g} s"
+                f" (BIND via proxy {where}) {budget.describe()}"
             )
-        read_timeout = self._handshake_timeout()
-        channel = _negotiate.SocketChannel(
-            self, proxy, read_timeout, _negotiate.deadline_after(read_timeout)
-        )
+        channel = _negotiate.SocketChannel(self, proxy, budget)
         try:
             reply = _negotiate.read_reply(channel, "BIND (the peer's connection)", where)
         except BaseException:
             self.close()
             raise
-        peer = (
-            (reply.host, reply.port, 0, 0)
-            if reply.atyp == _codec.AddressType.IPV6
-            else (reply.host, reply.port)
-        )
+        if self.family == socket.AF_INET6 or reply.atyp == _codec.AddressType.IPV6:
+            peer: tuple[Any, ...] = (reply.host, reply.port, 0, 0)
+        else:
+            peer = (reply.host, reply.port)
         family, type_, proto = self.family, self.type, self.proto
         PlainSocket.settimeout(self, timeout)
-        fd = self.detach()
+        fd = PlainSocket.detach(self)
         self._bind_address = None
         self._bind_accepted = True
         conn = socksocket(family, type_, proto, fileno=fd)
@@ -375,6 +668,16 @@ class socksocket(socket.socket):
         return super().getpeername()
 
 
+def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:
+    """Whether another live socket object holds descriptor ``fd`` (an error path only)."""
+    for obj in gc.get_objects():
+        if obj is not sock and isinstance(obj, socket.socket):
+            with contextlib.suppress(Exception):
+                if obj.fileno() == fd:
+                    return True
+    return False
+
+
 def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
     """Whether ``sock`` becomes readable within ``timeout`` (None: wait forever)."""
     poller = select.poll()
@@ -401,12 +704,11 @@ def _resolve_locally(host: str, port: int) -> list[str]:
     return seen
 
 
+@guard_secrets
 def create_connection(
     address: tuple[str, int],
     timeout: float | None = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
     source_address: tuple[str, int] | None = None,
-    *,
-    proxy: ProxyLike | None = None,
     proxy_type: int | None = None,
     proxy_addr: str | None = None,
     proxy_port: int | None = None,
@@ -414,16 +716,30 @@ def create_connection(
     proxy_username: Credential | None = None,
     proxy_password: Credential | None = None,
     socket_options: list[tuple[int, int, int | bytes]] | None = None,
+    *,
+    proxy: ProxyLike | None = None,
+    all_errors: bool = False,
 ) -> socket.socket:
     """Connect to ``address`` through a proxy and return the socket.
 
     Like :func:`socket.create_connection`.  The proxy is ``proxy`` (a
-    :class:`Proxy` or URL), else PySocks' ``proxy_*`` keywords, else the
-    default proxy; with none at all, the connection is direct.  Each of
-    the proxy's addresses is tried in turn; ``socket_options`` are applied
-    before connecting, as ``urllib3`` expects.
+    :class:`Proxy` or URL), else PySocks' ``proxy_*`` arguments (by keyword
+    or in PySocks' positional order), else the default proxy; with none at
+    all, the connection is direct.  Each of the proxy's addresses is tried
+    in turn, all within one ``timeout``; ``socket_options`` are applied
+    before connecting, as ``urllib3`` expects.  ``all_errors`` is accepted
+    for ``socket.create_connection`` compatibility (Python 3.11+).
     """
-    pysocks_args = (proxy_type, proxy_addr, proxy_port, proxy_username, proxy_password)
+    # Blank credentials are "not given", as in PySocks (requests passes ""
+    # for a proxy URL without user info): alone they must not turn the
+    # default proxy off.
+    pysocks_args = (
+        proxy_type,
+        proxy_addr,
+        proxy_port,
+        proxy_username or None,
+        proxy_password or None,
+    )
     if proxy is not None:
         if pysocks_args != (None,) * 5 or not proxy_rdns:
             raise ValueError("give either proxy= or the proxy_* arguments, not both")
@@ -437,49 +753,85 @@ def create_connection(
         if chosen is not None and not proxy_rdns:
             # proxy_rdns=False alone: the default proxy, resolving locally.
             chosen = _with_host(chosen, chosen.host, remote_dns=False)
+    # The credentials live on in ``chosen`` (whose repr masks them); no
+    # local of this frame, which a traceback keeps, holds them any more.
+    del proxy_username, proxy_password, pysocks_args, proxy
     host, port = _split_address(address)
-    if chosen is not None:
-        # Refuse a bad destination before resolving or connecting anything.
-        _codec.encode_host(host)
-        where = (chosen.host, chosen.port)
-    else:
-        where = (host, port)
+    if chosen is None:
+        return _direct_connection(address, timeout, source_address, socket_options, all_errors)
+    # Refuse a bad destination before resolving or connecting anything.
+    _codec.encode_host(host)
+    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+        timeout = socket.getdefaulttimeout()
+    # One deadline for the whole call, however many proxy addresses it tries.
+    budget = Budget.for_socket(timeout)
     try:
-        infos = socket.getaddrinfo(where[0], where[1], 0, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        if chosen is None:
-            raise
         raise ProxyConnectionError(f"cannot resolve proxy host {chosen.host!r}", exc) from exc
-    last: OSError | None = None
+    errors: list[OSError] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         sock = socksocket(family, socket.SOCK_STREAM)
         try:
             for opt in socket_options or ():
                 sock.setsockopt(*opt)
-            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
-                sock.settimeout(timeout)
+            sock.settimeout(timeout)
             if source_address is not None:
-                # PlainSocket.bind: a socksocket's bind() may mean SOCKS BIND.
-                PlainSocket.bind(sock, source_address)
-            if chosen is None:
-                sock.set_proxy()
-                sock.connect(sockaddr)
-            else:
-                sock.set_proxy(_with_host(chosen, str(sockaddr[0])))
-                sock.connect((host, port))
+                sock.bind(source_address)
+            sock._connect_via(_with_host(chosen, str(sockaddr[0])), (host, port), budget)
             return sock
         except BaseException as exc:
             sock.close()
             if not isinstance(exc, OSError):
                 raise
-            # Another address of the proxy (or, direct, of the destination)
-            # may work; a proxy that answered and refused will not do better.
-            if chosen is not None and not isinstance(exc, ProxyConnectionError):
+            # Another address of the proxy may work; a proxy that answered
+            # and refused will not do better.
+            if not isinstance(exc, ProxyConnectionError):
                 raise
+            errors.append(exc)
+    if not errors:
+        raise OSError(f"getaddrinfo returned no addresses for {chosen.host!r}")
+    if all_errors and len(errors) > 1 and sys.version_info >= (3, 11):
+        raise ExceptionGroup("create_connection failed", errors)  # noqa: F821
+    raise errors[-1]
+
+
+def _direct_connection(
+    address: tuple[Any, ...],
+    timeout: Any,
+    source_address: tuple[str, int] | None,
+    socket_options: list[tuple[int, int, int | bytes]] | None,
+    all_errors: bool,
+) -> socket.socket:
+    """``socket.create_connection`` with plain sockets (there is no proxy)."""
+    kwargs: dict[str, Any] = {"all_errors": True} if all_errors else {}
+    if not socket_options:
+        return _stdlib_create_connection(address, timeout, source_address, **kwargs)
+    host, port = address[0], address[1]
+    last: OSError | None = None
+    for family, type_, proto, _canon, sockaddr in socket.getaddrinfo(
+        host, port, 0, socket.SOCK_STREAM
+    ):
+        sock = PlainSocket(family, type_, proto)
+        try:
+            for opt in socket_options:
+                sock.setsockopt(*opt)
+            if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
+                sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
             last = exc
     if last is None:
-        raise OSError(f"getaddrinfo returned no addresses for {where[0]!r}")
+        raise OSError(f"getaddrinfo returned no addresses for {host!r}")
     raise last
+
+
+#: ``socket.create_connection`` as it was at import, before any patching.
+_stdlib_create_connection = socket.create_connection
 
 
 def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy:

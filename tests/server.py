@@ -604,6 +604,9 @@ class _ThreadedTCPServer:
                     conn, addr = self._listener.accept()
                 except OSError:
                     continue  # e.g. the client reset before we accepted
+                # Blocking whatever socket.setdefaulttimeout() a test chose
+                # for its clients: the server runs in the same process.
+                conn.settimeout(None)
                 try:
                     self.track(conn)
                 except PeerClosed:
@@ -1010,6 +1013,7 @@ class SocksServer(_ThreadedTCPServer):
                         peer, _ = listener.accept()
                     except OSError:
                         continue  # stop() shut the listener down, or the peer reset
+                    peer.settimeout(None)
                     self.track(peer)
                     return peer
 

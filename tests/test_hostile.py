@@ -500,6 +500,37 @@ def test_failure_reply_raises_matching_error_without_waiting_for_close(
     assert exc.reply_code == code
 
 
+@pytest.mark.parametrize(
+    ("partial", "expected"),
+    [
+        (b"\x05\x01", errors.SOCKS5GeneralFailureError),
+        (b"\x05\x01\x00", errors.SOCKS5GeneralFailureError),
+        (b"\x05\x05\x00\x01\x7f", errors.SOCKS5ConnectionRefusedError),
+        (b"\x05\x04\x00\x03", errors.SOCKS5HostUnreachableError),
+    ],
+    ids=["ver-rep", "ver-rep-rsv", "half-ipv4", "domain-no-length"],
+)
+def test_failure_reply_cut_short_with_connection_open_fails_at_once(
+    expect_failure: ExpectFailure, partial: bytes, expected: type[errors.SOCKS5Error]
+) -> None:
+    # Once REP is known to be a failure the outcome is known: the client
+    # must not wait (up to the timeout, or forever) for the address part.
+    exc = expect_failure(_no_auth(partial, STALL), expected)
+    assert isinstance(exc, errors.SOCKS5Error)
+
+
+def test_failure_reply_cut_short_without_timeout_does_not_hang(
+    scripted_server: ScriptedServer,
+) -> None:
+    server = scripted_server(_no_auth(b"\x05\x01\x00", STALL))
+    sock = _new_client(server.address, 5.0, auth=False)
+    sock.settimeout(None)  # urllib3's default: no timeout at all
+    started = time.monotonic()
+    with sock, pytest.raises(errors.SOCKS5GeneralFailureError):
+        sock.connect(TARGET)
+    assert time.monotonic() - started < FAST_LIMIT
+
+
 @pytest.mark.parametrize("code", [0x09, 0x7F, 0xFF])
 def test_unassigned_reply_code_is_unassigned_error(
     expect_failure: ExpectFailure, code: int

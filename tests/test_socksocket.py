@@ -355,9 +355,13 @@ def test_connect_ex_returns_errno_for_a_refused_destination(socks_server: SocksS
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()
-    s = proxied(socks_server)
-    assert s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
-    assert s.fileno() == -1
+    with proxied(socks_server) as s:
+        assert s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+        # As with a plain socket, the socket stays open and a second
+        # connect_ex tries again and reports the same error (not EBADF).
+        assert s.fileno() != -1
+        assert s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+    assert socks_server.connections == 2
 
 
 # -- default proxy, no proxy, other families and flags --------------------------------
@@ -433,7 +437,10 @@ def test_type_flags_are_accepted_and_nonblocking_survives_the_handshake(
 
 
 def test_no_python_code_on_the_data_path() -> None:
-    for name in ("send", "recv", "sendall", "recv_into", "sendto", "recvfrom", "makefile"):
+    # sendto and sendmsg are wrapped on TCP: before the handshake, MSG_FASTOPEN
+    # would open a direct connection (tests/test_hardening.py).
+    names = ("send", "recv", "sendall", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
+    for name in (*names, "recvmsg_into", "makefile", "sendfile", "shutdown", "settimeout"):
         assert getattr(socks5client.socksocket, name) is getattr(socket.socket, name), name
 
 
