@@ -11,7 +11,9 @@ Each error carries:
 
 The names ``ProxyError``, ``GeneralProxyError``, ``ProxyConnectionError``,
 ``SOCKS5AuthError`` and ``SOCKS5Error`` are PySocks' own, so code written
-against PySocks catches the same things.
+against PySocks catches the same things.  PySocks' ``SOCKS4Error`` and
+``HTTPError`` exist too, so that ``except`` clauses naming them still work;
+socks5client speaks only SOCKS5 and never raises them.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from typing import ClassVar
 
 __all__ = [
     "GeneralProxyError",
+    "HTTPError",
     "ProxyConnectionError",
     "ProxyConnectionTimeoutError",
     "ProxyError",
     "ProxyProtocolError",
     "ProxyTimeoutError",
+    "SOCKS4Error",
     "SOCKS5AddressTypeNotSupportedError",
     "SOCKS5AuthError",
     "SOCKS5CommandNotSupportedError",
@@ -136,6 +140,22 @@ class SOCKS5AuthError(ProxyError):
     """The proxy accepted none of our methods, or rejected our credentials."""
 
     default_errno = _errno.EACCES
+
+
+class SOCKS4Error(ProxyError):
+    """PySocks' error for SOCKS4 failures.  Never raised: kept for ``except`` clauses.
+
+    socks5client refuses SOCKS4 proxies when they are configured (with a
+    ``ValueError``), so no SOCKS4 conversation can fail.
+    """
+
+
+class HTTPError(ProxyError):
+    """PySocks' error for HTTP CONNECT proxy failures.  Never raised: kept for ``except`` clauses.
+
+    socks5client refuses HTTP proxies when they are configured (with a
+    ``ValueError``), so no HTTP proxy conversation can fail.
+    """
 
 
 class SOCKS5Error(ProxyError):

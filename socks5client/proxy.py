@@ -2,16 +2,20 @@
 
 A :class:`Proxy` is immutable and validated when it is made, so a bad port or
 an over-long username is reported where it was written, not at the first
-connection.  Its ``repr`` and ``str`` never show the password.
+connection.  Its ``repr`` and ``str`` never show the password, and neither
+does any error raised here, nor any local of a frame in such an error's
+traceback (see :mod:`socks5client._secret`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any, Union
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from ._codec import encode_userpass
+from ._secret import Secret, guard_secrets
 
 __all__ = [
     "HTTP",
@@ -37,8 +41,28 @@ DEFAULT_PORT = 1080
 
 _SCHEMES = {"socks5": False, "socks5h": True}  # scheme -> remote DNS
 _MASK = "***"
+# RFC 3986's scheme syntax: only text of this shape is quoted back in an
+# error, so a malformed URL cannot get its user info echoed as a "scheme".
+_SCHEME_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 Credential = Union[str, bytes]
+
+
+def _blank(value: object) -> bool:
+    """True for a credential that is absent: ``None`` or empty."""
+    return value is None or (isinstance(value, (str, bytes, bytearray)) and not value)
+
+
+def _encodable(value: object) -> bool:
+    """False for a ``str`` that UTF-8 cannot encode (a lone surrogate)."""
+    if not isinstance(value, str):
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # Its args hold the whole string: drop it here, never re-raise it.
+        return False
+    return True
 
 
 class Proxy:
@@ -51,16 +75,25 @@ class Proxy:
     :param remote_dns: when true (the default, ``socks5h``), destination
         hostnames are sent to the proxy to resolve; when false
         (``socks5``), they are resolved locally first.
+
+    An empty (or ``None``) username with an empty (or ``None``) password
+    means no authentication, as PySocks-style callers (``requests``) pass
+    ``""`` for "none"; both attributes are then ``None``.  A password with
+    an empty username is refused.  A username with an empty or no password
+    is RFC 1929 with an empty password.
     """
 
-    __slots__ = ("host", "password", "port", "remote_dns", "username")
+    __slots__ = ("_password", "host", "port", "remote_dns", "username")
 
     host: str
     port: int
     username: Credential | None
-    password: Credential | None
     remote_dns: bool
+    # Wrapped, so that code looking into a Proxy's slots (debuggers, error
+    # reporters expanding traceback locals) sees it masked too.
+    _password: Secret[Credential] | None
 
+    @guard_secrets
     def __init__(
         self,
         host: str,
@@ -78,28 +111,47 @@ class Proxy:
             raise TypeError(f"the proxy port must be an int, not {type(port).__name__}")
         if not 1 <= port <= 0xFFFF:
             raise ValueError(f"the proxy port {port} is out of range 1-65535")
-        if password is not None and username is None:
-            raise ValueError("a proxy password was given without a username")
+        if _blank(username):
+            if not _blank(password):
+                raise ValueError(
+                    "a proxy password was given without a username"
+                    " (an empty username means no authentication)"
+                )
+            username = password = None
         if username is not None:
+            for what, credential in (("username", username), ("password", password)):
+                if not _encodable(credential):
+                    raise ValueError(
+                        f"the proxy {what} has a lone surrogate; UTF-8 cannot encode it"
+                    )
             # Validates both lengths now rather than at the first connection.
             encode_userpass(username, password if password is not None else b"")
         for name, value in (
             ("host", host),
             ("port", port),
             ("username", username),
-            ("password", password),
+            ("_password", None if password is None else Secret(password)),
             ("remote_dns", bool(remote_dns)),
         ):
             object.__setattr__(self, name, value)
 
+    @property
+    def password(self) -> Credential | None:
+        """The RFC 1929 password, or ``None``."""
+        return None if self._password is None else self._password.reveal()
+
     @classmethod
+    @guard_secrets
     def from_url(cls, url: str) -> Proxy:
         """Parse ``socks5h://[user[:password]@]host[:port]``.
 
         ``socks5h://`` has the proxy resolve hostnames; ``socks5://``
         resolves them locally.  User info is percent-decoded; an IPv6 host
         goes in brackets (``socks5://[::1]:1080``); the port defaults to
-        1080.  Anything else raises :class:`ValueError` naming the problem.
+        1080.  ``socks5h://@host`` and ``socks5h://:@host`` mean no
+        authentication; ``user:@host`` is the user with an empty password.
+        Anything else raises :class:`ValueError` naming the problem, never
+        quoting the user info.
         """
         if not isinstance(url, str):
             raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
@@ -108,10 +160,9 @@ class Proxy:
             raise ValueError("proxy URL has no scheme; expected socks5:// or socks5h://")
         remote_dns = _SCHEMES.get(scheme.lower())
         if remote_dns is None:
-            raise ValueError(
-                f"unsupported proxy scheme {scheme!r}; expected socks5:// or socks5h://"
-            )
-        parts = urlsplit(url)
+            shown = repr(scheme) if _SCHEME_SYNTAX.fullmatch(scheme) else "(not a valid scheme)"
+            raise ValueError(f"unsupported proxy scheme {shown}; expected socks5:// or socks5h://")
+        parts = _split_url(url)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("a proxy URL has no path, query or fragment")
         host = parts.hostname
@@ -127,8 +178,6 @@ class Proxy:
             raise ValueError("proxy URL has port 0; a proxy port is 1-65535")
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
-        if username == "" and password is None:
-            username = None
         return cls(host, port, username=username, password=password, remote_dns=remote_dns)
 
     @property
@@ -140,7 +189,7 @@ class Proxy:
         if self.username is not None:
             user = self.username
             auth = quote(user, safe="")
-            if self.password is not None:
+            if self._password is not None:
                 auth += ":" + _MASK
             auth += "@"
         return f"{scheme}://{auth}{host}:{self.port}"
@@ -152,6 +201,7 @@ class Proxy:
         raise AttributeError("Proxy is immutable")
 
     def _key(self) -> tuple[object, ...]:
+        # Not for display: it holds the password in the clear.
         return (self.host, self.port, self.username, self.password, self.remote_dns)
 
     def __eq__(self, other: object) -> bool:
@@ -163,7 +213,7 @@ class Proxy:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        pw = "" if self.password is None else f", password={_MASK!r}"
+        pw = "" if self._password is None else f", password={_MASK!r}"
         user = "" if self.username is None else f", username={self.username!r}"
         return f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns})"
 
@@ -172,6 +222,29 @@ class Proxy:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_make_proxy, self._key())
+
+
+def _split_url(url: str) -> SplitResult:
+    """``urlsplit(url)``, with urllib's errors replaced by ours.
+
+    urllib's message for a netloc that NFKC normalisation would change (a
+    U+FF03 FULLWIDTH NUMBER SIGN or a U+FE6B SMALL COMMERCIAL AT in a
+    password, say) quotes the whole netloc, password included.  Ours names
+    the problem only, and is raised outside the ``except`` block so the
+    original is not chained to it.
+    """
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        nfkc = "NFKC" in str(exc)
+    if nfkc:
+        raise ValueError(
+            "proxy URL has a character in its user info or host that Unicode NFKC"
+            " normalization turns into '/', '?', '#', '@' or ':';"
+            " percent-encode the user name and password"
+        )
+    # urllib's other netloc errors are about brackets.
+    raise ValueError("proxy URL has a malformed host: brackets must hold an IPv6 address")
 
 
 def _make_proxy(
@@ -188,6 +261,7 @@ def _make_proxy(
 ProxyLike = Union[Proxy, str]
 
 
+@guard_secrets
 def proxy_from_args(
     proxy_type: int | Proxy | str | None = None,
     addr: str | None = None,
@@ -200,9 +274,16 @@ def proxy_from_args(
 
     ``proxy_type`` may also be a :class:`Proxy` or a proxy URL, in which case
     the other arguments must be left out.  All arguments left out mean "no
-    proxy" (``None``), as in PySocks.
+    proxy" (``None``), as in PySocks.  An empty username and password (what
+    ``requests`` passes for a proxy URL without user info) count as left
+    out: no authentication.
     """
-    rest_given = (addr, port, username, password) != (None, None, None, None) or not rdns
+    rest_given = (
+        addr is not None
+        or port is not None
+        or not (_blank(username) and _blank(password))
+        or not rdns
+    )
     if isinstance(proxy_type, (Proxy, str)):
         if rest_given:
             raise ValueError("give either a Proxy/URL or separate proxy arguments, not both")
@@ -234,6 +315,7 @@ _default_lock = threading.Lock()
 _default_proxy: Proxy | None = None
 
 
+@guard_secrets
 def set_default_proxy(
     proxy_type: int | Proxy | str | None = None,
     addr: str | None = None,

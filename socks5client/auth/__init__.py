@@ -8,6 +8,7 @@ are written against messages, not I/O.
 
 from __future__ import annotations
 
+from .._secret import guard_secrets
 from .base import AuthMethod, Channel
 from .none import NoAuth
 from .userpass import UsernamePasswordAuth
@@ -18,6 +19,7 @@ __all__ = ["AuthMethod", "Channel", "NoAuth", "UsernamePasswordAuth", "methods_f
 _NO_AUTH = NoAuth()
 
 
+@guard_secrets
 def methods_for(username: str | bytes | None, password: str | bytes | None) -> list[AuthMethod]:
     """The methods to offer, in order of preference, for the given credentials."""
     if username is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Protocol, TypeVar
 
 from .._codec import NeedData, Parsed
+from .._secret import Secret
 
 __all__ = ["AuthMethod", "Channel"]
 
@@ -14,8 +15,12 @@ _T = TypeVar("_T")
 class Channel(Protocol):
     """The handshake's connection to the proxy, as an auth method sees it."""
 
-    def send(self, data: bytes) -> None:
-        """Send all of ``data`` within the handshake's deadline."""
+    def send(self, data: bytes | Secret[bytes]) -> None:
+        """Send all of ``data`` within the handshake's deadline.
+
+        Bytes that hold a password come wrapped in a :class:`Secret`; the
+        channel unwraps them only inside the call that writes them.
+        """
 
     def receive(self, parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> _T:
         """Read exactly one message with ``parser``; ``what`` names it in errors."""

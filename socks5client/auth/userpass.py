@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._codec import Method, encode_userpass, parse_auth_reply
+from .._secret import Secret, guard_secrets
 from ..errors import SOCKS5AuthError
 from .base import Channel
 
@@ -12,9 +13,13 @@ class UsernamePasswordAuth:
 
     code = Method.USERNAME_PASSWORD
 
+    @guard_secrets
     def __init__(self, username: str | bytes, password: str | bytes | None) -> None:
         # Encoding here validates the lengths before any connection is made.
-        self._request = encode_userpass(username, password if password is not None else b"")
+        # The request holds the password: it stays wrapped, so that neither
+        # this object's attributes nor the frames that send it (and may time
+        # out) show it.
+        self._request = Secret(encode_userpass(username, password if password is not None else b""))
         self._username = username
 
     def __repr__(self) -> str:

@@ -1,0 +1,381 @@
+"""No password in any error, chained error, traceback local or log line.
+
+Error reporters (Sentry, ``pytest -l``, IDE debuggers) record ``repr()`` of
+every local of every frame of a traceback, follow ``__cause__`` and
+``__context__``, and some expand an object's attributes one level.  Each
+test here makes socks5client fail while it holds a distinctive password and
+searches everything such a tool could record.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+import socks5client
+from socks5client import SOCKS5, Proxy, errors
+from socks5client._negotiate import Budget, SocketChannel
+from socks5client._secret import Secret
+from socks5client.auth import UsernamePasswordAuth, methods_for
+from socks5client.proxy import proxy_from_args
+
+from server import SocksServer, read_greeting, read_userpass
+
+#: Nothing else in the suite or the library contains this text.
+PASSWORD = "Pw-4e1f-never-LEAK"
+USER = "alice"
+TARGET = ("example.test", 80)
+STALL_TIMEOUT = 0.5
+
+ScriptedServer = Callable[..., SocksServer]
+
+
+# --------------------------------------------------------------------------
+# The search.
+# --------------------------------------------------------------------------
+
+
+def _attributes(value: object) -> Iterator[tuple[str, object]]:
+    """An object's instance attributes: its ``__dict__`` and its slots."""
+    for name, attr in getattr(value, "__dict__", {}).items():
+        yield name, attr
+    for cls in type(value).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            try:
+                yield name, getattr(value, name)
+            except AttributeError:
+                continue
+
+
+def _expand(value: object) -> Iterator[tuple[str, str]]:
+    """``repr(value)``, and the repr of each attribute of our own objects.
+
+    One level, as debuggers show it.  A :class:`Secret` is the wrapper whose
+    job is to mask its content, so it is not opened.
+    """
+    yield "", repr(value)
+    module = type(value).__module__ or ""
+    if module.split(".")[0] == "socks5client" and not isinstance(value, Secret):
+        for name, attr in _attributes(value):
+            yield f".{name}", repr(attr)
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception reachable from it: cause, context, socket_err."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__, getattr(current, "socket_err", None)]
+
+
+def _recorded_texts(exc: BaseException) -> Iterator[tuple[str, str]]:
+    """``(where, text)`` for everything an error reporter could record of ``exc``."""
+    for err in _exception_chain(exc):
+        name = type(err).__name__
+        yield f"str({name})", str(err)
+        yield f"repr({name})", repr(err)
+        yield f"{name}.args", repr(err.args)
+        for attr, value in _attributes(err):
+            yield f"{name}.{attr}", repr(value)
+        tb = err.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            code = frame.f_code
+            # This file's frames hold the password on purpose: it is the input.
+            if code.co_filename != __file__:
+                for local, value in dict(frame.f_locals).items():
+                    for suffix, text in _expand(value):
+                        yield f"{name}: {code.co_name}() local {local}{suffix}", text
+            tb = tb.tb_next
+
+
+def assert_no_secret(exc: BaseException, secret: str = PASSWORD) -> None:
+    """Fail, naming the place, if ``secret`` shows anywhere ``exc`` leads."""
+    # The repr of bytes or of escaped text shows an ASCII secret unchanged.
+    leaks = [where for where, text in _recorded_texts(exc) if secret in text]
+    assert not leaks, f"the password shows in: {leaks}"
+
+
+def _failure(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    pytest.fail("the call did not fail")
+
+
+def test_the_search_finds_a_password_in_a_frame_local() -> None:
+    # The helper itself must be able to fail, or every test below proves
+    # nothing.  The leaky function is compiled under another file name, as
+    # this file's own frames are not searched.
+    namespace: dict[str, Any] = {}
+    exec(
+        compile("def leaky(password):\n    raise ValueError('bad')\n", "<leaky>", "exec"), namespace
+    )
+    exc = _failure(lambda: namespace["leaky"](PASSWORD))
+    with pytest.raises(AssertionError, match=r"leaky\(\) local password"):
+        assert_no_secret(exc)
+    chained = _failure(lambda: _raise_from(exc))
+    with pytest.raises(AssertionError):
+        assert_no_secret(chained)
+
+
+def _raise_from(cause: BaseException) -> None:
+    raise RuntimeError("outer") from cause
+
+
+# --------------------------------------------------------------------------
+# Validation errors raised while the password is a parameter.
+# --------------------------------------------------------------------------
+
+LONG = PASSWORD * 20  # over RFC 1929's 255 bytes
+
+VALIDATION_CASES: dict[str, Callable[[], object]] = {
+    "Proxy-bad-port": lambda: Proxy("h", 70000, username=USER, password=PASSWORD),
+    "Proxy-port-type": lambda: Proxy("h", "1080", username=USER, password=PASSWORD),  # type: ignore[arg-type]
+    "Proxy-empty-host": lambda: Proxy("", username=USER, password=PASSWORD),
+    "Proxy-long-username": lambda: Proxy("h", username="u" * 256, password=PASSWORD),
+    "Proxy-long-password": lambda: Proxy("h", username=USER, password=LONG),
+    "Proxy-password-without-username": lambda: Proxy("h", password=PASSWORD),
+    "Proxy-password-with-empty-username": lambda: Proxy("h", username="", password=PASSWORD),
+    "Proxy-username-type": lambda: Proxy("h", username=7, password=PASSWORD),  # type: ignore[arg-type]
+    "Proxy-password-lone-surrogate": lambda: Proxy(
+        "h", username=USER, password=PASSWORD + "\ud800"
+    ),
+    "from_url-bad-port": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@h:99999"),
+    "from_url-port-not-a-number": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@h:x"),
+    "from_url-port-0": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@h:0"),
+    "from_url-path": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@h/path"),
+    "from_url-scheme": lambda: Proxy.from_url(f"http://{USER}:{PASSWORD}@h"),
+    "from_url-userinfo-before-scheme": lambda: Proxy.from_url(f"{USER}:{PASSWORD}@h://x"),
+    "from_url-no-host": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@:1080"),
+    "from_url-bad-brackets": lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@[::1"),
+    "from_url-long-password": lambda: Proxy.from_url(f"socks5h://{USER}:{LONG}@h"),
+    "from_url-empty-username": lambda: Proxy.from_url(f"socks5h://:{PASSWORD}@h"),
+    "proxy_from_args-bad-port": lambda: proxy_from_args(SOCKS5, "h", 70000, True, USER, PASSWORD),
+    "proxy_from_args-socks4": lambda: proxy_from_args(
+        socks5client.SOCKS4, "h", 1080, True, USER, PASSWORD
+    ),
+    "proxy_from_args-no-type": lambda: proxy_from_args(None, "h", None, True, USER, PASSWORD),
+    "proxy_from_args-no-address": lambda: proxy_from_args(SOCKS5, None, None, True, USER, PASSWORD),
+    "proxy_from_args-proxy-and-args": lambda: proxy_from_args(
+        Proxy("h"), None, None, True, USER, PASSWORD
+    ),
+    "proxy_from_args-url": lambda: proxy_from_args(f"socks5h://{USER}:{PASSWORD}@h:0"),
+    "set_default_proxy-bad-port": lambda: socks5client.set_default_proxy(
+        SOCKS5, "h", 70000, True, USER, PASSWORD
+    ),
+    "set_default_proxy-url": lambda: socks5client.set_default_proxy(
+        f"socks5h://{USER}:{PASSWORD}@h/p"
+    ),
+    "methods_for-long-password": lambda: methods_for(USER, LONG),
+}
+
+
+@pytest.mark.parametrize("call", VALIDATION_CASES.values(), ids=VALIDATION_CASES.keys())
+def test_validation_errors_keep_the_password_out(call: Callable[[], object]) -> None:
+    exc = _failure(call)
+    assert type(exc) in (ValueError, TypeError)
+    assert_no_secret(exc)
+    assert socks5client.get_default_proxy() is None
+
+
+def _set_proxy(*args: Any) -> None:
+    with socks5client.socksocket() as sock:
+        sock.set_proxy(*args)
+
+
+SOCK_CASES: dict[str, Callable[[], object]] = {
+    "set_proxy-bad-port": lambda: _set_proxy(SOCKS5, "h", 70000, True, USER, PASSWORD),
+    "set_proxy-long-password": lambda: _set_proxy(SOCKS5, "h", 1080, True, USER, LONG),
+    "set_proxy-url-bad-port": lambda: _set_proxy(f"socks5h://{USER}:{PASSWORD}@h:99999"),
+    "create_connection-bad-port": lambda: socks5client.create_connection(
+        TARGET,
+        proxy_type=SOCKS5,
+        proxy_addr="h",
+        proxy_port=70000,
+        proxy_username=USER,
+        proxy_password=PASSWORD,
+    ),
+    "create_connection-empty-username": lambda: socks5client.create_connection(
+        TARGET, 1, None, SOCKS5, "h", 1080, True, "", PASSWORD
+    ),
+    "create_connection-url": lambda: socks5client.create_connection(
+        TARGET, proxy=f"socks5h://{USER}:{PASSWORD}@h/path"
+    ),
+}
+
+
+@pytest.mark.parametrize("call", SOCK_CASES.values(), ids=SOCK_CASES.keys())
+def test_socket_level_validation_errors_keep_the_password_out(
+    call: Callable[[], object],
+) -> None:
+    exc = _failure(call)
+    assert type(exc) in (ValueError, TypeError)
+    assert_no_secret(exc)
+
+
+def test_validation_error_has_no_chained_context() -> None:
+    exc = _failure(lambda: Proxy.from_url(f"socks5h://{USER}:{PASSWORD}@h:port"))
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
+    assert "port" in str(exc)
+
+
+# The fullwidth number sign and the small commercial at become "#" and "@"
+# under NFKC; urllib then refuses the netloc and quotes it whole.
+@pytest.mark.parametrize("char", ["\uff03", "\ufe6b", "\uff1a", "\uff0f", "\uff1f"])
+def test_password_that_nfkc_normalises_to_a_delimiter(char: str) -> None:
+    password = f"{PASSWORD}{char}x"
+    exc = _failure(lambda: Proxy.from_url(f"socks5h://{USER}:{password}@h:1080"))
+    assert type(exc) is ValueError
+    assert "NFKC" in str(exc)
+    assert "percent-encode" in str(exc)
+    assert exc.__context__ is None
+    assert_no_secret(exc)
+
+
+# --------------------------------------------------------------------------
+# Failures during a handshake with credentials.
+# --------------------------------------------------------------------------
+
+
+def _stall_after_credentials(conn: socket.socket, server: SocksServer) -> None:
+    """Choose username/password, read the credentials, never answer."""
+    record = server.record_for(conn)
+    read_greeting(conn, record)
+    conn.sendall(b"\x05\x02")
+    read_userpass(conn, record)
+    server.wait()
+
+
+def _connect(address: tuple[str, int], user: str, password: str, target: Any) -> None:
+    with socks5client.socksocket() as sock:
+        sock.set_proxy(SOCKS5, address[0], address[1], True, user, password)
+        sock.settimeout(STALL_TIMEOUT)
+        sock.connect(target)
+
+
+def test_timeout_while_proxy_ignores_the_credentials(scripted_server: ScriptedServer) -> None:
+    server = scripted_server(_stall_after_credentials)
+    exc = _failure(lambda: _connect(server.address, USER, PASSWORD, TARGET))
+    assert isinstance(exc, errors.ProxyTimeoutError)
+    assert "username/password reply" in str(exc)
+    assert server.records[0].password == PASSWORD  # it was sent, so it was held
+    assert_no_secret(exc)
+
+
+def test_timeout_via_create_connection_with_a_url(scripted_server: ScriptedServer) -> None:
+    server = scripted_server(_stall_after_credentials)
+    host, port = server.address
+    url = f"socks5h://{USER}:{PASSWORD}@{host}:{port}"
+    exc = _failure(lambda: socks5client.create_connection(TARGET, STALL_TIMEOUT, proxy=url))
+    assert isinstance(exc, errors.ProxyTimeoutError)
+    assert_no_secret(exc)
+
+
+def test_timeout_via_create_connection_with_pysocks_arguments(
+    scripted_server: ScriptedServer,
+) -> None:
+    server = scripted_server(_stall_after_credentials)
+    host, port = server.address
+    exc = _failure(
+        lambda: socks5client.create_connection(
+            TARGET, STALL_TIMEOUT, None, SOCKS5, host, port, True, USER, PASSWORD
+        )
+    )
+    assert isinstance(exc, errors.ProxyTimeoutError)
+    assert_no_secret(exc)
+
+
+def test_deadline_passed_before_sending_the_credentials(auth_server: SocksServer) -> None:
+    # The request is sent from SocketChannel.send; when the deadline is
+    # already over there, the timeout is raised from that frame.  A budget
+    # of 0 s makes that happen on the first send, deterministically.
+    proxy = Proxy(*auth_server.address, username=USER, password=PASSWORD)
+    with socket.create_connection(auth_server.address, timeout=5) as sock:
+        channel = SocketChannel(sock, proxy, Budget(0.0))
+        method = UsernamePasswordAuth(USER, PASSWORD)
+        exc = _failure(lambda: method.authenticate(channel))
+    assert isinstance(exc, errors.ProxyTimeoutError)
+    assert any(tb.tb_frame.f_code.co_name == "send" for tb in _tracebacks(exc))
+    assert_no_secret(exc)
+
+
+def _tracebacks(exc: BaseException) -> Iterator[Any]:
+    tb = exc.__traceback__
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def test_wrong_password(auth_server: SocksServer) -> None:
+    exc = _failure(lambda: _connect(auth_server.address, USER, PASSWORD, TARGET))
+    assert isinstance(exc, errors.SOCKS5AuthError)
+    assert_no_secret(exc)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_failure_reply_after_authentication(scripted_server: ScriptedServer) -> None:
+    server = scripted_server(None, users={USER: PASSWORD})
+    target = ("127.0.0.1", _closed_port())
+    exc = _failure(lambda: _connect(server.address, USER, PASSWORD, target))
+    assert isinstance(exc, errors.SOCKS5ConnectionRefusedError)
+    assert server.records[0].password == PASSWORD  # authenticated first
+    assert_no_secret(exc)
+
+
+def test_debug_log_of_failing_authenticated_handshakes(
+    caplog: pytest.LogCaptureFixture, scripted_server: ScriptedServer, auth_server: SocksServer
+) -> None:
+    refusing = scripted_server(None, users={USER: PASSWORD})
+    with caplog.at_level(logging.DEBUG, logger="socks5client"):
+        _failure(lambda: _connect(auth_server.address, USER, PASSWORD, TARGET))
+        _failure(lambda: _connect(refusing.address, USER, PASSWORD, ("127.0.0.1", _closed_port())))
+    records = [r for r in caplog.records if r.name.startswith("socks5client")]
+    assert any("failed" in r.getMessage() for r in records)
+    for record in records:
+        assert PASSWORD not in record.getMessage()
+        assert PASSWORD not in repr(record.args)
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            assert_no_secret(record.exc_info[1])
+
+
+# --------------------------------------------------------------------------
+# The masking wrapper and the objects that hold credentials.
+# --------------------------------------------------------------------------
+
+
+def test_objects_holding_credentials_mask_them_one_level_down() -> None:
+    proxy = Proxy("h", username=USER, password=PASSWORD)
+    method = UsernamePasswordAuth(USER, PASSWORD)
+    for obj in (proxy, method, Secret(PASSWORD.encode())):
+        for where, text in _expand(obj):
+            assert PASSWORD not in text, where
+    # The public attribute still gives the password to code that asks.
+    assert proxy.password == PASSWORD
+
+
+def test_secret_reveals_only_on_request() -> None:
+    secret = Secret(PASSWORD)
+    assert secret.reveal() == PASSWORD
+    assert PASSWORD not in repr(secret)
+    assert PASSWORD not in str(secret)
+    assert PASSWORD not in f"{secret}"
