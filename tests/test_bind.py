@@ -1,13 +1,21 @@
-"""socks5client's SOCKS BIND (``bind``/``listen``/``accept``) against the reference server.
+"""SOCKS BIND (``bind``, ``listen``, ``proxy_bind``, ``accept``) against the reference server.
 
-With a proxy set, ``bind(address)`` on a TCP socksocket asks the proxy to
-listen for one connection from ``address`` (any peer for 0.0.0.0/""),
-``getsockname()`` says where the peer must connect, ``listen()`` is a
-no-op and ``accept()`` waits for the proxy's second reply, then hands the
-tunnel over as the accepted connection.  Failure replies, a proxy closing
-or babbling between the replies, timeouts and non-blocking mode are
-checked here, as is ``socket.create_server`` when ``socket.socket`` is a
-socksocket.  Every test ends with no file descriptor left open.
+With a proxy set on a TCP socksocket, ``bind(address)`` is a local bind
+(as on a plain socket) that is remembered.  ``listen()`` on a socket bound
+to a non-loopback address (the wildcard included), or not bound at all,
+asks the proxy to listen for one connection from any peer (SOCKS5 BIND);
+``getsockname()`` then says where the peer must connect and ``accept()``
+waits for the proxy's second reply, then hands the tunnel over as the
+accepted connection.  ``proxy_bind(expected_peer)`` sends the BIND at once
+with a given expected peer.  A socket bound to loopback listens locally,
+and ``bind()`` then ``connect()`` connects through the proxy from the bound
+address.
+
+Failure replies, a proxy closing or babbling between the replies, timeouts
+and non-blocking mode are checked here, as are ``socket.create_server``,
+``socket.create_connection(source_address=...)`` and ``socketserver`` when
+``socket.socket`` is a socksocket.  Every test ends with no file descriptor
+left open.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import errno
 import os
 import select
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +36,17 @@ import socks5client
 from socks5client import errors
 
 from conftest import FdCounter
-from server import CMD_BIND, SocksServer, recv_exact
+from server import (
+    ATYP_IPV4,
+    CMD_BIND,
+    CMD_CONNECT,
+    METHOD_NO_AUTH,
+    SocksServer,
+    encode_reply,
+    read_greeting,
+    read_request,
+    recv_exact,
+)
 
 TIMEOUT = 2.0
 #: Socket timeout for waits that must time out.
@@ -37,9 +56,14 @@ MARGIN = 0.5
 #: Bytes sent each way through an accepted tunnel.
 BIG = 1 << 20
 
+#: The socket class before any test patches ``socket.socket``: peers and
+#: clients that must not go through the proxy use it.
+PlainSocket = socket.socket
+
 FdCount = FdCounter
 ScriptedServer = Callable[..., SocksServer]
 MakeClient = Callable[..., socks5client.socksocket]
+PatchSocketModule = Callable[[SocksServer], None]
 
 
 def _url(server: SocksServer, userinfo: str = "") -> str:
@@ -77,10 +101,35 @@ def make_client(fd_count: FdCount) -> Iterator[MakeClient]:
         assert fd_count.settle(baseline[0]) == baseline[0]
 
 
+@pytest.fixture
+def patch_socket_module(
+    monkeypatch: pytest.MonkeyPatch, fd_count: FdCount
+) -> Iterator[PatchSocketModule]:
+    """``patch_socket_module(server)``: what ``wrap_module(socket)`` does, with
+    ``server`` as the default proxy; both undone at teardown.  Start every
+    server before patching (they create sockets through the module)."""
+    previous = socks5client.get_default_proxy()
+    baseline: list[int] = []
+
+    def patch(server: SocksServer) -> None:
+        baseline.append(fd_count())
+        socks5client.set_default_proxy(_url(server))
+        monkeypatch.setattr(socket, "socket", socks5client.socksocket)
+
+    try:
+        yield patch
+    finally:
+        monkeypatch.undo()
+        socks5client.set_default_proxy(previous)
+    assert socket.socket is PlainSocket
+    if baseline:
+        assert fd_count.settle(baseline[0]) == baseline[0]
+
+
 def _connect_peer(address: Any, source: str | None = None) -> socket.socket:
-    """A plain TCP connection to the BIND address, optionally from ``source``."""
+    """A plain TCP connection to ``address``, optionally from ``source``."""
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    peer = socket.socket(family)
+    peer = PlainSocket(family)
     try:
         peer.settimeout(TIMEOUT)
         if source is not None:
@@ -137,18 +186,31 @@ def _failure(
     return exc
 
 
+def _errno_of(call: Callable[[], object]) -> int | None:
+    with pytest.raises(OSError) as info:
+        call()
+    return info.value.errno
+
+
 # --------------------------------------------------------------------------
 # The happy path.
 # --------------------------------------------------------------------------
 
 
-def test_bind_reports_where_the_peer_must_connect(
+def test_listen_sends_bind_and_reports_where_the_peer_must_connect(
     socks_server: SocksServer, make_client: MakeClient
 ) -> None:
     sock = make_client(socks_server)
     sock.bind(("0.0.0.0", 0))
+    # bind() is local: the proxy has heard nothing yet.
+    local_port = sock.getsockname()[1]
+    assert sock.getsockname() == ("0.0.0.0", local_port) and local_port != 0
+    assert socks_server.connections == 0
+    sock.listen(1)
     record = socks_server.records[0]
     assert (record.command, record.dst_addr, record.dst_port) == (CMD_BIND, "0.0.0.0", 0)
+    # The control connection leaves from the bound address.
+    assert record.client_address == ("127.0.0.1", local_port)
     assert record.bind_address is not None
     assert sock.getsockname() == record.bind_address
     assert sock.get_proxy_sockname() == record.bind_address
@@ -156,24 +218,49 @@ def test_bind_reports_where_the_peer_must_connect(
     assert sock.gettimeout() == TIMEOUT
     sock.listen(1)  # accepted, and changes nothing
     sock.listen()
+    assert len(socks_server.records) == 1
     assert sock.getsockname() == record.bind_address
     with pytest.raises(OSError) as info:
         sock.getpeername()
     assert info.value.errno == errno.ENOTCONN
 
 
-def test_empty_host_means_any_peer(socks_server: SocksServer, make_client: MakeClient) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        "listen-unbound",
+        "bind-wildcard-listen",
+        "bind-empty-host-listen",
+        "proxy_bind",
+        "proxy_bind-empty-host",
+    ],
+)
+def test_each_way_of_asking_for_any_peer_sends_the_wildcard(
+    socks_server: SocksServer, make_client: MakeClient, how: str
+) -> None:
     sock = make_client(socks_server)
-    sock.bind(("", 0))
-    assert (socks_server.records[0].dst_addr, socks_server.records[0].dst_port) == ("0.0.0.0", 0)
+    if how == "listen-unbound":
+        sock.listen()
+    elif how == "bind-wildcard-listen":
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+    elif how == "bind-empty-host-listen":
+        sock.bind(("", 0))
+        sock.listen()
+    elif how == "proxy_bind":
+        assert sock.proxy_bind() == socks_server.records[0].bind_address
+    else:
+        assert sock.proxy_bind(("", 0)) == socks_server.records[0].bind_address
+    record = socks_server.records[0]
+    assert (record.command, record.dst_addr, record.dst_port) == (CMD_BIND, "0.0.0.0", 0)
+    assert sock.getsockname() == record.bind_address
 
 
 def test_accept_hands_over_the_tunnel_to_the_peer(
     socks_server: SocksServer, make_client: MakeClient
 ) -> None:
     sock = make_client(socks_server)
-    sock.bind(("0.0.0.0", 0))
-    sock.listen(1)
+    sock.listen()
     with _connect_peer(sock.getsockname()) as peer:
         conn, address = sock.accept()
         with conn:
@@ -194,6 +281,7 @@ def test_peer_bytes_sent_before_accept_reach_the_connection(
 ) -> None:
     sock = make_client(socks_server)
     sock.bind(("0.0.0.0", 0))
+    sock.listen()
     with _connect_peer(sock.getsockname()) as peer:
         peer.sendall(b"early bytes")
         # Let them travel behind the second reply before accept() reads it.
@@ -203,7 +291,7 @@ def test_peer_bytes_sent_before_accept_reach_the_connection(
             assert recv_exact(conn, 11) == b"early bytes"
 
 
-def test_clearing_the_default_proxy_after_bind_does_not_break_accept(
+def test_clearing_the_default_proxy_after_listen_does_not_break_accept(
     socks_server: SocksServer, fd_count: FdCount
 ) -> None:
     before = fd_count()
@@ -213,6 +301,7 @@ def test_clearing_the_default_proxy_after_bind_does_not_break_accept(
     try:
         sock.settimeout(TIMEOUT)
         sock.bind(("0.0.0.0", 0))
+        sock.listen()
         socks5client.set_default_proxy(previous)
         with _connect_peer(sock.getsockname()) as peer:
             conn, address = sock.accept()
@@ -227,8 +316,12 @@ def test_clearing_the_default_proxy_after_bind_does_not_break_accept(
 def test_bind_and_accept_on_ipv6(socks_server_v6: SocksServer, make_client: MakeClient) -> None:
     sock = make_client(socks_server_v6, socket.AF_INET6)
     sock.bind(("::", 0))
+    assert socks_server_v6.connections == 0
+    sock.listen()
+    record = socks_server_v6.records[0]
+    assert (record.dst_addr, record.dst_port) == ("::", 0)
     host, port, *_ = sock.getsockname()
-    assert (host, port) == socks_server_v6.records[0].bind_address
+    assert (host, port) == record.bind_address
     assert host == "::1"
     assert len(sock.getsockname()) == 4
     with _connect_peer((host, port)) as peer:
@@ -243,7 +336,7 @@ def test_zero_bind_address_means_the_proxy_address(
 ) -> None:
     server = scripted_server(None, bind_reply_zero_address=True)
     sock = make_client(server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     bound = server.records[0].bind_address
     assert bound is not None
     assert sock.getsockname() == ("127.0.0.1", bound[1])
@@ -256,8 +349,8 @@ def test_zero_bind_address_means_the_proxy_address(
 
 def test_bind_with_credentials(auth_server: SocksServer, make_client: MakeClient) -> None:
     sock = make_client(auth_server, userinfo="alice:s3cret@")
-    sock.bind(("0.0.0.0", 0))
-    with _connect_peer(sock.getsockname()) as peer:
+    where = sock.proxy_bind()
+    with _connect_peer(where) as peer:
         conn, _ = sock.accept()
         with conn:
             _assert_tunnel(conn, peer, 1000)
@@ -265,7 +358,99 @@ def test_bind_with_credentials(auth_server: SocksServer, make_client: MakeClient
 
 
 # --------------------------------------------------------------------------
-# The expected peer.
+# bind() is local; loopback listens locally; bind() then connect().
+# --------------------------------------------------------------------------
+
+
+def test_bind_errors_come_from_the_local_bind(
+    socks_server: SocksServer, make_client: MakeClient
+) -> None:
+    sock = make_client(socks_server)
+    with PlainSocket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        # A wildcard bind (which listen() would take to the proxy) is still
+        # checked against this machine's ports, at once.
+        assert _errno_of(lambda: sock.bind(("0.0.0.0", taken.getsockname()[1]))) == (
+            errno.EADDRINUSE
+        )
+    assert sock.fileno() != -1  # a plain bind error leaves the socket usable
+    assert socks_server.connections == 0
+    sock.bind(("0.0.0.0", 0))
+    assert _errno_of(lambda: sock.bind(("0.0.0.0", 0))) == errno.EINVAL  # bound already
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"])
+def test_loopback_bind_listens_locally(
+    socks_server: SocksServer, make_client: MakeClient, host: str
+) -> None:
+    sock = make_client(socks_server, socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.bind((host, 0))
+    sock.listen()
+    where = sock.getsockname()
+    assert where[0] == host and where[1] != 0
+    assert sock.get_proxy_sockname() is None
+    with _connect_peer(where) as peer:
+        conn, address = sock.accept()
+        with conn:
+            assert address[:2] == peer.getsockname()[:2]
+            _assert_tunnel(conn, peer, 1000)
+    # The listener keeps listening, as a plain one does.
+    with _connect_peer(where) as peer:
+        conn, _ = sock.accept()
+        conn.close()
+    assert socks_server.connections == 0
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "127.0.0.1"])
+def test_bind_then_connect_goes_through_the_proxy_from_the_bound_address(
+    socks_server: SocksServer, echo_server: tuple[str, int], make_client: MakeClient, host: str
+) -> None:
+    sock = make_client(socks_server)
+    sock.bind((host, 0))
+    local_port = sock.getsockname()[1]
+    assert sock.getsockname() == (host, local_port)
+    sock.connect(echo_server)
+    record = socks_server.records[0]
+    assert (record.command, record.dst_addr, record.dst_port) == (CMD_CONNECT, *echo_server)
+    assert record.client_address == ("127.0.0.1", local_port)
+    assert sock.getsockname() == ("127.0.0.1", local_port)
+    assert sock.getpeername() == echo_server
+    sock.sendall(b"through the proxy")
+    assert recv_exact(sock, 17) == b"through the proxy"
+
+
+def test_bind_after_listen_or_connect_raises_einval(
+    socks_server: SocksServer, echo_server: tuple[str, int], make_client: MakeClient
+) -> None:
+    listening = make_client(socks_server)
+    listening.listen()
+    assert _errno_of(lambda: listening.bind(("0.0.0.0", 0))) == errno.EINVAL
+    connected = make_client(socks_server)
+    connected.connect(echo_server)
+    assert _errno_of(lambda: connected.bind(("0.0.0.0", 0))) == errno.EINVAL
+    # Refused without harm: both still work.
+    assert listening.fileno() != -1
+    connected.sendall(b"ok")
+    assert recv_exact(connected, 2) == b"ok"
+
+
+def test_connect_after_listen_raises_eisconn(
+    socks_server: SocksServer, echo_server: tuple[str, int], make_client: MakeClient
+) -> None:
+    sock = make_client(socks_server)
+    sock.bind(("0.0.0.0", 0))
+    sock.listen()
+    assert _errno_of(lambda: sock.connect(echo_server)) == errno.EISCONN
+    with _connect_peer(sock.getsockname()) as peer:
+        conn, _ = sock.accept()
+        with conn:
+            _assert_tunnel(conn, peer, 1000)
+    assert [r.command for r in socks_server.records] == [CMD_BIND]
+
+
+# --------------------------------------------------------------------------
+# proxy_bind(): an explicit expected peer.
 # --------------------------------------------------------------------------
 
 
@@ -278,13 +463,14 @@ def test_bind_with_credentials(auth_server: SocksServer, make_client: MakeClient
     ],
     ids=["same-ip", "other-ip", "loopback"],
 )
-def test_bind_address_restricts_the_peer(
+def test_proxy_bind_address_restricts_the_peer(
     socks_server: SocksServer, make_client: MakeClient, expected: str, source: str, allowed: bool
 ) -> None:
     sock = make_client(socks_server)
-    sock.bind((expected, 0))
+    where = sock.proxy_bind((expected, 0))
+    assert where == sock.getsockname() == socks_server.records[0].bind_address
     assert socks_server.records[0].dst_addr == expected
-    with _connect_peer(sock.getsockname(), source) as peer:
+    with _connect_peer(where, source) as peer:
         if allowed:
             conn, address = sock.accept()
             with conn:
@@ -298,15 +484,15 @@ def test_bind_address_restricts_the_peer(
 
 
 @pytest.mark.parametrize("same_port", [True, False], ids=["same-port", "other-port"])
-def test_bind_port_restricts_the_peer(
+def test_proxy_bind_port_restricts_the_peer(
     socks_server: SocksServer, make_client: MakeClient, same_port: bool
 ) -> None:
     sock = make_client(socks_server)
-    with socket.socket() as peer:
+    with PlainSocket() as peer:
         peer.settimeout(TIMEOUT)
         peer.bind(("127.0.0.1", 0))
         peer_port = peer.getsockname()[1]
-        sock.bind(("127.0.0.1", peer_port if same_port else (peer_port % 60000) + 1024))
+        sock.proxy_bind(("127.0.0.1", peer_port if same_port else (peer_port % 60000) + 1024))
         peer.connect(sock.getsockname())
         if same_port:
             conn, address = sock.accept()
@@ -314,6 +500,54 @@ def test_bind_port_restricts_the_peer(
                 assert address == ("127.0.0.1", peer_port)
         else:
             _failure(sock.accept, errors.SOCKS5ConnectionNotAllowedError)
+
+
+def test_proxy_bind_on_a_loopback_bound_socket_uses_the_proxy(
+    socks_server: SocksServer, make_client: MakeClient
+) -> None:
+    sock = make_client(socks_server)
+    sock.bind(("127.0.0.1", 0))
+    local = sock.getsockname()
+    where = sock.proxy_bind()
+    record = socks_server.records[0]
+    assert record.command == CMD_BIND
+    assert record.client_address == local  # from the bound address
+    assert where == sock.getsockname() == record.bind_address != local
+    sock.listen()  # after the BIND: changes nothing
+    with _connect_peer(where) as peer:
+        conn, address = sock.accept()
+        with conn:
+            assert address == peer.getsockname()
+            _assert_tunnel(conn, peer, 1000)
+
+
+def test_proxy_bind_refusals_leave_the_socket_open(
+    socks_server: SocksServer, echo_server: tuple[str, int], make_client: MakeClient
+) -> None:
+    no_proxy = make_client(socks_server)
+    no_proxy.set_proxy()
+    assert _errno_of(no_proxy.proxy_bind) == errno.EOPNOTSUPP
+    twice = make_client(socks_server)
+    twice.proxy_bind()
+    assert _errno_of(twice.proxy_bind) == errno.EINVAL
+    after_listen = make_client(socks_server)
+    after_listen.listen()
+    assert _errno_of(after_listen.proxy_bind) == errno.EINVAL
+    listening_locally = make_client(socks_server)
+    listening_locally.bind(("127.0.0.1", 0))
+    listening_locally.listen()
+    assert _errno_of(listening_locally.proxy_bind) == errno.EINVAL
+    connected = make_client(socks_server)
+    connected.connect(echo_server)
+    assert _errno_of(connected.proxy_bind) == errno.EINVAL
+    for sock in (no_proxy, twice, after_listen, listening_locally, connected):
+        assert sock.fileno() != -1
+    # Two BINDs (twice, after_listen) and one CONNECT reached the proxy.
+    assert sorted(r.command or 0 for r in socks_server.records) == [
+        CMD_CONNECT,
+        CMD_BIND,
+        CMD_BIND,
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -326,6 +560,7 @@ def test_accept_timeout_then_retry_succeeds(
 ) -> None:
     sock = make_client(socks_server, timeout=SHORT)
     sock.bind(("0.0.0.0", 0))
+    sock.listen()
     started = time.monotonic()
     exc = _failure(sock.accept, errors.ProxyTimeoutError, SHORT + MARGIN)
     assert time.monotonic() - started >= SHORT * 0.9
@@ -344,7 +579,7 @@ def test_non_blocking_accept_raises_blocking_io_error_until_the_peer_comes(
     socks_server: SocksServer, make_client: MakeClient
 ) -> None:
     sock = make_client(socks_server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     sock.setblocking(False)
     started = time.monotonic()
     with pytest.raises(BlockingIOError):
@@ -359,12 +594,39 @@ def test_non_blocking_accept_raises_blocking_io_error_until_the_peer_comes(
             _assert_tunnel(conn, peer, 1000)
 
 
+def _stall_in_the_second_reply(conn: socket.socket, server: SocksServer) -> None:
+    """Answer a BIND, send one byte of the second reply after 0.8 s, then stall."""
+    read_greeting(conn)
+    conn.sendall(bytes([5, METHOD_NO_AUTH]))
+    read_request(conn)
+    conn.sendall(encode_reply(0, ATYP_IPV4, "127.0.0.1", 9))
+    if not server.wait(0.8):
+        conn.sendall(b"\x05")
+        conn.recv(1)  # stalls until the client gives up and closes
+
+
+def test_accept_keeps_one_deadline_for_the_wait_and_the_reply(
+    scripted_server: ScriptedServer, make_client: MakeClient
+) -> None:
+    server = scripted_server(_stall_in_the_second_reply)
+    sock = make_client(server, timeout=1.0)
+    sock.listen()
+    started = time.monotonic()
+    with pytest.raises(errors.ProxyTimeoutError):
+        sock.accept()
+    elapsed = time.monotonic() - started
+    # Not 0.8 s of waiting plus a fresh second for the rest of the reply.
+    assert 0.9 <= elapsed < 1.4, f"took {elapsed:.2f}s"
+    # Part of the reply was consumed: the BIND cannot be resumed.
+    assert sock.fileno() == -1
+
+
 def test_proxy_giving_up_waiting_is_ttl_expired(
     scripted_server: ScriptedServer, make_client: MakeClient
 ) -> None:
     server = scripted_server(None, bind_timeout=SHORT)
     sock = make_client(server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     exc = _failure(sock.accept, errors.SOCKS5TTLExpiredError, SHORT + MARGIN)
     assert isinstance(exc, errors.SOCKS5Error) and exc.reply_code == 6
     assert sock.fileno() == -1
@@ -383,16 +645,20 @@ _REPLY_ERRORS = {
 }
 
 
+@pytest.mark.parametrize("how", ["listen", "proxy_bind"])
 @pytest.mark.parametrize(("code", "expected"), sorted(_REPLY_ERRORS.items()))
-def test_failure_in_first_reply_raises_from_bind(
+def test_failure_in_first_reply_raises_from_listen_or_proxy_bind(
     scripted_server: ScriptedServer,
     make_client: MakeClient,
     code: int,
     expected: type[errors.SOCKS5Error],
+    how: str,
 ) -> None:
     server = scripted_server(None, bind_first_reply=code)
     sock = make_client(server)
-    exc = _failure(lambda: sock.bind(("0.0.0.0", 0)), expected)
+    sock.bind(("0.0.0.0", 0))  # local: no error yet
+    call = sock.listen if how == "listen" else sock.proxy_bind
+    exc = _failure(call, expected)
     assert isinstance(exc, errors.SOCKS5Error) and exc.reply_code == code
     assert sock.fileno() == -1
 
@@ -406,7 +672,7 @@ def test_failure_in_second_reply_raises_from_accept(
 ) -> None:
     server = scripted_server(None, bind_second_reply=code)
     sock = make_client(server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     with _connect_peer(sock.getsockname()):
         exc = _failure(sock.accept, expected)
     assert isinstance(exc, errors.SOCKS5Error) and exc.reply_code == code
@@ -418,7 +684,8 @@ def test_listen_failure_on_the_proxy_is_general_failure(
 ) -> None:
     server = scripted_server(None, bind_host="192.0.2.1")  # not an address of ours
     sock = make_client(server)
-    _failure(lambda: sock.bind(("0.0.0.0", 0)), errors.SOCKS5GeneralFailureError)
+    sock.bind(("0.0.0.0", 0))
+    _failure(sock.listen, errors.SOCKS5GeneralFailureError)
 
 
 def test_failure_reply_does_not_show_the_password(
@@ -427,7 +694,7 @@ def test_failure_reply_does_not_show_the_password(
     password = "Bind-Pw-never-shown-4k"
     server = scripted_server(None, users={"bob": password}, bind_second_reply=5)
     sock = make_client(server, userinfo=f"bob:{password}@")
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     with _connect_peer(sock.getsockname()):
         exc = _failure(sock.accept, errors.SOCKS5ConnectionRefusedError)
     for text in (str(exc), repr(exc), repr(exc.args)):
@@ -441,7 +708,7 @@ def test_proxy_closing_between_replies_is_protocol_error(
     # b"": nothing is sent when the second reply is due, then the proxy closes.
     server = scripted_server(None, bind_second_reply=b"", bind_timeout=SHORT)
     sock = make_client(server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     if with_peer:
         with _connect_peer(sock.getsockname()):
             _failure(sock.accept, errors.ProxyProtocolError)
@@ -466,39 +733,107 @@ def test_garbage_as_second_reply_is_protocol_error(
 ) -> None:
     server = scripted_server(None, bind_second_reply=garbage)
     sock = make_client(server)
-    sock.bind(("0.0.0.0", 0))
+    sock.listen()
     with _connect_peer(sock.getsockname()):
         _failure(sock.accept, errors.ProxyProtocolError)
     assert sock.fileno() == -1
 
 
 # --------------------------------------------------------------------------
-# socket.create_server through a patched socket module.
+# The standard library with socket.socket patched to socksocket.
 # --------------------------------------------------------------------------
 
 
-def test_create_server_binds_through_the_default_proxy(
-    socks_server: SocksServer, monkeypatch: pytest.MonkeyPatch, fd_count: FdCount
+def test_create_connection_with_source_address_goes_through_the_proxy(
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    patch_socket_module: PatchSocketModule,
 ) -> None:
-    before = fd_count()
-    previous = socks5client.get_default_proxy()
-    socks5client.set_default_proxy(_url(socks_server))
-    try:
-        with monkeypatch.context() as patch:
-            patch.setattr(socket, "socket", socks5client.socksocket)
-            server = socket.create_server(("", 0))
-        with server:
-            assert isinstance(server, socks5client.socksocket)
-            record = socks_server.records[0]
-            assert (record.command, record.dst_addr) == (CMD_BIND, "0.0.0.0")
-            assert server.getsockname() == record.bind_address
-            server.settimeout(TIMEOUT)
-            with _connect_peer(server.getsockname()) as peer:
-                conn, address = server.accept()
-                with conn:
-                    assert address == peer.getsockname()
-                    _assert_tunnel(conn, peer, 1000)
-    finally:
-        socks5client.set_default_proxy(previous)
-    assert socket.socket is not socks5client.socksocket
-    assert fd_count.settle(before) == before
+    patch_socket_module(socks_server)
+    with socket.create_connection(
+        echo_server, timeout=TIMEOUT, source_address=("127.0.0.1", 0)
+    ) as sock:
+        assert isinstance(sock, socks5client.socksocket)
+        record = socks_server.records[0]
+        assert (record.command, record.dst_addr, record.dst_port) == (CMD_CONNECT, *echo_server)
+        # The connection to the proxy left from the source address.
+        assert record.client_address == sock.getsockname()
+        assert sock.getsockname()[0] == "127.0.0.1"
+        assert sock.getpeername() == echo_server
+        sock.sendall(b"from the source address")
+        assert recv_exact(sock, 23) == b"from the source address"
+
+
+class _EchoOnce(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(recv_exact(self.request, 5))
+
+
+def test_loopback_tcpserver_stays_local(
+    socks_server: SocksServer, patch_socket_module: PatchSocketModule
+) -> None:
+    patch_socket_module(socks_server)
+    with socketserver.TCPServer(("127.0.0.1", 0), _EchoOnce) as server:
+        assert isinstance(server.socket, socks5client.socksocket)
+        host, port = server.server_address
+        assert host == "127.0.0.1" and port != 0
+        assert server.socket.getsockname() == (host, port)
+        thread = threading.Thread(target=server.handle_request, daemon=True)
+        thread.start()
+        with _connect_peer((host, port)) as client:
+            client.sendall(b"hello")
+            assert recv_exact(client, 5) == b"hello"
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+    # The proxy saw nothing: no BIND, no connection at all.
+    assert socks_server.connections == 0
+    assert socks_server.records == []
+
+
+def test_locally_accepted_connection_has_no_proxy(
+    socks_server: SocksServer, patch_socket_module: PatchSocketModule
+) -> None:
+    patch_socket_module(socks_server)
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, _connect_peer(server.getsockname()) as client:
+        conn, address = server.accept()
+        assert address == client.getsockname()
+        # A direct connection, already open: it may be handed over (as ssl's
+        # wrap_socket does with detach()) like any accepted socket.
+        assert getattr(conn, "proxy", None) is None
+        with PlainSocket(fileno=conn.detach()) as taken:
+            client.sendall(b"direct")
+            assert recv_exact(taken, 6) == b"direct"
+    assert socks_server.connections == 0
+
+
+def test_create_server_binds_through_the_default_proxy(
+    socks_server: SocksServer, patch_socket_module: PatchSocketModule
+) -> None:
+    patch_socket_module(socks_server)
+    with socket.create_server(("", 0)) as server:
+        assert isinstance(server, socks5client.socksocket)
+        record = socks_server.records[0]
+        assert (record.command, record.dst_addr, record.dst_port) == (CMD_BIND, "0.0.0.0", 0)
+        assert server.getsockname() == record.bind_address
+        server.settimeout(TIMEOUT)
+        with _connect_peer(server.getsockname()) as peer:
+            conn, address = server.accept()
+            with conn:
+                assert address == peer.getsockname()
+                _assert_tunnel(conn, peer, 1000)
+
+
+def test_create_server_reports_a_refused_bind_as_a_socks5_error(
+    scripted_server: ScriptedServer, patch_socket_module: PatchSocketModule
+) -> None:
+    # The BIND goes out from listen(), outside create_server's bind() error
+    # rewrapping, so the caller gets the proxy's verdict as its own class.
+    server = scripted_server(None, bind_first_reply=7)
+    patch_socket_module(server)
+    started = time.monotonic()
+    with pytest.raises(errors.SOCKS5CommandNotSupportedError) as info:
+        socket.create_server(("", 0))
+    assert time.monotonic() - started < 1.0
+    assert info.value.reply_code == 7
+    assert server.records[0].command == CMD_BIND

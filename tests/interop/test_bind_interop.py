@@ -1,5 +1,9 @@
 """BIND against real servers: Dante, plus FTP active mode as a real application.
 
+On a proxied TCP socksocket ``bind()`` is local; ``listen()`` (unbound, or
+bound to a non-loopback address) sends the SOCKS5 BIND for any peer, and
+``proxy_bind(expected_peer)`` sends it at once for one expected peer.
+
 What was seen here (Debian 12, Dante 1.4.2):
 
 * the first reply carries 127.0.0.1 (or ::1 for an IPv6 client) and a port
@@ -11,11 +15,14 @@ What was seen here (Debian 12, Dante 1.4.2):
 
 For FTP, ``ftplib`` in active mode is routed through Dante the way a user
 would do it today: ``set_default_proxy`` and ``wrap_module(ftplib)`` (or
-``socket.socket = socksocket``).  Its ``socket.create_server`` becomes a
-SOCKS BIND and the PORT command names Dante's BIND port; pyftpdlib accepts
+``socket.socket = socksocket``).  Its ``socket.create_server(("", 0))``
+binds locally to the wildcard, and the ``listen()`` that follows becomes a
+SOCKS BIND; the PORT command names Dante's BIND port.  pyftpdlib accepts
 that PORT without ``permit_foreign_addresses``, since the address in it
 (our local 127.0.0.1) equals the control connection's peer as pyftpdlib
-sees it (Dante's external 127.0.0.1).
+sees it (Dante's external 127.0.0.1).  With ``source_address`` the control
+connection (and passive data connections) bind locally first, then CONNECT
+through Dante from there.
 """
 
 from __future__ import annotations
@@ -45,17 +52,28 @@ TIMEOUT = 5.0
 TIMEOUT_MARGIN = 1.0
 
 
-def _bind_socket(
-    server: ProxyServer,
-    expected_peer: tuple[str, int] = ("0.0.0.0", 0),
-    *,
-    family: int = socket.AF_INET,
-    timeout: float | None = TIMEOUT,
+def _proxied_socket(
+    server: ProxyServer, *, family: int = socket.AF_INET, timeout: float | None = TIMEOUT
 ) -> socks5client.socksocket:
     sock = socks5client.socksocket(family, socket.SOCK_STREAM)
     sock.set_proxy(server.url(ipv6=family == socket.AF_INET6))
     sock.settimeout(timeout)
-    sock.bind(expected_peer)
+    return sock
+
+
+def _bind_socket(
+    server: ProxyServer,
+    expected_peer: tuple[str, int] | None = None,
+    *,
+    family: int = socket.AF_INET,
+    timeout: float | None = TIMEOUT,
+) -> socks5client.socksocket:
+    """A socket whose BIND is done: ``listen()`` for any peer, else ``proxy_bind``."""
+    sock = _proxied_socket(server, family=family, timeout=timeout)
+    if expected_peer is None:
+        sock.listen()
+    else:
+        sock.proxy_bind(expected_peer)
     return sock
 
 
@@ -112,13 +130,18 @@ def _exchange(a: socket.socket, b: socket.socket, size: int) -> None:
 
 @pytest.mark.parametrize("server", ["dante", "dante_auth"], indirect=True)
 def test_first_reply_names_a_loopback_port_that_accepts(server: ProxyServer) -> None:
-    with _bind_socket(server) as sock:
+    with _proxied_socket(server) as sock:
+        sock.bind(("0.0.0.0", 0))  # local: Dante hears nothing yet
+        local_port = sock.getsockname()[1]
+        assert sock.getsockname() == ("0.0.0.0", local_port)
+        assert sock.get_proxy_sockname() is None
+        sock.listen(1)
         host, port = sock.getsockname()
         assert host == "127.0.0.1"
-        assert port not in (0, server.port)
+        assert port not in (0, server.port, local_port)
         assert sock.get_proxy_sockname() == (host, port)
         assert sock.get_proxy_peername() == (server.host, server.port)
-        sock.listen(1)  # accepted, nothing to do
+        sock.listen(1)  # the BIND is done: nothing more to do
         with _connect_peer((host, port)) as peer:
             conn, address = sock.accept()
             with conn:
@@ -128,7 +151,6 @@ def test_first_reply_names_a_loopback_port_that_accepts(server: ProxyServer) -> 
 @pytest.mark.parametrize("server", ["dante", "dante_auth"], indirect=True)
 def test_peer_and_client_exchange_data(server: ProxyServer) -> None:
     with _bind_socket(server) as sock:
-        sock.listen(1)
         peer = _connect_peer(sock.getsockname())
         conn, address = sock.accept()
         with peer, conn:
@@ -160,26 +182,35 @@ def test_ipv6_client_through_dante_ipv6_listener(dante: ProxyServer) -> None:
             _exchange(conn, peer, 16 * 1024)
 
 
-def test_dante_refuses_ipv6_bind_for_any_peer(dante: ProxyServer) -> None:
+@pytest.mark.parametrize(
+    "how",
+    ["listen", "bind-wildcard-listen", "bind-empty-host-listen", "proxy_bind", "proxy_bind-any"],
+)
+def test_dante_refuses_ipv6_bind_for_any_peer(dante: ProxyServer, how: str) -> None:
     # A quirk of Dante, asserted as seen: DST [::]:0 ("any peer") over IPv6
     # gets REP 3, "could not get address to use on external side", unless
     # the config has "external.rotation: same-same" (which would break
     # CONNECT from 127.0.0.1 to ::1, so the fixture does not set it).
-    # ("", 0) on an AF_INET6 socket means the same request.
-    for any_peer in [("::", 0), ("", 0)]:
-        sock = socks5client.socksocket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.set_proxy(dante.url(ipv6=True))
-        sock.settimeout(TIMEOUT)
-        with pytest.raises(errors.SOCKS5NetworkUnreachableError) as info:
-            sock.bind(any_peer)
-        assert info.value.reply_code == 3
-        assert sock.fileno() == -1
+    # Every way of asking for any peer on an AF_INET6 socket sends it.
+    sock = _proxied_socket(dante, family=socket.AF_INET6)
+    if how == "bind-wildcard-listen":
+        sock.bind(("::", 0))
+    elif how == "bind-empty-host-listen":
+        sock.bind(("", 0))
+    call: Callable[[], object]
+    if how.startswith("proxy_bind"):
+        call = sock.proxy_bind if how == "proxy_bind" else lambda: sock.proxy_bind(("::", 0))
+    else:
+        call = sock.listen
+    with pytest.raises(errors.SOCKS5NetworkUnreachableError) as info:
+        call()
+    assert info.value.reply_code == 3
+    assert sock.fileno() == -1
 
 
 def test_accept_times_out(dante: ProxyServer) -> None:
     timeout = 0.5
     with _bind_socket(dante, timeout=timeout) as sock:
-        sock.listen(1)
         started = time.monotonic()
         with pytest.raises(errors.ProxyTimeoutError) as info:
             sock.accept()
@@ -217,14 +248,26 @@ def test_expected_peer_address_and_port(dante: ProxyServer) -> None:
             assert _read_exactly(conn, 8) == b"expected"
 
 
-def test_unexpected_peer_is_refused_by_dante(dante: ProxyServer) -> None:
-    # Dante waits for 127.0.0.2; the peer comes from 127.0.0.1: REP 2.
+def test_proxy_bind_restricts_the_peer_and_listen_takes_any(dante: ProxyServer) -> None:
+    # proxy_bind: Dante waits for 127.0.0.2; the peer comes from 127.0.0.1: REP 2.
     with _bind_socket(dante, ("127.0.0.2", 0)) as sock:
         peer = _connect_peer(sock.getsockname(), source="127.0.0.1")
         with peer, pytest.raises(errors.SOCKS5ConnectionNotAllowedError) as info:
             sock.accept()
         assert info.value.reply_code == 2
         assert sock.fileno() == -1
+    # listen(): the same peer address and another one are both let through.
+    for source in ["127.0.0.1", "127.0.0.2"]:
+        with _proxied_socket(dante) as sock:
+            sock.bind(("0.0.0.0", 0))
+            sock.listen()
+            peer = _connect_peer(sock.getsockname(), source=source)
+            conn, address = sock.accept()
+            with peer, conn:
+                assert address == peer.getsockname()
+                assert address[0] == source
+                peer.sendall(b"any peer")
+                assert _read_exactly(conn, 8) == b"any peer"
 
 
 def test_second_accept_raises(dante: ProxyServer) -> None:
@@ -248,7 +291,8 @@ def test_no_descriptor_leaks(dante: ProxyServer, fd_count: Callable[[], int]) ->
                 conn.sendall(b"x" * 1000)
                 assert len(_read_exactly(peer, 1000)) == 1000
         # And a BIND that times out.
-        with _bind_socket(dante, timeout=0.05) as sock, pytest.raises(errors.ProxyTimeoutError):
+        with _bind_socket(dante) as sock, pytest.raises(errors.ProxyTimeoutError):
+            sock.settimeout(0.05)
             sock.accept()
         # And one refused by the proxy (REP 2).
         with _bind_socket(dante, ("127.0.0.2", 0)) as sock:
@@ -267,22 +311,21 @@ def test_no_descriptor_leaks(dante: ProxyServer, fd_count: Callable[[], int]) ->
 # Servers without BIND
 
 
-def test_microsocks_refuses_bind(microsocks: ProxyServer) -> None:
-    sock = socks5client.socksocket()
-    sock.set_proxy(microsocks.url())
-    sock.settimeout(TIMEOUT)
+@pytest.mark.parametrize("how", ["listen", "proxy_bind"])
+def test_microsocks_refuses_bind(microsocks: ProxyServer, how: str) -> None:
+    sock = _proxied_socket(microsocks)
+    sock.bind(("0.0.0.0", 0))  # local: succeeds whatever the proxy supports
     with pytest.raises(errors.SOCKS5CommandNotSupportedError) as info:
-        sock.bind(("0.0.0.0", 0))
+        sock.listen() if how == "listen" else sock.proxy_bind()
     assert info.value.reply_code == 7
     assert sock.fileno() == -1
 
 
-def test_ssh_closes_on_bind(ssh_socks: ProxyServer) -> None:
-    sock = socks5client.socksocket()
-    sock.set_proxy(ssh_socks.url())
-    sock.settimeout(TIMEOUT)
+@pytest.mark.parametrize("how", ["listen", "proxy_bind"])
+def test_ssh_closes_on_bind(ssh_socks: ProxyServer, how: str) -> None:
+    sock = _proxied_socket(ssh_socks)
     with pytest.raises(errors.ProxyProtocolError) as info:
-        sock.bind(("0.0.0.0", 0))
+        sock.listen() if how == "listen" else sock.proxy_bind()
     assert not isinstance(info.value, errors.SOCKS5Error)
     assert sock.fileno() == -1
 
@@ -326,9 +369,15 @@ def _connects_to(log: str, port: int) -> int:
     return len(re.findall(rf"tcp/connect \[: .* 127\.0\.0\.1\.{port}\b", log))
 
 
+@pytest.mark.parametrize(
+    "source_address", [None, ("127.0.0.1", 0)], ids=["no-source", "source-address"]
+)
 @pytest.mark.parametrize("pasv", [False, True], ids=["active", "passive"])
 def test_ftplib_through_dante(
-    ftplib_through_dante: ProxyServer, ftp_server: FTPServerProcess, pasv: bool
+    ftplib_through_dante: ProxyServer,
+    ftp_server: FTPServerProcess,
+    pasv: bool,
+    source_address: tuple[str, int] | None,
 ) -> None:
     dante = ftplib_through_dante
     mark = dante.log_size()
@@ -338,9 +387,15 @@ def test_ftplib_through_dante(
     (ftp_server.root / "download.bin").write_bytes(download)
     upload_name = f"upload-{'pasv' if pasv else 'port'}.bin"
 
-    with ftplib.FTP(timeout=TIMEOUT) as ftp:
+    with ftplib.FTP(timeout=TIMEOUT, source_address=source_address) as ftp:
+        # With source_address this is socket.create_connection(...,
+        # source_address=...): a local bind, then CONNECT from there.
         ftp.connect(ftp_server.host, ftp_server.port)
         assert isinstance(ftp.sock, socks5client.socksocket)
+        assert ftp.sock.getpeername() == (ftp_server.host, ftp_server.port)
+        assert ftp.sock.get_proxy_peername() == (dante.host, dante.port)
+        if source_address is not None:
+            assert ftp.sock.getsockname()[0] == source_address[0]
         ftp.login(ftp_server.user, ftp_server.password)
         ftp.set_pasv(pasv)
 
