@@ -1,16 +1,23 @@
 """The UDP variant of socksocket: UDP ASSOCIATE and the RFC 1928 datagram header.
 
 ``socksocket(type=SOCK_DGRAM)`` becomes a :class:`UDPSocksSocket`.  With a
-proxy set, its first ``bind``, ``connect``, ``sendto`` or ``recvfrom`` (or an
-explicit :meth:`UDPSocksSocket.associate`) opens a TCP *control connection*
-to the proxy and asks for a UDP association; the proxy answers with the
-address of its *relay*.  From then on every datagram goes to the relay with
-a header naming its real destination, and every datagram from the relay
-carries a header naming its real source, which ``recvfrom`` returns.
+proxy set, its first ``bind``, ``connect``, ``sendto``/``sendmsg`` or receive
+(or an explicit :meth:`UDPSocksSocket.associate`) opens a TCP *control
+connection* to the proxy and asks for a UDP association; the proxy answers
+with the address of its *relay*.  From then on every datagram goes to the
+relay with a header naming its real destination, and every datagram from
+the relay carries a header naming its real source, which ``recvfrom`` and
+``recvmsg`` return.
 
 The association lives as long as the control connection (RFC 1928 section
 7), so that connection is watched: once the proxy closes it, every UDP
 operation raises :class:`~socks5client.errors.UDPAssociationClosedError`.
+
+One kernel socket, one association: socket objects on the same kernel
+socket (``dup()``, or a ``socksocket`` made from a duplicate of the
+descriptor) share it, with its destination after ``connect`` and its
+fragment reassembly, and the control connection closes when the last of
+them is closed or collected.
 
 Receiving is strict: a datagram that does not come from the relay, whose
 header is malformed, or (after ``connect``) that comes from another remote,
@@ -24,17 +31,25 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import operator
 import os
 import select
 import socket
+import sys
+import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _codec, _negotiate
 from ._codec import AddressType, Command
-from ._negotiate import PlainSocket
-from .errors import GeneralProxyError, ProxyProtocolError, UDPAssociationClosedError
+from ._negotiate import Budget, PlainSocket
+from .errors import (
+    GeneralProxyError,
+    ProxyProtocolError,
+    ProxyTimeoutError,
+    UDPAssociationClosedError,
+)
 from .proxy import Proxy
 from .sock import _split_address as _split
 from .sock import socksocket
@@ -56,6 +71,19 @@ _RECV_BUFFER = 65536
 # operation on those costs more than the rest of a datagram's bookkeeping.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
 _MSG_PEEK = int(socket.MSG_PEEK)
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+_MSG_MORE = int(getattr(socket, "MSG_MORE", 0))
+_MSG_ERRQUEUE = int(getattr(socket, "MSG_ERRQUEUE", 0))
+# Linux UDP options (the socket module does not name them) that make the
+# kernel merge several sends into one datagram (UDP_CORK), split one send
+# into several (UDP_SEGMENT), or merge received datagrams (UDP_GRO).  Through
+# a relay the first would put one destination's header inside another
+# destination's payload, the second would send header-less datagrams, the
+# third would hand a header to the application as payload.
+_MERGING_OPTIONS = (
+    {1: "UDP_CORK", 103: "UDP_SEGMENT", 104: "UDP_GRO"} if sys.platform.startswith("linux") else {}
+)
+_UDP_SEGMENT = 103
 
 Sockaddr = tuple[Any, ...]
 
@@ -136,9 +164,14 @@ class Reassembler:
         return (*source, data)
 
 
-def _sockaddr(atyp: AddressType, host: str, port: int) -> Sockaddr:
-    """An address as ``recvfrom`` returns it: IPv6 as a 4-tuple, like AF_INET6 sockets."""
-    if atyp == AddressType.IPV6:
+def _sockaddr(six: bool, atyp: AddressType, host: str, port: int) -> Sockaddr:
+    """A source address as ``recvfrom`` returns it.
+
+    An AF_INET6 socket always gets 4-tuples, as a plain AF_INET6 socket
+    does, whatever the header named; an AF_INET socket gets IPv6 sources as
+    4-tuples too (it cannot have a plain equivalent for those).
+    """
+    if six or atyp == AddressType.IPV6:
         return (host, port, 0, 0)
     return (host, port)
 
@@ -150,26 +183,62 @@ def _same_host(a: str, b: str) -> bool:
         return a.lower() == b.lower()
 
 
+def _poll(poller: select.poll, fds: tuple[int, ...], timeout_ms: int | None) -> list[Any]:
+    """``poller.poll(timeout_ms)``, or a fresh poll object's if another thread is in it.
+
+    CPython refuses concurrent ``poll()`` calls on one poll object (it
+    raises RuntimeError), and several threads may use one socket at once.
+    """
+    try:
+        return poller.poll(timeout_ms)
+    except RuntimeError:
+        fresh = select.poll()
+        for fd in fds:
+            fresh.register(fd, select.POLLIN)
+        return fresh.poll(timeout_ms)
+
+
+def _is_set(value: Any) -> bool:
+    """Whether a setsockopt value turns an option on."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return any(bytes(value))
+    return value is not None and bool(value)
+
+
+def _merging_refused(what: str) -> OSError:
+    return OSError(
+        errno.EOPNOTSUPP,
+        f"{what} would merge or split datagrams, and through a SOCKS5 relay every"
+        " datagram needs its own header",
+    )
+
+
 class _Association:
-    """The state of one UDP association: control connection, relay, reassembly."""
+    """The state of one UDP association: control connection, relay, reassembly.
+
+    Shared by every socket object on the same kernel socket; per-object
+    state (poll objects on the object's own descriptor) is in
+    :class:`_Endpoint`.
+    """
 
     def __init__(self, control: socket.socket, proxy: Proxy, relay: Sockaddr) -> None:
         self.control = control
+        self.control_fd = control.fileno()
         self.proxy = proxy
         self.relay = relay
         self.relay_key = (str(relay[0]), int(relay[1]))
         self.reassembler = Reassembler()
-        self.buffer = bytearray(_RECV_BUFFER)
+        # Two threads (or two dups) may take fragments in at once.
+        self.reassembly_lock = threading.Lock()
         self.closed_by_proxy = False
-        # poll(2) objects made once: one on the control connection, for the
-        # liveness check before each send; one on both sockets, for receiving.
-        self.control_fd = control.fileno()
-        self.control_poll = select.poll()
-        self.control_poll.register(self.control_fd, select.POLLIN)
-        self.both_poll = select.poll()
-        self.both_poll.register(self.control_fd, select.POLLIN)
+        self.closed = False
 
-    def check_alive(self) -> None:
+    def close(self) -> None:
+        """Close the control connection (the last socket object using it has gone)."""
+        self.closed = True
+        self.control.close()
+
+    def check_alive(self, end: _Endpoint) -> None:
         """Raise if the proxy has closed the control connection.
 
         One ``poll`` with no wait: the control connection is readable only
@@ -177,24 +246,27 @@ class _Association:
         """
         if self.closed_by_proxy:
             raise self.ended_error()
-        if self.control.fileno() == -1:
+        if self.closed:
             raise UDPAssociationClosedError("the UDP association was closed")
-        if self.control_poll.poll(0):
+        if _poll(end.control, end.control_fds, 0):
             self.read_control()
 
     def read_control(self) -> None:
-        """Read the readable control connection; raise if the proxy closed it."""
+        """Read the readable control connection; raise if the proxy closed it.
+
+        The connection itself stays open until the last socket object lets
+        go of it: closing it here would free its descriptor number while
+        other objects' poll objects still watch that number.
+        """
         try:
             data = self.control.recv(4096, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.closed_by_proxy = True
-            self.control.close()
             raise self.ended_error(exc) from exc
         if not data:
             self.closed_by_proxy = True
-            self.control.close()
             raise self.ended_error()
         # RFC 1928 defines nothing the proxy may send here; ignore it.
 
@@ -206,24 +278,190 @@ class _Association:
         )
 
 
+class _Endpoint:
+    """One socket object's view of an association: poll objects on its own descriptor."""
+
+    __slots__ = ("both", "both_fds", "control", "control_fd", "control_fds", "six", "udp_fd")
+
+    def __init__(self, udp_fd: int, control_fd: int, six: bool) -> None:
+        self.udp_fd = udp_fd
+        self.control_fd = control_fd
+        self.six = six
+        # Made once: one on the control connection, for the liveness check
+        # before each send; one on both, for receiving.
+        self.control_fds = (control_fd,)
+        self.control = select.poll()
+        self.control.register(control_fd, select.POLLIN)
+        self.both_fds = (udp_fd, control_fd)
+        self.both = select.poll()
+        self.both.register(udp_fd, select.POLLIN)
+        self.both.register(control_fd, select.POLLIN)
+
+
+class _Peer(NamedTuple):
+    """The destination set by ``connect()``, as one value so that it changes atomically."""
+
+    dest: tuple[str, int]
+    sockaddr: Sockaddr
+    # (host, port) replies must come from; host None for a hostname
+    # destination, which only the proxy resolves.
+    filter_host: str | None
+    filter_port: int
+
+
+class _Shared:
+    """What every socket object on one kernel UDP socket shares.
+
+    A plain socket's ``dup()`` shares the kernel socket: its local port, its
+    receive queue, its connected peer.  Through a proxy the same goes for the
+    association (two associations on one local port would each get the
+    other's datagrams) and for the ``connect()`` destination.  ``users``
+    counts the objects; the last one to leave closes the control connection.
+    """
+
+    def __init__(self, key: tuple[int, int]) -> None:
+        self.key = key
+        self.users = 0
+        self.dead = False
+        # Held while the association is being opened, so that only one is.
+        self.lock = threading.Lock()
+        self.assoc: _Association | None = None
+        self.peer: _Peer | None = None
+
+    def leave(self) -> None:
+        """One object is done (closed, detached or collected)."""
+        with _shared_lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            self.dead = True
+            if _shared_by_socket.get(self.key) is self:
+                del _shared_by_socket[self.key]
+            assoc = self.assoc
+        if assoc is not None:
+            assoc.close()
+
+
+# The live _Shared records by kernel socket identity: (st_dev, st_ino) of
+# the descriptor, the same for every duplicate of it.  A socksocket made
+# from a duplicated descriptor (socket.fromfd under patching, or
+# socksocket(fileno=...)) finds the association this way.  Reentrant: a
+# finalizer (leave) may run on this thread while it holds the lock, when
+# an allocation triggers garbage collection.
+_shared_lock = threading.RLock()
+_shared_by_socket: dict[tuple[int, int], _Shared] = {}
+
+
+def _kernel_socket(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
 class UDPSocksSocket(socksocket):
     """A UDP socket whose datagrams leave from a SOCKS5 proxy's relay.
 
     Made by ``socksocket(family, SOCK_DGRAM)``; without a proxy it is a plain
     UDP socket.  ``getsockname()`` is the local address as usual;
-    :meth:`get_proxy_sockname` is the relay's address.
+    :meth:`get_proxy_sockname` is the relay's address.  Safe to use from
+    several threads at once, like a plain socket.
     """
 
+    _udp_variant = True
+    # Per-object state.  socksocket.__init__ (in sock.py) knows nothing of
+    # it, so the defaults live on the class and objects set their own.
+    _share: _Shared | None = None
+    _leave: weakref.finalize[Any, Any] | None = None
+    # The association once this object has used it, and its endpoint.
     _assoc: _Association | None = None
-    _default_dest: tuple[str, int] | None = None
-    _default_sockaddr: Sockaddr | None = None
-    # (host, port) that replies must come from after connect(); host None
-    # for a hostname destination.
-    _peer_filter: tuple[str | None, int] | None = None
-    _finalizer: weakref.finalize[Any, Any] | None = None
+    _end: _Endpoint | None = None
     # The last destination and its encoded header: most programs send to
     # one destination over and over.
     _header_cache: tuple[Any, bytes] = (None, b"")
+
+    # -- sharing one kernel socket --------------------------------------------
+
+    def _enter(self, share: _Shared) -> None:
+        with _shared_lock:
+            if self._share is not None:
+                return
+            share.users += 1
+            self._share = share
+            # Garbage collection of this object must let go of the
+            # association too, quietly: the control connection is ours, not
+            # the user's, to leak.
+            self._leave = weakref.finalize(self, share.leave)
+
+    def _join(self, create: bool) -> _Shared | None:
+        """This object's :class:`_Shared`, found by kernel socket (or made, with ``create``)."""
+        share = self._share
+        if share is not None:
+            return share
+        key = _kernel_socket(self.fileno())  # EBADF once closed
+        with _shared_lock:
+            share = self._share
+            if share is not None:
+                return share
+            share = _shared_by_socket.get(key)
+            if share is None or share.dead:
+                if not create:
+                    return None
+                share = _Shared(key)
+                _shared_by_socket[key] = share
+            self._enter(share)
+        return share
+
+    def _release(self) -> None:
+        leave = self._leave
+        if leave is not None:
+            leave()
+
+    def _copy_state_to(self, other: socksocket) -> None:
+        """Give ``other`` (a dup of this socket) this socket's proxy state and association.
+
+        Both objects then use one association, one destination and one
+        reassembly queue, as they use one local port; the control
+        connection closes with the last of them.  If there is no
+        association yet, the first of them to need one opens it for both.
+        """
+        super()._copy_state_to(other)
+        if not isinstance(other, UDPSocksSocket):
+            return
+        # Plain sockets stay out of the registry; should one of them get a
+        # proxy later, _join finds the other by kernel socket anyway.
+        if self._current() is None and self._share is None and self.proxy is None:
+            return
+        share = self._join(create=True)
+        assert share is not None
+        other._enter(share)
+
+    def _adopt(self, assoc: _Association) -> _Association:
+        fd = self.fileno()
+        if fd == -1:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        # _end first: the fast paths read _assoc, then use _end.
+        self._end = _Endpoint(fd, assoc.control_fd, self.family == socket.AF_INET6)
+        self._assoc = assoc
+        return assoc
+
+    def _current(self) -> _Association | None:
+        """The association this object's datagrams use, if one is open (nothing sent)."""
+        assoc = self._assoc
+        if assoc is not None:
+            return assoc
+        share = self._share
+        if share is None:
+            if not _shared_by_socket:
+                return None
+            try:
+                share = self._join(create=False)
+            except OSError:
+                return None  # closed: the plain call reports it
+            if share is None:
+                return None
+        assoc = share.assoc
+        if assoc is not None:
+            self._adopt(assoc)
+        return assoc
 
     # -- the association ----------------------------------------------------
 
@@ -231,23 +469,73 @@ class UDPSocksSocket(socksocket):
         """Open the UDP association now, if there is a proxy and none is open.
 
         Binds the socket first when it is not bound yet, so that the proxy is
-        told the real address and port datagrams will come from.
+        told the real address and port datagrams will come from.  Bounded by
+        the socket's timeout (a non-blocking socket's by the short bound of
+        ``_negotiate.NONBLOCKING_HANDSHAKE_TIMEOUT``).
         """
-        if self._proxied():
-            self._association()
-
-    def _association(self, check: bool = True) -> _Association:
-        assoc = self._assoc
+        assoc = self._current()
         if assoc is not None:
-            if check:
-                assoc.check_alive()
-            return assoc
+            self._check_alive(assoc)
+            return
         proxy = self.proxy
-        assert proxy is not None
-        if self.getsockname()[1] == 0:
+        if proxy is not None:
+            self._open(proxy, Budget.for_socket(self.gettimeout()))
+
+    def _budget(self, flags: int) -> tuple[Budget, bool]:
+        """The call's budget, and whether the call must not wait (non-blocking or MSG_DONTWAIT)."""
+        timeout = self.gettimeout()
+        if timeout == 0.0 or flags & _MSG_DONTWAIT:
+            # A call that must not wait still needs the association; like a
+            # non-blocking connect(), it gets a short bounded handshake.
+            return Budget.for_socket(0.0), True
+        return Budget.for_socket(timeout), False
+
+    def _check_alive(self, assoc: _Association) -> None:
+        end = self._end
+        assert end is not None
+        assoc.check_alive(end)
+
+    def _open(self, proxy: Proxy, budget: Budget) -> _Association:
+        """The association of this kernel socket, opened through ``proxy`` if there is none.
+
+        Only one thread opens it; the others wait for it within their own
+        budget and then use it.
+        """
+        if self.fileno() == -1:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        share = self._join(create=True)
+        assert share is not None
+        assoc = share.assoc
+        if assoc is None:
+            left = budget.remaining()
+            if not share.lock.acquire(timeout=-1 if left is None else max(0.0, left)):
+                where = _negotiate.describe(proxy.host, proxy.port)
+                raise ProxyTimeoutError(
+                    f"the UDP association via proxy {where}, being opened by another"
+                    f" thread, was not ready {budget.describe()}"
+                )
+            try:
+                assoc = share.assoc
+                if assoc is None:
+                    assoc = self._handshake(proxy, budget)
+                    share.assoc = assoc
+            finally:
+                share.lock.release()
+        return self._adopt(assoc)
+
+    def _handshake(self, proxy: Proxy, budget: Budget) -> _Association:
+        """UDP ASSOCIATE on a new control connection, within ``budget``."""
+        for opt, name in _MERGING_OPTIONS.items():
+            try:
+                value = PlainSocket.getsockopt(self, socket.IPPROTO_UDP, opt)
+            except OSError:
+                continue  # not known to this kernel
+            if value:
+                raise _merging_refused(name)
+        if PlainSocket.getsockname(self)[1] == 0:
             wildcard = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
             PlainSocket.bind(self, (wildcard, 0))
-        local_host, local_port = self.getsockname()[:2]
+        local_host, local_port = PlainSocket.getsockname(self)[:2]
         control = PlainSocket(self.family, socket.SOCK_STREAM)
 
         def request() -> bytes:
@@ -261,20 +549,15 @@ class UDPSocksSocket(socksocket):
         where = _negotiate.describe(proxy.host, proxy.port)
         try:
             _, reply = _negotiate.handshake(
-                control, proxy, self._handshake_timeout(), request, f"UDP ASSOCIATE via {where}"
+                control, proxy, budget, request, f"UDP ASSOCIATE via {where}"
             )
             relay = self._relay_address(control, reply)
+            # Blocking from now on; it is only read with MSG_DONTWAIT.
+            PlainSocket.settimeout(control, None)
         except BaseException:
             control.close()
             raise
-        PlainSocket.settimeout(control, None)
-        assoc = _Association(control, proxy, relay)
-        assoc.both_poll.register(self.fileno(), select.POLLIN)
-        self._assoc = assoc
-        # Garbage collection of this socket must close the control connection
-        # too, quietly: it is ours, not the user's, to leak.
-        self._finalizer = weakref.finalize(self, control.close)
-        return assoc
+        return _Association(control, proxy, relay)
 
     def _relay_address(self, control: socket.socket, reply: _codec.Reply) -> Sockaddr:
         host = reply.host
@@ -297,57 +580,159 @@ class UDPSocksSocket(socksocket):
                 f"the proxy's UDP relay is at {fam} address {host}, which this"
                 f" {'IPv6' if self.family == socket.AF_INET6 else 'IPv4'} socket cannot reach"
             )
-        return _sockaddr(
-            AddressType.IPV6 if ip_family == socket.AF_INET6 else AddressType.IPV4, host, reply.port
-        )
+        if ip_family == socket.AF_INET6:
+            return (host, reply.port, 0, 0)
+        return (host, reply.port)
 
     def _proxied(self) -> bool:
         """Whether datagrams go through a relay (an association exists or will)."""
-        return self._assoc is not None or self.proxy is not None
+        return self._current() is not None or self.proxy is not None
 
-    # -- socket API ----------------------------------------------------------
+    # -- handing the descriptor over ---------------------------------------------
+
+    def _detach_would_bypass(self) -> bool:
+        """Whether a new owner of the descriptor would send datagrams directly.
+
+        Always, with a proxy or an association: whoever owns the descriptor
+        then has a plain UDP socket, which writes no header and needs no relay.
+        """
+        if self.fileno() == -1:
+            return False
+        return self._current() is not None or self.proxy is not None
+
+    def detach(self) -> int:
+        """Give up the descriptor, as ``socket.detach``; refused with a proxy or an association.
+
+        A refused ``detach()`` raises :class:`OSError` (``EOPNOTSUPP``) and
+        closes the socket, like the TCP variant before its handshake.
+        Either way this object's share of the association ends here.
+        """
+        try:
+            return super().detach()
+        finally:
+            if self.fileno() == -1:
+                self._release()
+
+    def set_inheritable(self, inheritable: bool) -> None:
+        """As usual; making a proxied socket inheritable is refused.
+
+        A program run with the descriptor would own a plain UDP socket and
+        send its datagrams directly, as after ``detach()``.
+        """
+        if inheritable and self._detach_would_bypass():
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "a proxied UDP socket cannot be inherited: its new owner would send"
+                " datagrams directly, around the SOCKS5 relay",
+            )
+        PlainSocket.set_inheritable(self, inheritable)
+
+    def setsockopt(self, *args: Any) -> None:
+        """As usual, but UDP_CORK, UDP_SEGMENT and UDP_GRO are refused through a proxy.
+
+        Each makes the kernel merge or split datagrams, while every datagram
+        through the relay needs its own header.
+        """
+        if (
+            len(args) >= 3
+            and args[0] == socket.IPPROTO_UDP
+            and args[1] in _MERGING_OPTIONS
+            and _is_set(args[2])
+            and self._proxied()
+        ):
+            raise _merging_refused(_MERGING_OPTIONS[args[1]])
+        super().setsockopt(*args)
+
+    # -- addresses and connect() ----------------------------------------------------
 
     def bind(self, address: Any) -> None:
         """Bind locally, then open the association from that address."""
         PlainSocket.bind(self, address)
-        if self.proxy is not None:
-            self._association()
+        if self._current() is None:
+            proxy = self.proxy
+            if proxy is not None:
+                self._open(proxy, Budget.for_socket(self.gettimeout()))
 
     def connect(self, address: Any) -> None:
-        """Set the default destination for :meth:`send` and filter replies by it."""
-        if not self._proxied():
-            super().connect(address)
+        """Set the default destination for :meth:`send` and filter replies by it.
+
+        Opens the association first if needed, within the socket's timeout.
+        """
+        self._connect(address)
+
+    def connect_ex(self, address: Any) -> int:
+        """Like :meth:`connect`, but return an errno instead of raising OSErrors.
+
+        As with a plain socket, name resolution errors (``socket.gaierror``)
+        and bad arguments still raise.
+        """
+        try:
+            self._connect(address)
+        except socket.gaierror:
+            raise
+        except OSError as exc:
+            if not isinstance(exc.errno, int):
+                raise
+            return exc.errno
+        return 0
+
+    def _connect(self, address: Any) -> None:
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
+            PlainSocket.connect(self, address)
             return
         host, port = _split(address)
-        self._header_for(address)
-        self._association()
-        self._default_dest = (host, port)
-        self._default_sockaddr = tuple(address)
+        # Encoding the header refuses a bad destination before the
+        # association (and the proxy) is involved.
+        self._header_for(host, port, proxy)
+        if assoc is None:
+            assoc = self._open(proxy, Budget.for_socket(self.gettimeout()))
+        else:
+            self._check_alive(assoc)
+        if self.family == socket.AF_INET6:
+            # The shape a plain AF_INET6 socket's getpeername() has.
+            shown: Sockaddr = (
+                (host, port, *address[2:4]) if len(address) == 4 else (host, port, 0, 0)
+            )
+        else:
+            shown = tuple(address)
         is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
-        self._peer_filter = (None if is_name else host, port)
+        share = self._share
+        assert share is not None
+        share.peer = _Peer((host, port), shown, None if is_name else host, port)
+
+    def _peer(self) -> _Peer | None:
+        share = self._share
+        return share.peer if share is not None else None
 
     def getpeername(self) -> Any:
-        """The default destination set by :meth:`connect`."""
-        if self._default_sockaddr is not None and self.fileno() != -1:
-            return self._default_sockaddr
+        """The default destination set by :meth:`connect` (4-tuple on AF_INET6)."""
+        self._current()
+        peer = self._peer()
+        if peer is not None and self.fileno() != -1:
+            return peer.sockaddr
         return PlainSocket.getpeername(self)
 
     def get_proxy_sockname(self) -> tuple[str, int] | None:
         """The relay's address (where datagrams are sent), once associated."""
-        if self._assoc is None:
+        assoc = self._current()
+        if assoc is None:
             return None
-        return self._assoc.relay_key
+        return assoc.relay_key
 
     def get_proxy_peername(self) -> Any:
         """The proxy's address at the other end of the control connection."""
-        if self._assoc is None:
+        assoc = self._current()
+        if assoc is None:
             raise OSError(errno.ENOTCONN, "no UDP association yet")
-        if self._assoc.closed_by_proxy:
-            raise self._assoc.ended_error()
-        return self._assoc.control.getpeername()
+        if assoc.closed_by_proxy:
+            raise assoc.ended_error()
+        return assoc.control.getpeername()
 
-    def _wire_destination(self, host: str, port: int) -> tuple[str, int]:
-        proxy = self._assoc.proxy if self._assoc is not None else self.proxy
+    # -- sending -----------------------------------------------------------------
+
+    def _wire_destination(self, host: str, port: int, proxy: Proxy | None) -> tuple[str, int]:
         if (
             proxy is not None
             and not proxy.remote_dns
@@ -356,19 +741,45 @@ class UDPSocksSocket(socksocket):
             host = str(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
         return host, port
 
-    def _header_for(self, address: Any) -> bytes:
-        """The UDP header for ``address``; the last one is cached."""
-        host, port = _split(address)
-        key = (host, port)
+    def _header_for(self, host: str, port: int, proxy: Proxy) -> bytes:
+        """The UDP header for ``(host, port)`` through ``proxy``; the last one is cached."""
+        key = (host, port, proxy.remote_dns)
         cached_key, header = self._header_cache
         if cached_key != key:
-            header = _codec.encode_udp_header(*self._wire_destination(host, port))
+            header = _codec.encode_udp_header(*self._wire_destination(host, port, proxy))
             self._header_cache = (key, header)
         return header
 
+    def _destination(self) -> tuple[str, int]:
+        peer = self._peer()
+        if peer is None:
+            raise OSError(errno.EDESTADDRREQ, os.strerror(errno.EDESTADDRREQ))
+        return peer.dest
+
+    def _prepare_send(
+        self, assoc: _Association | None, proxy: Proxy, flags: int, address: Any
+    ) -> tuple[bytes, Sockaddr]:
+        """The header for ``address`` and the relay to send to, the association opened if need be.
+
+        A bad destination or flag is refused before the proxy is involved.
+        """
+        if flags & _MSG_MORE:
+            raise _merging_refused("MSG_MORE")
+        host, port = _split(address)
+        header = self._header_for(host, port, proxy)
+        if assoc is None:
+            assoc = self._open(proxy, self._budget(flags)[0])
+        else:
+            self._check_alive(assoc)
+        return header, assoc.relay
+
     def sendto(self, data: Any, *args: Any) -> int:
         """Send ``data`` to an address through the relay; return the payload size."""
-        if not self._proxied():
+        assoc = self._current()
+        # The proxy is read once per call: another thread may change the
+        # default proxy meanwhile.
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.sendto(self, data, *args)
         if len(args) == 1:
             flags, address = 0, args[0]
@@ -376,21 +787,55 @@ class UDPSocksSocket(socksocket):
             flags, address = args
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        # The header first: a bad destination is refused before the
-        # association (and the proxy) is involved.
-        header = self._header_for(address)
-        assoc = self._association()
         payload = memoryview(data).cast("B")
-        PlainSocket.sendto(self, header + payload, flags, assoc.relay)
+        header, relay = self._prepare_send(assoc, proxy, flags, address)
+        PlainSocket.sendto(self, header + payload, flags, relay)
         return len(payload)
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send to the default destination set by :meth:`connect`."""
-        if not self._proxied():
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.send(self, data, flags)
-        if self._default_dest is None:
-            raise OSError(errno.EDESTADDRREQ, os.strerror(errno.EDESTADDRREQ))
-        return self.sendto(data, flags, self._default_dest)
+        payload = memoryview(data).cast("B")
+        header, relay = self._prepare_send(assoc, proxy, flags, self._destination())
+        PlainSocket.sendto(self, header + payload, flags, relay)
+        return len(payload)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        """Send one datagram made of ``buffers`` through the relay; return the payload size.
+
+        ``sendmsg(buffers, ancdata=(), flags=0, address=None)``: the
+        ancillary data and flags apply to the datagram sent to the relay;
+        without an address the :meth:`connect` destination is used
+        (``EDESTADDRREQ`` if there is none).  ``MSG_MORE`` and a
+        ``UDP_SEGMENT`` message are refused (``EOPNOTSUPP``).
+        """
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
+            return PlainSocket.sendmsg(self, buffers, *args)
+        if len(args) > 3:
+            raise TypeError(f"sendmsg() takes at most 4 arguments ({len(args) + 1} given)")
+        views = [memoryview(b).cast("B") for b in buffers]
+        ancdata = list(args[0]) if args else []
+        flags = args[1] if len(args) > 1 else 0
+        address = args[2] if len(args) > 2 else None
+        for item in ancdata:
+            if (
+                isinstance(item, tuple)
+                and len(item) == 3
+                and item[0] == socket.IPPROTO_UDP
+                and item[1] == _UDP_SEGMENT
+                and _UDP_SEGMENT in _MERGING_OPTIONS
+            ):
+                raise _merging_refused("UDP_SEGMENT")
+        if address is None:
+            address = self._destination()
+        header, relay = self._prepare_send(assoc, proxy, flags, address)
+        PlainSocket.sendmsg(self, [header, *views], ancdata, flags, relay)
+        return sum(len(v) for v in views)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Refused through a proxy: datagrams are sent whole with :meth:`send`."""
@@ -399,69 +844,182 @@ class UDPSocksSocket(socksocket):
             return
         raise OSError(errno.EOPNOTSUPP, "sendall() is not for datagrams; use send() or sendto()")
 
+    # -- receiving ---------------------------------------------------------------
+
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive one datagram's payload (truncated to ``bufsize``) and its real source."""
-        if not self._proxied():
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.recvfrom(self, bufsize, flags)
+        bufsize = operator.index(bufsize)
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        data, address = self._receive(flags)
+        data, address, _, _ = self._receive(assoc, proxy, flags, -1)
         return data[:bufsize], address
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        """Receive one datagram's payload."""
-        if not self._proxied():
+        """Receive one datagram's payload (truncated to ``bufsize``)."""
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.recv(self, bufsize, flags)
-        return self.recvfrom(bufsize, flags)[0]
+        bufsize = operator.index(bufsize)
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        return self._receive(assoc, proxy, flags, -1)[0][:bufsize]
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         """Receive one datagram's payload into ``buffer``; return its size and source."""
-        if not self._proxied():
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.recvfrom_into(self, buffer, nbytes, flags)
-        view = memoryview(buffer).cast("B")
-        limit = len(view) if nbytes == 0 else min(nbytes, len(view))
-        data, address = self._receive(flags)
-        n = min(len(data), limit)
-        view[:n] = data[:n]
-        return n, address
+        view, limit = _into(
+            buffer, nbytes, "recvfrom_into", "nbytes is greater than the length of the buffer"
+        )
+        data, address, _, _ = self._receive(assoc, proxy, flags, -1)
+        return _fill(view, limit, data, flags), address
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive one datagram's payload into ``buffer``; return its size."""
-        if not self._proxied():
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
             return PlainSocket.recv_into(self, buffer, nbytes, flags)
-        return self.recvfrom_into(buffer, nbytes, flags)[0]
+        view, limit = _into(buffer, nbytes, "recv_into", "buffer too small for requested bytes")
+        data = self._receive(assoc, proxy, flags, -1)[0]
+        return _fill(view, limit, data, flags)
 
-    def _receive(self, flags: int) -> tuple[bytes, Sockaddr]:
+    def recvmsg(
+        self, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        """Receive one datagram: ``(data, ancdata, msg_flags, address)`` with its real source.
+
+        The ancillary data is that of the datagram accepted from the relay
+        (of its last fragment, for a reassembled one); ``msg_flags`` has
+        ``MSG_TRUNC`` when the payload was longer than ``bufsize``.
+        """
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
+            return PlainSocket.recvmsg(self, bufsize, ancbufsize, flags)
+        bufsize = operator.index(bufsize)
+        ancbufsize = operator.index(ancbufsize)
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        if ancbufsize < 0:
+            raise ValueError("negative ancillary buffer size in recvmsg()")
+        data, address, ancdata, msg_flags = self._receive(assoc, proxy, flags, ancbufsize)
+        if len(data) > bufsize:
+            msg_flags |= _MSG_TRUNC
+            data = data[:bufsize]
+        return data, ancdata, msg_flags, address
+
+    def recvmsg_into(
+        self, buffers: Any, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+        """Receive one datagram's payload into ``buffers``, in order, as :meth:`recvmsg` does.
+
+        Returns ``(nbytes, ancdata, msg_flags, address)``.
+        """
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
+        if proxy is None:
+            return PlainSocket.recvmsg_into(self, buffers, ancbufsize, flags)
+        views = [_writable(b, "recvmsg_into") for b in buffers]
+        ancbufsize = operator.index(ancbufsize)
+        if ancbufsize < 0:
+            raise ValueError("negative ancillary buffer size in recvmsg_into()")
+        data, address, ancdata, msg_flags = self._receive(assoc, proxy, flags, ancbufsize)
+        offset = 0
+        for view in views:
+            chunk = data[offset : offset + len(view)]
+            view[: len(chunk)] = chunk
+            offset += len(chunk)
+        if offset < len(data):
+            msg_flags |= _MSG_TRUNC
+        return offset, ancdata, msg_flags, address
+
+    def _receive(
+        self, assoc: _Association | None, proxy: Proxy, flags: int, ancbufsize: int
+    ) -> tuple[bytes, Any, list[tuple[int, int, bytes]], int]:
+        """One valid datagram: payload, real source, ancillary data, kernel msg_flags.
+
+        ``ancbufsize`` -1 reads with ``recvfrom_into`` (no ancillary data).
+        The association (if it must be opened) and the wait share one
+        deadline; with MSG_DONTWAIT or a non-blocking socket nothing waits.
+        """
         if flags & _MSG_PEEK:
             raise OSError(errno.EOPNOTSUPP, "MSG_PEEK is not supported through a SOCKS5 relay")
-        assoc = self._association(check=False)  # the poll below watches it
+        if flags & _MSG_ERRQUEUE:
+            raise OSError(
+                errno.EOPNOTSUPP,
+                "MSG_ERRQUEUE is not supported through a SOCKS5 relay (its errors are the relay's)",
+            )
         timeout = self.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        udp_fd, control_fd = self.fileno(), assoc.control_fd
-        while True:
-            if assoc.closed_by_proxy:
-                raise assoc.ended_error()
-            left = None if deadline is None else deadline - time.monotonic()
-            wait_ms = None if left is None else max(0, int(left * 1000 + 0.999))
-            ready = dict(assoc.both_poll.poll(wait_ms))
-            if control_fd in ready:
-                assoc.read_control()
-            if udp_fd not in ready:
+        nonblocking = timeout == 0.0 or bool(flags & _MSG_DONTWAIT)
+        if assoc is None:
+            budget = self._budget(flags)[0]
+            assoc = self._open(proxy, budget)
+            deadline = budget.deadline
+        else:
+            # The deadline Budget would compute, without making one per datagram.
+            deadline = None if timeout is None else time.monotonic() + timeout
+        end = self._end
+        assert end is not None
+        if self.fileno() != end.udp_fd:
+            # Closed: the descriptor numbers in the poll objects may belong
+            # to something else by now.
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        # The caller's MSG_TRUNC is about its buffer, not the one below.
+        kernel_flags = (flags | _MSG_DONTWAIT) & ~_MSG_TRUNC
+        udp_fd, control_fd = end.udp_fd, end.control_fd
+        # One receive buffer per object, taken while in use: a second
+        # thread receiving meanwhile gets a fresh one (dict.pop is atomic).
+        buf = self.__dict__.pop("_spare", None) or bytearray(_RECV_BUFFER)
+        try:
+            while True:
+                if assoc.closed_by_proxy:
+                    raise assoc.ended_error()
+                if nonblocking:
+                    wait_ms: int | None = 0
+                elif deadline is None:
+                    wait_ms = None
+                else:
+                    left = deadline - time.monotonic()
+                    wait_ms = max(0, int(left * 1000 + 0.999))
+                ready = dict(_poll(end.both, end.both_fds, wait_ms))
                 if control_fd in ready:
-                    continue
-                if timeout == 0.0:
-                    raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
-                raise socket.timeout("timed out")
-            try:
-                n, source = PlainSocket.recvfrom_into(self, assoc.buffer, 0, flags | _MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                continue
-            result = self._accept_datagram(assoc, n, source)
-            if result is not None:
-                return result
+                    assoc.read_control()
+                if udp_fd not in ready:
+                    if control_fd in ready:
+                        continue
+                    if nonblocking:
+                        raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
+                    raise socket.timeout("timed out")
+                try:
+                    if ancbufsize < 0:
+                        n, source = PlainSocket.recvfrom_into(self, buf, 0, kernel_flags)
+                        ancdata: list[tuple[int, int, bytes]] = []
+                        msg_flags = 0
+                    else:
+                        n, ancdata, msg_flags, source = PlainSocket.recvmsg_into(
+                            self, [buf], ancbufsize, kernel_flags
+                        )
+                except (BlockingIOError, InterruptedError):
+                    continue  # another thread took it
+                if source is None:
+                    # What a plain UDP socket returns once shut down for reading.
+                    return b"", None, ancdata, msg_flags
+                result = self._accept_datagram(assoc, end, buf, n, source)
+                if result is not None:
+                    return result[0], result[1], ancdata, msg_flags & ~_MSG_TRUNC
+        finally:
+            self._spare = buf
 
     def _accept_datagram(
-        self, assoc: _Association, n: int, source: Sockaddr
+        self, assoc: _Association, end: _Endpoint, buf: bytearray, n: int, source: Sockaddr
     ) -> tuple[bytes, Sockaddr] | None:
         """The payload and source of a valid datagram; None for one to drop."""
         relay_host, relay_port = assoc.relay_key
@@ -470,25 +1028,28 @@ class UDPSocksSocket(socksocket):
         ):
             return None
         try:
-            dgram = _codec.parse_udp_datagram(memoryview(assoc.buffer)[:n])
+            dgram = _codec.parse_udp_datagram(memoryview(buf)[:n])
         except ProxyProtocolError:
             return None
         if dgram.frag == 0 and not assoc.reassembler.pending:
             atyp, host, port, data = dgram.atyp, dgram.host, dgram.port, dgram.data
         else:
-            complete = assoc.reassembler.push(dgram, time.monotonic())
+            with assoc.reassembly_lock:
+                complete = assoc.reassembler.push(dgram, time.monotonic())
             if complete is None:
                 return None
             atyp, host, port, data = complete
-        if self._peer_filter is not None:
-            want_host, want_port = self._peer_filter
-            if port != want_port:
+        share = self._share
+        peer = share.peer if share is not None else None
+        if peer is not None:
+            if port != peer.filter_port:
                 return None
             # A hostname destination is resolved by the proxy, so only its
-            # port can be checked without a local DNS query (want_host None).
-            if want_host is not None and host != want_host and not _same_host(host, want_host):
+            # port can be checked without a local DNS query (host None).
+            want = peer.filter_host
+            if want is not None and host != want and not _same_host(host, want):
                 return None
-        return data, _sockaddr(atyp, host, port)
+        return data, _sockaddr(end.six, atyp, host, port)
 
     # -- buffer sizes ----------------------------------------------------------
 
@@ -501,10 +1062,11 @@ class UDPSocksSocket(socksocket):
         ATYP, 16 address bytes and the port add up to 22).  No supported
         authentication method adds per-datagram overhead.
         """
+        assoc = self._current()
+        proxy = assoc.proxy if assoc is not None else self.proxy
         if address is not None:
             host, port = _split(address)
-            return len(_codec.encode_udp_header(*self._wire_destination(host, port)))
-        proxy = self._assoc.proxy if self._assoc is not None else self.proxy
+            return len(_codec.encode_udp_header(*self._wire_destination(host, port, proxy)))
         if proxy is None:
             return 0
         if proxy.remote_dns:
@@ -536,7 +1098,33 @@ class UDPSocksSocket(socksocket):
     # -- closing ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the UDP socket and the association's control connection."""
-        if self._finalizer is not None:
-            self._finalizer()
+        """Close the UDP socket; the control connection closes with the last dup of it."""
+        self._release()
         super().close()
+
+
+def _writable(buffer: Any, what: str) -> memoryview:
+    view = memoryview(buffer).cast("B")
+    if view.readonly:
+        raise TypeError(f"{what}() argument must be read-write bytes-like object")
+    return view
+
+
+def _into(buffer: Any, nbytes: int, what: str, too_big: str) -> tuple[memoryview, int]:
+    """The view and byte limit for a ``*_into`` call, checked as a plain socket checks them."""
+    view = _writable(buffer, what)
+    nbytes = operator.index(nbytes)
+    if nbytes < 0:
+        raise ValueError(f"negative buffersize in {what}")
+    if nbytes == 0:
+        return view, len(view)
+    if nbytes > len(view):
+        raise ValueError(too_big)
+    return view, nbytes
+
+
+def _fill(view: memoryview, limit: int, data: bytes, flags: int) -> int:
+    """Copy what fits; the count a plain socket returns (the full size with MSG_TRUNC)."""
+    n = min(len(data), limit)
+    view[:n] = data[:n]
+    return len(data) if flags & _MSG_TRUNC else n

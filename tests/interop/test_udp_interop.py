@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import select
 import socket
 import time
 from dataclasses import dataclass
@@ -84,17 +85,18 @@ def _is_loopback(host: Any) -> bool:
     return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
 
 
-def _check_source(source: Any, port: int, host: str | None) -> None:
+def _check_source(source: Any, port: int, host: str | None, *, six: bool = False) -> None:
     """``source`` is what recvfrom returned for a reply from ``host:port``.
 
     An IPv4 address comes as (host, port), an IPv6 one as (host, port, 0, 0);
+    an AF_INET6 socket (``six``) gets 4-tuples for both, as a plain one does.
     ``host=None``: some loopback address (a name the proxy resolved).
     """
     assert isinstance(source, tuple), source
     assert isinstance(source[0], str), source
     version = ipaddress.ip_address(source[0]).version
     assert source[1] == port, source
-    if version == 4:
+    if version == 4 and not six:
         assert len(source) == 2, source
     else:
         assert source[2:] == (0, 0), source
@@ -273,7 +275,7 @@ def test_ipv6_socket_through_dante_ipv6_listener(
         sock.sendto(b"over six", (host, udp_echo_server.port))
         data, source = sock.recvfrom(2048)
         assert data == b"over six"
-        _check_source(source, udp_echo_server.port, expected)
+        _check_source(source, udp_echo_server.port, expected, six=True)
         relay = sock.get_proxy_sockname()
         assert relay is not None
         assert relay[0] == "::1"
@@ -466,3 +468,82 @@ def test_dnspython_ipv6_socket_through_dante(dante: ProxyServer, dnsmasq: DNSSer
         query = dns.message.make_query(DNS_NAME, "A")
         answer = dns.query.udp(query, dnsmasq.host6, port=dnsmasq.port, timeout=TIMEOUT, sock=sock)
     assert [rr.address for rrset in answer.answer for rr in rrset] == [DNS_A]
+
+
+# ---------------------------------------------------------------------------
+# sendmsg/recvmsg, dup() and MSG_DONTWAIT through a real relay
+
+
+@pytest.mark.parametrize("server", ["dante", "dante_auth"], indirect=True)
+def test_sendmsg_recvmsg_through_dante(server: ProxyServer, udp_echo_server: UDPEchoServer) -> None:
+    before = udp_echo_server.count()
+    echo = ("127.0.0.1", udp_echo_server.port)
+    with _udp_socket(server) as sock:
+        assert sock.sendmsg([b"gather ", b"and ", memoryview(b"scatter")], [], 0, echo) == 18
+        assert sock.recvmsg(65535) == (b"gather and scatter", [], 0, echo)
+        sock.connect(echo)
+        assert sock.sendmsg([b"0123456789"]) == 10
+        data, ancdata, flags, source = sock.recvmsg(4)
+        assert (data, ancdata, source) == (b"0123", [], echo)
+        assert flags & socket.MSG_TRUNC
+        first, second = bytearray(2), bytearray(10)
+        sock.sendmsg([b"abcdef"])
+        assert sock.recvmsg_into([first, second]) == (6, [], 0, echo)
+        assert bytes(first) + bytes(second[:4]) == b"abcdef"
+        heard = udp_echo_server.sources_since(before)
+        assert len(heard) == 3, heard
+        for source in heard:
+            _check_not_from(source, sock)
+
+
+def test_dup_shares_one_dante_association(
+    dante: ProxyServer, udp_echo_server: UDPEchoServer, fd_count: Callable[[], int]
+) -> None:
+    echo = ("127.0.0.1", udp_echo_server.port)
+    mark = dante.log_size()
+    baseline = fd_count()
+    sock = _udp_socket(dante)
+    sock.sendto(b"original", echo)
+    assert sock.recvfrom(100) == (b"original", echo)
+    relay = sock.get_proxy_sockname()
+    assert relay is not None
+    twin = sock.dup()
+    assert twin.get_proxy_sockname() == relay
+    assert twin.getsockname() == sock.getsockname()
+    before = udp_echo_server.count()
+    twin.sendto(b"twin", echo)
+    assert twin.recvfrom(100) == (b"twin", echo)
+    sock.close()
+    # The association outlives the original: Dante still relays for the twin.
+    twin.sendto(b"after close", echo)
+    assert twin.recvfrom(100) == (b"after close", echo)
+    for source in udp_echo_server.sources_since(before):
+        _check_not_from(source, twin)
+    twin.close()
+    log = dante.wait_for_log(lambda text: bool(_closed_association_lines(text, relay[1])), mark)
+    assert len(_closed_association_lines(log, relay[1])) == 1, log
+    assert fd_count() == baseline
+
+
+def test_msg_dontwait_on_a_blocking_socket_through_dante(
+    dante: ProxyServer, udp_echo_server: UDPEchoServer
+) -> None:
+    echo = ("127.0.0.1", udp_echo_server.port)
+    # A timeout rather than None, so that a call that does wait fails the
+    # test instead of hanging it; MSG_DONTWAIT must not wait either way.
+    with _udp_socket(dante, timeout=TIMEOUT) as sock:
+        sock.sendto(b"warm-up", echo)
+        assert sock.recvfrom(100) == (b"warm-up", echo)
+        for receive in (
+            lambda: sock.recvfrom(100, socket.MSG_DONTWAIT),
+            lambda: sock.recv_into(bytearray(100), 0, socket.MSG_DONTWAIT),
+            lambda: sock.recvmsg(100, 0, socket.MSG_DONTWAIT),
+        ):
+            started = time.monotonic()
+            with pytest.raises(BlockingIOError):
+                receive()
+            assert time.monotonic() - started < 0.3
+        assert sock.gettimeout() == TIMEOUT
+        sock.sendto(b"later", echo)
+        assert select.select([sock], [], [], TIMEOUT)[0]
+        assert sock.recvfrom(100, socket.MSG_DONTWAIT) == (b"later", echo)
