@@ -260,7 +260,8 @@ def test_recvmsg_returns_the_accepted_datagrams_ancillary_data(
     associated: tuple[UDPSocksSocket, UDPAssociation],
 ) -> None:
     sock, assoc = associated
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    # IP_RECVTOS is 13 on Linux; the socket module names it from 3.10 on.
+    sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTOS", 13), 1)
     relay = assoc.relay
     # Junk from the relay and from a stranger, each with its own TOS, then
     # the valid datagram with another: only the last one's TOS may show.
