@@ -20,7 +20,7 @@ import select
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from . import _codec, _negotiate
 from ._codec import Command
@@ -297,8 +297,8 @@ class socksocket(socket.socket):
         if inheritable and self._detach_would_bypass():
             raise OSError(
                 errno.EOPNOTSUPP,
-                "this socksocket has not connected through its proxy yet; a child"
-                " process inheriting it could connect directly",
+                "a process inheriting this proxied socket's descriptor could use it"
+                " directly, around the SOCKS5 proxy",
             )
         PlainSocket.set_inheritable(self, inheritable)
 
@@ -369,17 +369,11 @@ class socksocket(socket.socket):
         proxy = self.proxy
         if proxy is None:
             return PlainSocket.connect_ex(self, address)
-        try:
-            if not self._stream:
-                raise _unsupported(self)
-            self._connect_via(proxy, address, Budget.for_socket(self.gettimeout()), keep_open=True)
-        except socket.gaierror:
-            raise
-        except OSError as exc:
-            if not isinstance(exc.errno, int):
-                raise
-            return exc.errno
-        return 0
+        if not self._stream:
+            return _unsupported(self).errno
+        return _errno_of(
+            self._connect_via, proxy, address, Budget.for_socket(self.gettimeout()), True
+        )
 
     def _proxied(self) -> bool:
         """Whether connect() goes through a proxy."""
@@ -666,6 +660,22 @@ class socksocket(socket.socket):
     def get_proxy_peername(self) -> Any:
         """The address of the proxy this socket is connected to."""
         return super().getpeername()
+
+
+def _errno_of(call: Callable[..., None], *args: Any) -> int:
+    """``call(*args)``'s outcome as ``connect_ex`` reports it: 0, or the OSError's errno.
+
+    As with a plain socket, name resolution errors and bad arguments raise.
+    """
+    try:
+        call(*args)
+    except socket.gaierror:
+        raise
+    except OSError as exc:
+        if not isinstance(exc.errno, int):
+            raise
+        return exc.errno
+    return 0
 
 
 def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:

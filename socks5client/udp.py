@@ -51,8 +51,8 @@ from .errors import (
     UDPAssociationClosedError,
 )
 from .proxy import Proxy
+from .sock import _errno_of, socksocket
 from .sock import _split_address as _split
-from .sock import socksocket
 
 __all__ = ["FRAGMENT_TIMEOUT", "MAX_REASSEMBLED", "Reassembler", "UDPSocksSocket"]
 
@@ -613,20 +613,6 @@ class UDPSocksSocket(socksocket):
             if self.fileno() == -1:
                 self._release()
 
-    def set_inheritable(self, inheritable: bool) -> None:
-        """As usual; making a proxied socket inheritable is refused.
-
-        A program run with the descriptor would own a plain UDP socket and
-        send its datagrams directly, as after ``detach()``.
-        """
-        if inheritable and self._detach_would_bypass():
-            raise OSError(
-                errno.EOPNOTSUPP,
-                "a proxied UDP socket cannot be inherited: its new owner would send"
-                " datagrams directly, around the SOCKS5 relay",
-            )
-        PlainSocket.set_inheritable(self, inheritable)
-
     def setsockopt(self, *args: Any) -> None:
         """As usual, but UDP_CORK, UDP_SEGMENT and UDP_GRO are refused through a proxy.
 
@@ -666,15 +652,7 @@ class UDPSocksSocket(socksocket):
         As with a plain socket, name resolution errors (``socket.gaierror``)
         and bad arguments still raise.
         """
-        try:
-            self._connect(address)
-        except socket.gaierror:
-            raise
-        except OSError as exc:
-            if not isinstance(exc.errno, int):
-                raise
-            return exc.errno
-        return 0
+        return _errno_of(self._connect, address)
 
     def _connect(self, address: Any) -> None:
         assoc = self._current()
