@@ -370,7 +370,7 @@ class socksocket(socket.socket):
         if proxy is None:
             return PlainSocket.connect_ex(self, address)
         if not self._stream:
-            return _unsupported(self).errno
+            return errno.EOPNOTSUPP
         return _errno_of(
             self._connect_via, proxy, address, Budget.for_socket(self.gettimeout()), True
         )
