@@ -40,6 +40,7 @@ __all__ = [
     "MethodSelection",
     "NeedData",
     "Parsed",
+    "PortRangeError",
     "Reply",
     "ReplyCode",
     "UDPDatagram",
@@ -180,11 +181,20 @@ _Buffer = Union[bytes, bytearray, memoryview]
 # Encoding
 
 
+class PortRangeError(ValueError, OverflowError):
+    """A port outside 0-65535.
+
+    A ``ValueError`` like every bad argument here, and an ``OverflowError``
+    like the one ``socket`` raises for the same mistake, so that code written
+    for plain sockets catches it too.
+    """
+
+
 def _check_port(port: object) -> int:
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"port {port} is out of range 0-65535")
+        raise PortRangeError(f"port {port} is out of range 0-65535")
     return port
 
 

@@ -15,11 +15,13 @@ import contextlib
 import errno
 import gc
 import ipaddress
+import operator
 import os
 import select
 import socket
 import sys
 import threading
+import time
 from typing import Any, Callable
 
 from . import _codec, _negotiate
@@ -123,7 +125,7 @@ def _split_address(address: Any) -> tuple[str, int]:
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"destination port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 0xFFFF:
-        raise ValueError(f"destination port {port} is out of range 0-65535")
+        raise _codec.PortRangeError(f"destination port {port} is out of range 0-65535")
     return host, port
 
 
@@ -141,6 +143,25 @@ def _is_loopback(host: str) -> bool:
         # is_loopback says no to it).
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback
+
+
+def _kernel_kind(sock: socket.socket, family: int, type_: int, proto: int) -> tuple[int, int, int]:
+    """``(family, type, proto)`` of ``sock``'s descriptor as the kernel has them.
+
+    A value the kernel does not report keeps what the object says; a
+    disagreement turns the type into one no variant handles (refused with
+    a proxy).
+    """
+    values = []
+    for name, declared in (("SO_DOMAIN", family), ("SO_TYPE", type_), ("SO_PROTOCOL", proto)):
+        try:
+            values.append(PlainSocket.getsockopt(sock, socket.SOL_SOCKET, getattr(socket, name)))
+        except (AttributeError, OSError):
+            values.append(declared)
+    k_family, k_type, k_proto = values
+    if (k_family, k_type) != (family, type_) or (proto and k_proto != proto):
+        return k_family, -1, k_proto
+    return k_family, k_type, k_proto
 
 
 def _unsupported(sock: socket.socket) -> OSError:
@@ -186,7 +207,13 @@ class socksocket(socket.socket):
         self._options: list[tuple[Any, ...]] = []
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
-        family, type_, proto = self.family, self.type, self.proto
+        kind = (int(self.family), int(self.type), self.proto)
+        if fileno is not None:
+            # A descriptor's object says what it was told; the kernel says
+            # what it is.  A UDP descriptor declared SOCK_STREAM must not be
+            # treated as TCP (its sendto would go straight to the address).
+            kind = _kernel_kind(self, *kind)
+        family, type_, proto = kind
         self._inet = family in _PROXIED_FAMILIES
         self._stream = self._inet and type_ == socket.SOCK_STREAM and proto in _TCP_PROTOS
         udp = self._inet and type_ == socket.SOCK_DGRAM and proto in _UDP_PROTOS
@@ -277,8 +304,11 @@ class socksocket(socket.socket):
             return super().detach()
         fd = super().detach()
         # ssl wraps the same descriptor in its own socket object before it
-        # calls detach(); that object will close it.  If nobody else owns
-        # it, close it here, so that refusing never leaks a descriptor.
+        # calls detach(), and that object outlives the refusal (a traceback
+        # holds it).  Put a dead socket under the number, so that whatever
+        # holds it can reach nothing; then close it here unless another
+        # object owns it (and will close it), so that nothing leaks.
+        _defuse(fd)
         if not _owned_elsewhere(fd, self):
             os.close(fd)
         raise OSError(
@@ -332,6 +362,10 @@ class socksocket(socket.socket):
     def sendto(self, data: Any, *args: Any) -> int:
         """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
         if len(args) == 2:
+            # Checked and passed on as the int the C method would read: an
+            # int subclass could answer ``&`` one way and ``__index__``
+            # another.
+            args = (operator.index(args[0]), args[1])
             self._check_direct_send(args[0])
         elif self._other:
             self._check_direct_send(0)
@@ -339,7 +373,11 @@ class socksocket(socket.socket):
 
     def sendmsg(self, buffers: Any, *args: Any) -> int:
         """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
-        self._check_direct_send(args[1] if len(args) >= 2 else 0)
+        if len(args) >= 2:
+            args = (args[0], operator.index(args[1]), *args[2:])
+            self._check_direct_send(args[1])
+        else:
+            self._check_direct_send(0)
         return PlainSocket.sendmsg(self, buffers, *args)
 
     # -- connecting --------------------------------------------------------
@@ -499,10 +537,10 @@ class socksocket(socket.socket):
         After a SOCKS BIND, :meth:`getsockname` is the address on the proxy
         where the peer must connect, and :meth:`accept` waits for that peer.
         """
-        if self._bind_address is not None:
+        if self._bind_address is not None and self.fileno() != -1:
             return
         proxy = self.proxy
-        if proxy is None or not (self._stream or self._other):
+        if proxy is None or not (self._stream or self._other) or self.fileno() == -1:
             PlainSocket.listen(self, *backlog)
             self._listening = True
             return
@@ -583,8 +621,8 @@ class socksocket(socket.socket):
         called again.  ``conn`` takes over the tunnel (this socket's file
         descriptor); one BIND serves exactly one connection.
         """
-        if self._bind_address is None:
-            if self._bind_accepted:
+        if self._bind_address is None or self.fileno() == -1:
+            if self._bind_accepted and self.fileno() != -1:
                 raise OSError(
                     errno.EINVAL,
                     "a SOCKS5 BIND serves one connection, and it has been accepted",
@@ -678,6 +716,17 @@ def _errno_of(call: Callable[..., None], *args: Any) -> int:
     return 0
 
 
+def _defuse(fd: int) -> None:
+    """Replace descriptor ``fd`` with a socket that can neither send nor connect anywhere."""
+    dead, other = socket.socketpair()
+    try:
+        dead.shutdown(socket.SHUT_RDWR)
+        os.dup2(dead.fileno(), fd, inheritable=False)
+    finally:
+        dead.close()
+        other.close()
+
+
 def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:
     """Whether another live socket object holds descriptor ``fd`` (an error path only)."""
     for obj in gc.get_objects():
@@ -688,12 +737,22 @@ def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:
     return False
 
 
+#: poll(2) takes an int of milliseconds: about 24.8 days at most per call.
+_MAX_POLL_MS = 2**31 - 1
+
+
 def _wait_readable(sock: socket.socket, timeout: float | None) -> bool:
     """Whether ``sock`` becomes readable within ``timeout`` (None: wait forever)."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
-    wait_ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-    return bool(poller.poll(wait_ms))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        wait_ms = None if left is None else min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999)))
+        if poller.poll(wait_ms):
+            return True
+        if wait_ms is not None and wait_ms < _MAX_POLL_MS:
+            return False
 
 
 def _resolve_locally(host: str, port: int) -> list[str]:

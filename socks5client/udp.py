@@ -51,7 +51,7 @@ from .errors import (
     UDPAssociationClosedError,
 )
 from .proxy import Proxy
-from .sock import _errno_of, socksocket
+from .sock import _MAX_POLL_MS, _errno_of, socksocket
 from .sock import _split_address as _split
 
 __all__ = ["FRAGMENT_TIMEOUT", "MAX_REASSEMBLED", "Reassembler", "UDPSocksSocket"]
@@ -762,7 +762,9 @@ class UDPSocksSocket(socksocket):
         if len(args) == 1:
             flags, address = 0, args[0]
         elif len(args) == 2:
-            flags, address = args
+            # Checked and sent as the int the C method would read: an int
+            # subclass could answer ``&`` one way and ``__index__`` another.
+            flags, address = operator.index(args[0]), args[1]
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
         payload = memoryview(data).cast("B")
@@ -776,6 +778,7 @@ class UDPSocksSocket(socksocket):
         proxy = assoc.proxy if assoc is not None else self.proxy
         if proxy is None:
             return PlainSocket.send(self, data, flags)
+        flags = operator.index(flags)
         payload = memoryview(data).cast("B")
         header, relay = self._prepare_send(assoc, proxy, flags, self._destination())
         PlainSocket.sendto(self, header + payload, flags, relay)
@@ -798,7 +801,7 @@ class UDPSocksSocket(socksocket):
             raise TypeError(f"sendmsg() takes at most 4 arguments ({len(args) + 1} given)")
         views = [memoryview(b).cast("B") for b in buffers]
         ancdata = list(args[0]) if args else []
-        flags = args[1] if len(args) > 1 else 0
+        flags = operator.index(args[1]) if len(args) > 1 else 0
         address = args[2] if len(args) > 2 else None
         for item in ancdata:
             if (
@@ -928,6 +931,8 @@ class UDPSocksSocket(socksocket):
         The association (if it must be opened) and the wait share one
         deadline; with MSG_DONTWAIT or a non-blocking socket nothing waits.
         """
+        # The int the kernel will get: checks on anything else prove nothing.
+        flags = operator.index(flags)
         if flags & _MSG_PEEK:
             raise OSError(errno.EOPNOTSUPP, "MSG_PEEK is not supported through a SOCKS5 relay")
         if flags & _MSG_ERRQUEUE:
@@ -966,13 +971,13 @@ class UDPSocksSocket(socksocket):
                     wait_ms = None
                 else:
                     left = deadline - time.monotonic()
-                    wait_ms = max(0, int(left * 1000 + 0.999))
+                    wait_ms = min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999)))
                 ready = dict(_poll(end.both, end.both_fds, wait_ms))
                 if control_fd in ready:
                     assoc.read_control()
                 if udp_fd not in ready:
-                    if control_fd in ready:
-                        continue
+                    if control_fd in ready or wait_ms == _MAX_POLL_MS:
+                        continue  # (or a timeout longer than one poll can wait)
                     if nonblocking:
                         raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
                     raise socket.timeout("timed out")

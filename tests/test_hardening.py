@@ -641,3 +641,126 @@ def test_connect_on_a_local_listener_is_eisconn_and_keeps_it_open(
         assert not isinstance(info.value, errors.ProxyError)
         assert s.fileno() != -1
     assert socks_server.connections == 0
+
+
+# --------------------------------------------------------------------------
+# Found by an adversarial review.
+# --------------------------------------------------------------------------
+
+
+class _LyingFlags(int):
+    """An int whose ``&`` says "no flag set" while ``__index__`` gives the real flags."""
+
+    def __and__(self, other: Any) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("use_sendmsg", [False, True], ids=["sendto", "sendmsg"])
+def test_fast_open_hidden_in_an_int_subclass_is_still_refused(
+    socks_server: SocksServer, trap: Trap, use_sendmsg: bool
+) -> None:
+    flags = _LyingFlags(socket.MSG_FASTOPEN)
+    with proxied(socks_server) as s, pytest.raises(OSError) as info:
+        if use_sendmsg:
+            s.sendmsg([b"x"], [], flags, trap.address)
+        else:
+            s.sendto(b"x", flags, trap.address)
+    assert info.value.errno == errno.EOPNOTSUPP
+    assert trap.hits() == 0
+
+
+def test_udp_descriptor_declared_as_stream_is_not_treated_as_tcp(
+    socks_server: SocksServer, udp_echo_server: Any
+) -> None:
+    udp = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socks5client.socksocket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=udp.detach())
+    with s:
+        s.set_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
+        with pytest.raises(OSError) as info:
+            s.sendto(b"direct!", udp_echo_server.address)
+        assert info.value.errno == errno.EOPNOTSUPP
+    time.sleep(0.1)
+    assert udp_echo_server.received == []
+
+
+def test_refused_ssl_wrap_leaves_nothing_that_can_connect(
+    socks_server: SocksServer, trap: Trap
+) -> None:
+    # ssl's own socket object owns the descriptor when detach() refuses, and
+    # a traceback keeps it alive; it must not be able to connect anywhere.
+    s = proxied(socks_server)
+    ctx = ssl.create_default_context()
+    try:
+        ctx.wrap_socket(s, server_hostname="localhost")
+    except OSError as exc:
+        tb = exc.__traceback__
+        holders = []
+        while tb is not None:
+            holders += [v for v in tb.tb_frame.f_locals.values() if isinstance(v, ssl.SSLSocket)]
+            tb = tb.tb_next
+        assert holders, "ssl's object is expected in the traceback"
+        for holder in holders:
+            with pytest.raises(OSError):
+                PlainSocket.connect(holder, trap.address)
+        del holders, tb
+    else:  # pragma: no cover
+        pytest.fail("wrapping before connect() must be refused")
+    assert trap.hits() == 0
+
+
+def test_timeouts_longer_than_one_poll_call_work(
+    socks_server: SocksServer, udp_echo_server: Any
+) -> None:
+    # poll(2) takes at most 2**31-1 ms (about 24.8 days); a plain socket
+    # accepts longer timeouts, so must these waits.
+    year = 365 * 86400.0
+    udp = socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+    with udp:
+        udp.set_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
+        udp.settimeout(year)
+        udp.sendto(b"ping", udp_echo_server.address)
+        assert udp.recvfrom(100)[0] == b"ping"
+    with proxied(socks_server, timeout=year) as s:
+        s.listen()
+        with PlainSocket() as peer:
+            peer.connect(s.getsockname())
+            conn, _ = s.accept()
+            conn.close()
+
+
+def test_port_out_of_range_is_what_a_plain_socket_raises_too(socks_server: SocksServer) -> None:
+    with PlainSocket() as plain, pytest.raises(OverflowError):
+        plain.connect(("127.0.0.1", 70000))
+    with proxied(socks_server) as s:
+        with pytest.raises(OverflowError):
+            s.connect(("127.0.0.1", 70000))
+        with pytest.raises(ValueError):
+            s.connect(("127.0.0.1", -1))
+    assert socks_server.connections == 0
+
+
+def test_listen_and_accept_on_a_closed_bind_socket_raise_ebadf(socks_server: SocksServer) -> None:
+    s = proxied(socks_server)
+    s.listen()
+    s.close()
+    for call in (s.listen, s.accept):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EBADF
+
+
+def test_udp_flags_are_checked_as_the_kernel_reads_them(
+    socks_server: SocksServer, udp_echo_server: Any
+) -> None:
+    udp = socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+    with udp:
+        udp.set_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
+        udp.settimeout(5)
+        with pytest.raises(OSError) as info:
+            udp.sendto(b"a", _LyingFlags(socket.MSG_MORE), udp_echo_server.address)
+        assert info.value.errno == errno.EOPNOTSUPP
+        udp.sendto(b"ping", udp_echo_server.address)
+        with pytest.raises(OSError) as info:
+            udp.recvfrom(100, _LyingFlags(socket.MSG_PEEK))
+        assert info.value.errno == errno.EOPNOTSUPP
+        assert udp.recvfrom(100)[0] == b"ping"
