@@ -36,7 +36,7 @@ from .errors import (
     SOCKS5UnassignedReplyError,
     UDPAssociationClosedError,
 )
-from .patch import wrap_module
+from .patch import is_patched, patch, patched, unpatch, wrap_module
 from .proxy import (
     HTTP,
     PROXY_TYPE_HTTP,
@@ -88,9 +88,13 @@ __all__ = [
     "create_connection",
     "get_default_proxy",
     "getdefaultproxy",
+    "is_patched",
+    "patch",
+    "patched",
     "set_default_proxy",
     "setdefaultproxy",
     "socksocket",
+    "unpatch",
     "wrap_module",
     "wrapmodule",
 ]

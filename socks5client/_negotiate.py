@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Callable, Optional, TypeVar
 
-from . import _codec
+from . import _codec, _resolve
 from ._codec import NeedData, Parsed, Reply
 from ._secret import Secret
 from .auth import AuthMethod, methods_for
@@ -186,7 +186,7 @@ def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
     """
     where = describe(proxy.host, proxy.port)
     try:
-        infos = socket.getaddrinfo(proxy.host, proxy.port, sock.family, socket.SOCK_STREAM)
+        infos = _resolve.getaddrinfo(proxy.host, proxy.port, sock.family, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise _unresolvable(proxy, sock.family, exc) from exc
     last: OSError | None = None
@@ -213,7 +213,7 @@ def _unresolvable(proxy: Proxy, family: int, exc: OSError) -> ProxyConnectionErr
     """The error for a proxy host with no address this socket can use."""
     where = describe(proxy.host, proxy.port)
     try:
-        socket.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
+        _resolve.getaddrinfo(proxy.host, proxy.port, 0, socket.SOCK_STREAM)
     except OSError:
         return ProxyConnectionError(f"cannot resolve proxy host {proxy.host!r}", exc)
     fam, other = ("IPv6", "AF_INET6") if family == socket.AF_INET6 else ("IPv4", "AF_INET")

@@ -1,37 +1,597 @@
-"""Process-wide routing: the default proxy and PySocks-style module wrapping.
+"""Routing a whole process through the proxy: :func:`patch`, :func:`unpatch`, :func:`patched`.
+
+:func:`patch` replaces, in the ``socket`` module, the names that programs
+and libraries use to reach the network:
+
+* ``socket.socket``: a :class:`~socks5client.socksocket` subclass that picks
+  its route for each connection (the proxy, or direct for ``no_proxy``
+  destinations);
+* ``socket.create_connection``: the same routes, and hostnames handed to
+  the proxy unresolved;
+* ``getaddrinfo``, ``gethostbyname``, ``gethostbyname_ex``,
+  ``gethostbyaddr`` and ``getnameinfo``: with remote DNS (``socks5h``), a
+  proxied name gets a *synthetic address* (see :mod:`._synthetic`) instead
+  of a DNS query, and a connection to that address sends the name to the
+  proxy.  Reverse lookups of proxied addresses are answered without DNS or
+  refused.
+
+:func:`unpatch` puts the exact original objects back.  The library's own
+connections and lookups never go through the patch (``PlainSocket``,
+:mod:`._resolve`).
 
 ``set_default_proxy``/``get_default_proxy`` live in :mod:`socks5client.proxy`
-(they are plain data) and are re-exported here beside :func:`wrap_module`.
+and are re-exported here beside PySocks' :func:`wrap_module`.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import errno
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
-from .proxy import get_default_proxy, set_default_proxy
+from . import _resolve, _synthetic
+from ._negotiate import Budget, PlainSocket
+from ._noproxy import NoProxy
+from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args, set_default_proxy
+from .sock import _UNSET, _direct_connection, _errno_of, _unsupported, socksocket
+from .sock import create_connection as _proxied_create_connection
 
-__all__ = ["get_default_proxy", "set_default_proxy", "wrap_module"]
+__all__ = [
+    "get_default_proxy",
+    "is_patched",
+    "patch",
+    "patched",
+    "set_default_proxy",
+    "unpatch",
+    "wrap_module",
+]
+
+log = logging.getLogger("socks5client")
+
+#: The names patch() replaces in the socket module, in this order.
+_NAMES = (
+    "socket",
+    "create_connection",
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+)
+
+#: How many addresses of direct (no_proxy) names are remembered, so that a
+#: program that resolves such a name and then connects to the address goes
+#: direct too.
+_MAX_DIRECT_ADDRESSES = 4096
+
+
+class _Settings(NamedTuple):
+    """What patch() was called with, normalised (equal settings: same patch)."""
+
+    proxy: Proxy
+    no_proxy: str | tuple[str, ...] | None
+    udp: bool
+    bind: bool
+
+
+class _Active:
+    """The running patch: its settings, the no_proxy matcher, the originals."""
+
+    def __init__(self, settings: _Settings, originals: dict[str, Any]) -> None:
+        self.settings = settings
+        self.proxy = settings.proxy
+        self.remote_dns = settings.proxy.remote_dns
+        self.udp = settings.udp
+        self.bind = settings.bind
+        self.no_proxy = NoProxy.from_setting(settings.no_proxy)
+        self.originals = originals
+        self._direct_lock = threading.Lock()
+        self._direct_addresses: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Synthetic answers for AF_UNSPEC callers come in the proxy's family
+        # when it is an IPv6 literal: an AF_INET socket cannot reach it.
+        self.prefer_ipv6 = ":" in settings.proxy.host
+
+    def direct(self, host: str) -> bool:
+        """Whether a connection to ``host`` (name or address) bypasses the proxy."""
+        return self.no_proxy.matches(host) or host in self._direct_addresses
+
+    def remember_direct(self, infos: list[Any]) -> None:
+        """Remember the addresses of a direct name, so that connecting to them is direct."""
+        with self._direct_lock:
+            for info in infos:
+                address = str(info[4][0])
+                self._direct_addresses[address] = None
+                self._direct_addresses.move_to_end(address)
+            while len(self._direct_addresses) > _MAX_DIRECT_ADDRESSES:
+                self._direct_addresses.popitem(last=False)
+
+
+_lock = threading.RLock()
+_active: _Active | None = None
+
+
+def is_patched() -> bool:
+    """Whether :func:`patch` is in effect."""
+    return _active is not None
+
+
+def _unknown_synthetic(host: str) -> OSError:
+    return OSError(
+        errno.EHOSTUNREACH,
+        f"{host} is a synthetic address that socks5client.patch() no longer (or never)"
+        " mapped to a name; it is not connected to, directly or through the proxy",
+    )
+
+
+def _text(host: Any) -> Any:
+    if isinstance(host, (bytes, bytearray)):
+        return bytes(host).decode("ascii", "replace")
+    return host
+
+
+def _map(address: Any) -> tuple[Any, str | None]:
+    """``address`` with a synthetic host replaced by its name; and that name."""
+    if not isinstance(address, tuple) or len(address) < 2:
+        return address, None
+    host = _text(address[0])
+    if not isinstance(host, str) or not _synthetic.is_synthetic(host):
+        return address, None
+    name = _synthetic.name_for(host)
+    if name is None:
+        raise _unknown_synthetic(host)
+    return (name, address[1]), name
+
+
+class _PatchedSocket(socksocket):
+    """``socket.socket`` while the process is patched.
+
+    Each connection picks its route: the socket's own proxy if one was set
+    with :meth:`set_proxy`; otherwise, while the patch is active, direct for
+    ``no_proxy`` destinations and the patch's proxy for the rest (UDP only
+    with ``udp=True``); after :func:`unpatch`, the default proxy, as any
+    socksocket.  A synthetic address is always replaced by its name.
+    """
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """This socket's own proxy, else the patch's (None for UDP unless ``udp=True``)."""
+        if not self._inet:
+            return None
+        if self._proxy is not _UNSET:
+            return self._proxy
+        active = _active
+        if active is None:
+            return get_default_proxy()
+        if self._udp_variant and not active.udp:
+            return None
+        return active.proxy
+
+    def _route(self, address: Any) -> tuple[Proxy | None, Any]:
+        """The proxy (None: direct) and the address to use for a TCP connection."""
+        target, name = _map(address)
+        proxy = self.proxy
+        active = _active
+        if (
+            proxy is not None
+            and self._proxy is _UNSET
+            and active is not None
+            and isinstance(target, tuple)
+            and len(target) >= 2
+            and active.direct(str(_text(target[0])))
+        ):
+            proxy = None
+        if proxy is None and name is not None:
+            raise _unknown_synthetic(str(_text(address[0])))
+        return proxy, target
+
+    def _udp_target(self, address: Any) -> Any:
+        """A UDP destination with its synthetic host mapped; picks the route on first use."""
+        target, name = _map(address)
+        active = _active
+        if (
+            active is not None
+            and active.udp
+            and self._proxy is _UNSET
+            and isinstance(target, tuple)
+            and len(target) >= 2
+            and active.direct(str(_text(target[0])))
+            and self._current() is None  # type: ignore[attr-defined]
+        ):
+            # A UDP socket's route is chosen at its first destination: a
+            # direct one (a resolver on loopback...) makes it a plain socket.
+            self._proxy = None
+        if name is not None and self.proxy is None:
+            # Sending to the name directly would resolve it here.
+            raise OSError(
+                errno.ENETUNREACH,
+                f"{_text(address[0])} is a synthetic address for {name!r}, and this UDP"
+                " socket does not go through the proxy (patch(udp=False)); its name is"
+                " not resolved locally",
+            )
+        return target
+
+    def connect(self, address: Any) -> None:
+        """Connect through the proxy, or directly for a ``no_proxy`` destination."""
+        if self._udp_variant:
+            super().connect(self._udp_target(address))
+            return
+        proxy, target = self._route(address)
+        if proxy is None:
+            PlainSocket.connect(self, target)
+            return
+        if not self._stream:
+            raise _unsupported(self)
+        self._connect_via(proxy, target, Budget.for_socket(self.gettimeout()))
+        self._shown_peer(address, target)
+
+    def connect_ex(self, address: Any) -> int:
+        """Like :meth:`connect`, returning an errno instead of raising OSErrors."""
+        if self._udp_variant:
+            return _errno_of(lambda: super(_PatchedSocket, self).connect(self._udp_target(address)))
+        try:
+            proxy, target = self._route(address)
+        except OSError as exc:
+            return exc.errno or errno.EHOSTUNREACH
+        if proxy is None:
+            return PlainSocket.connect_ex(self, target)
+        if not self._stream:
+            return errno.EOPNOTSUPP
+        result = _errno_of(
+            self._connect_via, proxy, target, Budget.for_socket(self.gettimeout()), True
+        )
+        if result == 0:
+            self._shown_peer(address, target)
+        return result
+
+    def _shown_peer(self, address: Any, target: Any) -> None:
+        # getpeername() is what the program connected to (the synthetic
+        # address, if that is what it used), as on a plain socket.
+        if target is not address and isinstance(address, tuple):
+            host = str(_text(address[0]))
+            self._peername = self._sockaddr(address, host, int(address[1]))
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        """As usual, with a synthetic destination mapped to its name."""
+        if self._udp_variant and args:
+            args = (*args[:-1], self._udp_target(args[-1]))
+        return super().sendto(data, *args)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        """As usual, with a synthetic destination mapped to its name."""
+        if self._udp_variant and len(args) >= 3 and args[2] is not None:
+            args = (args[0], args[1], self._udp_target(args[2]), *args[3:])
+        return super().sendmsg(buffers, *args)
+
+    def listen(self, *backlog: int) -> None:
+        """Listen locally, unless the patch was made with ``bind=True`` (then SOCKS BIND)."""
+        active = _active
+        if (
+            active is not None
+            and not active.bind
+            and self._proxy is _UNSET
+            and (self._stream or self._other)
+            and self.fileno() != -1
+        ):
+            # A process's own server sockets keep working.
+            PlainSocket.listen(self, *backlog)
+            self._listening = True
+            return
+        super().listen(*backlog)
+
+
+# -- name resolution ---------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _port_number(port: Any, kind: int) -> int:
+    if port is None:
+        return 0
+    if isinstance(port, (bytes, bytearray)):
+        port = bytes(port).decode("ascii", "replace")
+    if isinstance(port, int):
+        return port
+    if isinstance(port, str) and port.isdigit():
+        return int(port)
+    if isinstance(port, str):
+        # Service names come from /etc/services, not from DNS.
+        proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+        try:
+            return socket.getservbyname(port, proto)
+        except OSError:
+            raise socket.gaierror(
+                socket.EAI_SERVICE, "Servname not supported for ai_socktype"
+            ) from None
+    raise TypeError(f"getaddrinfo() port must be an int, str or None, not {type(port).__name__}")
+
+
+_KINDS = ((socket.SOCK_STREAM, socket.IPPROTO_TCP), (socket.SOCK_DGRAM, socket.IPPROTO_UDP))
+
+
+def _synthetic_infos(
+    active: _Active, name: str, port: Any, family: int, type_: int, proto: int, flags: int
+) -> list[Any]:
+    if family == socket.AF_UNSPEC:
+        ipv6 = active.prefer_ipv6
+    elif family in (socket.AF_INET, socket.AF_INET6):
+        ipv6 = family == socket.AF_INET6
+    else:
+        raise socket.gaierror(socket.EAI_FAMILY, "ai_family not supported")
+    address = _synthetic.address_for(name, ipv6)
+    number = _port_number(port, type_)
+    fam = socket.AF_INET6 if ipv6 else socket.AF_INET
+    sockaddr: tuple[Any, ...] = (address, number, 0, 0) if ipv6 else (address, number)
+    kinds: list[tuple[int, int]]
+    if type_:
+        default_proto = {int(k): p for k, p in _KINDS}.get(type_, 0)
+        kinds = [(type_, proto or default_proto)]
+    else:
+        kinds = [(int(k), proto or p) for k, p in _KINDS] + [(int(socket.SOCK_RAW), proto)]
+    canon = name if flags & socket.AI_CANONNAME else ""
+    return [
+        (
+            socket.AddressFamily(fam),
+            socket.SocketKind(k),
+            p,
+            canon if i == 0 else "",
+            sockaddr,
+        )
+        for i, (k, p) in enumerate(kinds)
+    ]
+
+
+def _proxied_name(active: _Active, host: Any) -> str | None:
+    """``host`` if resolving it must not reach the real resolver (a proxied name)."""
+    if not active.remote_dns or host is None:
+        return None
+    host = _text(host)
+    if not isinstance(host, str) or not host or _is_ip(host) or active.direct(host):
+        return None
+    return host
+
+
+def _getaddrinfo(
+    host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> list[Any]:
+    active = _active
+    real = _resolve.getaddrinfo
+    if active is None:
+        return real(host, port, family, type, proto, flags)
+    name = _proxied_name(active, host)
+    if name is None or flags & socket.AI_NUMERICHOST:
+        infos = real(host, port, family, type, proto, flags)
+        text = _text(host)
+        if isinstance(text, str) and not _is_ip(text) and active.direct(text):
+            active.remember_direct(infos)
+        return infos
+    log.debug("getaddrinfo(%r): synthetic address, the proxy resolves the name", name)
+    return _synthetic_infos(active, name, port, family, type, proto, flags)
+
+
+def _gethostbyname(hostname: str) -> str:
+    active = _active
+    real = _real("gethostbyname")
+    if active is None:
+        return str(real(hostname))
+    name = _proxied_name(active, hostname)
+    if name is None:
+        return str(real(hostname))
+    return _synthetic.address_for(name)
+
+
+def _gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
+    active = _active
+    real = _real("gethostbyname_ex")
+    if active is None:
+        return real(hostname)  # type: ignore[no-any-return]
+    name = _proxied_name(active, hostname)
+    if name is None:
+        return real(hostname)  # type: ignore[no-any-return]
+    return name, [], [_synthetic.address_for(name)]
+
+
+def _gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
+    active = _active
+    real = _real("gethostbyaddr")
+    if active is None or not active.remote_dns:
+        return real(ip_address)  # type: ignore[no-any-return]
+    host = str(_text(ip_address))
+    name = _synthetic.name_for(host)
+    if name is not None:
+        return name, [], [host]
+    if active.direct(host):
+        return real(ip_address)  # type: ignore[no-any-return]
+    if not _is_ip(host):
+        # A proxied name: its "address" is the synthetic one, no DNS.
+        return host, [], [_synthetic.address_for(host)]
+    # A reverse lookup of a proxied address would be a DNS query; SOCKS5 has
+    # no way to ask the proxy, so the answer is "unknown", as for an address
+    # without a PTR record.
+    raise socket.herror(1, "Unknown host")
+
+
+def _getnameinfo(sockaddr: Any, flags: int) -> tuple[str, str]:
+    active = _active
+    real = _real("getnameinfo")
+    if active is None or not active.remote_dns or not isinstance(sockaddr, tuple):
+        return real(sockaddr, flags)  # type: ignore[no-any-return]
+    host = str(_text(sockaddr[0]))
+    name = _synthetic.name_for(host)
+    if name is None and (active.direct(host) or not _is_ip(host)):
+        return real(sockaddr, flags)  # type: ignore[no-any-return]
+    numeric_host, service = real(sockaddr, flags | socket.NI_NUMERICHOST)
+    if name is not None and not flags & socket.NI_NUMERICHOST:
+        return name, service
+    if name is None and flags & socket.NI_NAMEREQD:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return numeric_host, service
+
+
+def _create_connection(
+    address: tuple[Any, ...],
+    timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT,  # type: ignore[attr-defined]
+    source_address: tuple[str, int] | None = None,
+    *,
+    all_errors: bool = False,
+) -> socket.socket:
+    target, _name = _map(address)
+    active = _active
+    if active is None:
+        return _proxied_create_connection(target, timeout, source_address, all_errors=all_errors)
+    host = str(_text(target[0]))
+    if active.direct(host):
+        return _direct_connection(target, timeout, source_address, None, all_errors)
+    return _proxied_create_connection(
+        target, timeout, source_address, proxy=active.proxy, all_errors=all_errors
+    )
+
+
+def _real(name: str) -> Any:
+    active = _active
+    if active is not None:
+        return active.originals[name]
+    return getattr(socket, name)
+
+
+_REPLACEMENTS: dict[str, Any] = {
+    "socket": _PatchedSocket,
+    "create_connection": _create_connection,
+    "getaddrinfo": _getaddrinfo,
+    "gethostbyname": _gethostbyname,
+    "gethostbyname_ex": _gethostbyname_ex,
+    "gethostbyaddr": _gethostbyaddr,
+    "getnameinfo": _getnameinfo,
+}
+
+
+# -- patch / unpatch -----------------------------------------------------------
+
+
+def _settings(
+    proxy: ProxyLike, no_proxy: str | Sequence[str] | None, udp: bool, bind: bool
+) -> _Settings:
+    chosen = proxy_from_args(proxy)
+    if chosen is None:  # pragma: no cover - proxy_from_args(Proxy|str) never is
+        raise ValueError("patch() needs a proxy")
+    if no_proxy is not None and not isinstance(no_proxy, str):
+        no_proxy = tuple(no_proxy)
+    return _Settings(chosen, no_proxy, bool(udp), bool(bind))
+
+
+def patch(
+    proxy: ProxyLike,
+    *,
+    no_proxy: str | Sequence[str] | None = None,
+    udp: bool = False,
+    bind: bool = False,
+) -> None:
+    """Route the whole process through ``proxy`` (a :class:`Proxy` or URL).
+
+    ``no_proxy``: ``None`` means the ``NO_PROXY``/``no_proxy`` environment
+    variable plus localhost and loopback addresses, which go direct; a
+    comma-separated string or a sequence of entries replaces that; ``""``
+    sends everything, loopback included, through the proxy.  ``udp=True``
+    proxies UDP sockets too (through UDP ASSOCIATE); ``bind=True`` makes a
+    TCP socket that listens on a non-loopback address use SOCKS BIND
+    (otherwise listening sockets stay local).
+
+    Calling it again with the same arguments does nothing; with other
+    arguments it raises :class:`RuntimeError` (call :func:`unpatch` first).
+    Thread-safe.
+    """
+    global _active
+    settings = _settings(proxy, no_proxy, udp, bind)
+    with _lock:
+        if _active is not None:
+            if _active.settings == settings:
+                return
+            raise RuntimeError(
+                "socks5client.patch() is already in effect with other settings;"
+                " call unpatch() first"
+            )
+        originals = {name: getattr(socket, name) for name in _NAMES}
+        active = _Active(settings, originals)
+        _resolve._saved["getaddrinfo"] = originals["getaddrinfo"]
+        _active = active
+        for name in _NAMES:
+            setattr(socket, name, _REPLACEMENTS[name])
+    log.debug("patched the socket module: proxy %s", settings.proxy)
+
+
+def unpatch() -> None:
+    """Undo :func:`patch`: the ``socket`` module gets its exact original objects back.
+
+    Synthetic addresses handed out meanwhile stop meaning anything: a
+    socket made while patched that connects to one gets an error.  Does
+    nothing when not patched.
+    """
+    global _active
+    with _lock:
+        active = _active
+        if active is None:
+            return
+        for name in _NAMES:
+            setattr(socket, name, active.originals[name])
+        _active = None
+        _resolve._saved.clear()
+        _synthetic.forget_all()
+    log.debug("unpatched the socket module")
+
+
+@contextlib.contextmanager
+def patched(
+    proxy: ProxyLike,
+    *,
+    no_proxy: str | Sequence[str] | None = None,
+    udp: bool = False,
+    bind: bool = False,
+) -> Iterator[None]:
+    """:func:`patch` for the duration of a ``with`` block.
+
+    Nested blocks with the same arguments are fine (only the outermost one
+    unpatches); other arguments raise :class:`RuntimeError`.
+    """
+    with _lock:
+        already = _active is not None
+        patch(proxy, no_proxy=no_proxy, udp=udp, bind=bind)
+    try:
+        yield
+    finally:
+        if not already:
+            unpatch()
 
 
 def wrap_module(module: ModuleType) -> None:
     """Route ``module``'s sockets through the default proxy (PySocks' API).
 
-    Makes ``module.socket.socket`` a :class:`~socks5client.socksocket`, and
-    ``module.socket.create_connection`` socks5client's own
-    :func:`~socks5client.create_connection`, so that the callers of
-    ``socket.create_connection`` (``http.client``, ``smtplib``, ``ftplib``,
-    ``urllib``...) hand hostnames to the proxy unresolved when the default
-    proxy resolves remotely (``socks5h``), instead of resolving them here
-    first.  The default proxy must be set first with
-    :func:`set_default_proxy`.  As in PySocks this replaces the names in
-    the ``socket`` module itself, so it affects the whole process and is
-    not undone; ``wrap_module(socket)`` says so directly.
+    Applies :func:`patch` with the default proxy, which must be set first
+    with :func:`set_default_proxy`, sending everything through it
+    (``no_proxy=""``, ``udp=True``, ``bind=True``, as PySocks'
+    ``socket.socket = socksocket`` did).  As in PySocks this changes the
+    ``socket`` module itself, so it affects the whole process, whichever
+    module is passed; unlike PySocks, names are not resolved locally first.
+    :func:`unpatch` undoes it.
     """
-    from .sock import create_connection, socksocket
-
-    if get_default_proxy() is None:
+    proxy = get_default_proxy()
+    if proxy is None:
         raise ValueError("no default proxy is set; call set_default_proxy() first")
-    target: Any = module if module.__name__ == "socket" else module.socket
-    target.socket = socksocket
-    target.create_connection = create_connection
+    target: Any = module if module.__name__ == "socket" else getattr(module, "socket", None)
+    if target is None:
+        raise TypeError(f"module {module.__name__!r} has no 'socket' attribute to wrap")
+    patch(proxy, no_proxy="", udp=True, bind=True)
+    if target is not socket and hasattr(target, "socket"):
+        # Some other socket-like module (PySocks sets its attribute too).
+        target.socket = _PatchedSocket

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import _codec, _negotiate
+from . import _codec, _negotiate, _resolve, _synthetic
 from ._codec import Command
 from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
@@ -143,6 +143,16 @@ def _is_loopback(host: str) -> bool:
         # is_loopback says no to it).
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback
+
+
+def _check_not_synthetic(address: Any) -> None:
+    """Refuse a direct connection to an address ``socks5client.patch()`` made up."""
+    if isinstance(address, tuple) and address and _synthetic.is_synthetic(address[0]):
+        raise OSError(
+            errno.EHOSTUNREACH,
+            f"{address[0]} is a synthetic address from socks5client.patch(), which only"
+            " a connection through the proxy can use",
+        )
 
 
 def _kernel_kind(sock: socket.socket, family: int, type_: int, proto: int) -> tuple[int, int, int]:
@@ -391,6 +401,7 @@ class socksocket(socket.socket):
         """
         proxy = self.proxy
         if proxy is None:
+            _check_not_synthetic(address)
             PlainSocket.connect(self, address)
             return
         if not self._stream:
@@ -406,6 +417,7 @@ class socksocket(socket.socket):
         """
         proxy = self.proxy
         if proxy is None:
+            _check_not_synthetic(address)
             return PlainSocket.connect_ex(self, address)
         if not self._stream:
             return errno.EOPNOTSUPP
@@ -764,7 +776,7 @@ def _resolve_locally(host: str, port: int) -> list[str]:
     atyp, encoded = _codec.encode_host(host)
     if atyp == _codec.AddressType.DOMAIN:
         host = encoded[1:].decode("ascii")
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    infos = _resolve.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
     seen: list[str] = []
     for info in infos:
         ip = str(info[4][0])
@@ -835,7 +847,7 @@ def create_connection(
     # One deadline for the whole call, however many proxy addresses it tries.
     budget = Budget.for_socket(timeout)
     try:
-        infos = socket.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
+        infos = _resolve.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ProxyConnectionError(f"cannot resolve proxy host {chosen.host!r}", exc) from exc
     errors: list[OSError] = []
@@ -872,18 +884,20 @@ def _direct_connection(
     socket_options: list[tuple[int, int, int | bytes]] | None,
     all_errors: bool,
 ) -> socket.socket:
-    """``socket.create_connection`` with plain sockets (there is no proxy)."""
-    kwargs: dict[str, Any] = {"all_errors": True} if all_errors else {}
-    if not socket_options:
-        return _stdlib_create_connection(address, timeout, source_address, **kwargs)
+    """``socket.create_connection`` with plain sockets and the real resolver (no proxy).
+
+    Written out rather than calling the stdlib function, which looks up
+    ``socket.socket`` and ``getaddrinfo`` at call time: under
+    :func:`socks5client.patch` those are the patched ones.
+    """
     host, port = address[0], address[1]
-    last: OSError | None = None
-    for family, type_, proto, _canon, sockaddr in socket.getaddrinfo(
+    errors: list[OSError] = []
+    for family, type_, proto, _canon, sockaddr in _resolve.getaddrinfo(
         host, port, 0, socket.SOCK_STREAM
     ):
         sock = PlainSocket(family, type_, proto)
         try:
-            for opt in socket_options:
+            for opt in socket_options or ():
                 sock.setsockopt(*opt)
             if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
                 sock.settimeout(timeout)
@@ -893,14 +907,12 @@ def _direct_connection(
             return sock
         except OSError as exc:
             sock.close()
-            last = exc
-    if last is None:
+            errors.append(exc)
+    if not errors:
         raise OSError(f"getaddrinfo returned no addresses for {host!r}")
-    raise last
-
-
-#: ``socket.create_connection`` as it was at import, before any patching.
-_stdlib_create_connection = socket.create_connection
+    if all_errors and sys.version_info >= (3, 11):
+        raise ExceptionGroup("create_connection failed", errors)  # noqa: F821
+    raise errors[0]
 
 
 def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy:

@@ -41,7 +41,7 @@ import time
 import weakref
 from typing import Any, NamedTuple
 
-from . import _codec, _negotiate
+from . import _codec, _negotiate, _resolve
 from ._codec import AddressType, Command
 from ._negotiate import Budget, PlainSocket
 from .errors import (
@@ -563,7 +563,7 @@ class UDPSocksSocket(socksocket):
         host = reply.host
         if reply.atyp == AddressType.DOMAIN:
             try:
-                infos = socket.getaddrinfo(host, reply.port, self.family, socket.SOCK_DGRAM)
+                infos = _resolve.getaddrinfo(host, reply.port, self.family, socket.SOCK_DGRAM)
             except socket.gaierror as exc:
                 raise GeneralProxyError(
                     f"cannot resolve the UDP relay {host!r} named by the proxy", exc
@@ -716,7 +716,7 @@ class UDPSocksSocket(socksocket):
             and not proxy.remote_dns
             and (_codec.encode_host(host)[0] == AddressType.DOMAIN)
         ):
-            host = str(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
+            host = str(_resolve.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
         return host, port
 
     def _header_for(self, host: str, port: int, proxy: Proxy) -> bytes:

@@ -135,3 +135,14 @@ def scripted_server() -> Iterator[Callable[..., SocksServer]]:
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _never_leave_the_process_patched() -> Iterator[None]:
+    """A test that forgot to unpatch (or failed before it could) must not
+    turn every later test's sockets into proxied ones."""
+    yield
+    import socks5client
+
+    if socks5client.is_patched():
+        socks5client.unpatch()

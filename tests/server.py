@@ -120,6 +120,21 @@ BIND_TIMEOUT = 30.0
 #: global patching must not turn the server's own sockets into proxied ones.
 _PlainSocket: type[socket.socket] = socket.socket
 
+
+def _getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+    """The real resolver, even while a test has socks5client.patch() in effect.
+
+    The server runs in the test process: with the patch on, ``socket.getaddrinfo``
+    would answer the names it must resolve with synthetic addresses.  Looked
+    up at each call (not captured at import) so that a test may still
+    replace ``socket.getaddrinfo`` while nothing is patched.
+    """
+    patch_module = sys.modules.get("socks5client.patch")
+    active = getattr(patch_module, "_active", None)
+    real = active.originals["getaddrinfo"] if active is not None else socket.getaddrinfo
+    result: list[Any] = real(*args, **kwargs)
+    return result
+
 #: How long a closing connection waits for the client's EOF (see _close_gracefully).
 _LINGER = 1.0
 
@@ -1052,7 +1067,7 @@ class SocksServer(_ThreadedTCPServer):
         host = addr
         if atyp == ATYP_DOMAIN:
             try:
-                infos = socket.getaddrinfo(addr, port, conn.family, socket.SOCK_DGRAM)
+                infos = _getaddrinfo(addr, port, conn.family, socket.SOCK_DGRAM)
             except OSError as exc:
                 self._fail(conn, record, REP_HOST_UNREACHABLE, f"{type(exc).__name__}: {exc}")
                 return
@@ -1093,7 +1108,7 @@ class SocksServer(_ThreadedTCPServer):
         ``socket.create_connection`` but with every attempt tracked, so
         that stop() can interrupt it."""
         last: OSError | None = None
-        for family, kind, proto, _, sockaddr in socket.getaddrinfo(
+        for family, kind, proto, _, sockaddr in _getaddrinfo(
             host, port, type=socket.SOCK_STREAM
         ):
             sock = _PlainSocket(family, kind, proto)
@@ -1112,7 +1127,7 @@ class SocksServer(_ThreadedTCPServer):
 def _allowed_hosts(atyp: int, addr: str) -> list[str] | None:
     """The peer addresses a BIND's DST.ADDR allows; None for any."""
     if atyp == ATYP_DOMAIN:
-        return [_host_port(info[4])[0] for info in socket.getaddrinfo(addr, None)]
+        return [_host_port(info[4])[0] for info in _getaddrinfo(addr, None)]
     return None if _is_unspecified(addr) else [addr]
 
 
@@ -1311,7 +1326,7 @@ class UDPAssociation:
             return socket.AF_INET, (dgram.addr, dgram.port)
         if dgram.atyp == ATYP_IPV6:
             return socket.AF_INET6, (dgram.addr, dgram.port, 0, 0)
-        family, _, _, _, sockaddr = socket.getaddrinfo(
+        family, _, _, _, sockaddr = _getaddrinfo(
             dgram.addr, dgram.port, type=socket.SOCK_DGRAM
         )[0]
         return family, tuple(sockaddr)

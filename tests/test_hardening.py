@@ -287,11 +287,8 @@ def test_raw_socket_with_a_proxy_is_refused(socks_server: SocksServer) -> None:
 def wrapped_socket_module(
     monkeypatch: pytest.MonkeyPatch, default_proxy_reset: None
 ) -> Iterator[None]:
-    # wrap_module is irreversible by design; register the originals with
-    # monkeypatch so that the test puts them back.
-    monkeypatch.setattr(socket, "socket", socket.socket)
-    monkeypatch.setattr(socket, "create_connection", socket.create_connection)
     yield
+    socks5client.unpatch()  # wrap_module applies the global patch
 
 
 def test_wrap_module_sends_create_connection_names_unresolved(

@@ -571,7 +571,12 @@ def test_wrap_module_patches_the_module_socket(
         socks5client.wrap_module(module)
     socks5client.set_default_proxy(socks5client.SOCKS5, "127.0.0.1", socks_server.port)
     socks5client.wrap_module(module)
-    assert fake_socket_module.socket is socks5client.socksocket
+    # As in PySocks, module.socket.socket is replaced; the socket module
+    # itself is patched as well (it is what module.socket normally is).
+    assert issubclass(fake_socket_module.socket, socks5client.socksocket)
+    assert issubclass(socket.socket, socks5client.socksocket)
+    socks5client.unpatch()
+    assert socket.socket is not fake_socket_module.socket
 
 
 def test_urllib3_contrib_socks_runs_on_socks5client(
@@ -619,13 +624,15 @@ def test_wrap_module_of_socket_itself_routes_everything_without_recursion(
     default_proxy_reset: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(socket, "socket", socket.socket)  # restored at teardown
     socks5client.set_default_proxy(socks5client.SOCKS5, "127.0.0.1", socks_server.port)
     socks5client.wrap_module(socket)
-    assert socket.socket is socks5client.socksocket
-    with socket.create_connection(echo_server, timeout=5) as s:
-        echo_round_trip(s)
-        assert isinstance(s, socks5client.socksocket)
+    try:
+        assert issubclass(socket.socket, socks5client.socksocket)
+        with socket.create_connection(echo_server, timeout=5) as s:
+            echo_round_trip(s)
+            assert isinstance(s, socks5client.socksocket)
+    finally:
+        socks5client.unpatch()
     assert socks_server.connections == 1
 
 

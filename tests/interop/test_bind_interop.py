@@ -351,9 +351,11 @@ def ftplib_through_dante(
             socks5client.wrap_module(ftplib)
         else:
             socket.socket = socks5client.socksocket  # type: ignore[misc]
-        assert socket.socket is socks5client.socksocket  # ftplib.socket is that module
+        # ftplib.socket is the socket module itself.
+        assert issubclass(socket.socket, socks5client.socksocket)
         yield dante
     finally:
+        socks5client.unpatch()  # what wrap_module did
         socket.socket = original_socket  # type: ignore[misc]
         socks5client.set_default_proxy(previous_default)
 

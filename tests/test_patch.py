@@ -1,0 +1,482 @@
+"""socks5client.patch(): the whole process through the proxy, no DNS leak, reversible.
+
+The ``resolver`` fixture replaces the real resolver underneath the socket
+module (``_socket.getaddrinfo`` and the C functions ``socket.gethostbyname``
+and friends) with recorders *before* the patch saves them, so every lookup
+that reaches the real resolver is seen.  A lookup of a name that must go to
+the proxy unresolved fails loudly (``socket.gaierror``) as well as being
+recorded, so a leak cannot go unnoticed even by code that catches errors.
+The reference server resolves names on its own threads; only lookups made
+by other threads count.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import socks5client
+from socks5client import _synthetic
+from socks5client.patch import _PatchedSocket
+
+from server import ATYP_DOMAIN, ATYP_IPV4, CMD_CONNECT, SocksServer
+
+ORIGINAL_NAMES = (
+    "socket",
+    "create_connection",
+    "getaddrinfo",
+    "gethostbyname",
+    "gethostbyname_ex",
+    "gethostbyaddr",
+    "getnameinfo",
+)
+
+
+class Resolver:
+    """Records (and for forbidden names refuses) every real lookup made off the server's threads."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.forbidden: set[str] = set()
+        self._server_threads: set[int] = set()
+
+    def _record(self, what: str, host: Any) -> None:
+        thread = threading.current_thread()
+        if thread.name.startswith(("socks-", "echo-")) or thread.daemon:
+            return  # the in-process reference servers resolve for themselves
+        text = host.decode() if isinstance(host, bytes) else host
+        self.calls.append((what, text))
+        if isinstance(text, str) and text.lower().rstrip(".") in self.forbidden:
+            raise socket.gaierror(socket.EAI_NONAME, f"DNS LEAK: {what}({text!r})")
+
+    def names(self) -> list[Any]:
+        return [host for _what, host in self.calls]
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
+    rec = Resolver()
+    real_gai = _socket.getaddrinfo
+
+    def gai(host: Any, *args: Any, **kwargs: Any) -> Any:
+        rec._record("getaddrinfo", host)
+        return real_gai(host, *args, **kwargs)
+
+    monkeypatch.setattr(_socket, "getaddrinfo", gai)
+    for name in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
+        real = getattr(socket, name)
+
+        def wrapper(host: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            rec._record(_name, host)
+            return _real(host, *args)
+
+        monkeypatch.setattr(socket, name, wrapper)
+    real_gni = socket.getnameinfo
+
+    def gni(sockaddr: Any, flags: int) -> Any:
+        if not flags & socket.NI_NUMERICHOST:
+            rec._record("getnameinfo", sockaddr[0])
+        return real_gni(sockaddr, flags)
+
+    monkeypatch.setattr(socket, "getnameinfo", gni)
+    yield rec
+    socks5client.unpatch()
+
+
+@pytest.fixture
+def unpatched() -> Iterator[None]:
+    yield
+    socks5client.unpatch()
+
+
+def url(server: SocksServer) -> str:
+    return f"socks5h://127.0.0.1:{server.port}"
+
+
+def echo(sock: socket.socket) -> None:
+    sock.sendall(b"ping")
+    assert sock.recv(4) == b"ping"
+
+
+# --------------------------------------------------------------------------
+# patch / unpatch
+# --------------------------------------------------------------------------
+
+
+def test_unpatch_restores_the_exact_originals(socks_server: SocksServer, unpatched: None) -> None:
+    before = {name: getattr(socket, name) for name in ORIGINAL_NAMES}
+    socks5client.patch(url(socks_server))
+    assert socks5client.is_patched()
+    for name in ORIGINAL_NAMES:
+        assert getattr(socket, name) is not before[name], name
+    assert socket.socket is _PatchedSocket
+    assert issubclass(socket.socket, socks5client.socksocket)
+    socks5client.unpatch()
+    assert not socks5client.is_patched()
+    for name in ORIGINAL_NAMES:
+        assert getattr(socket, name) is before[name], name
+    socks5client.unpatch()  # a second unpatch does nothing
+
+
+def test_patch_is_idempotent_and_refuses_other_settings(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server))
+    patched_socket = socket.socket
+    socks5client.patch(url(socks_server))
+    socks5client.patch(socks5client.Proxy.from_url(url(socks_server)))
+    assert socket.socket is patched_socket
+    with pytest.raises(RuntimeError):
+        socks5client.patch(url(socks_server), udp=True)
+    with pytest.raises(RuntimeError):
+        socks5client.patch(url(socks_server), no_proxy="")
+
+
+def test_patched_context_nests_and_restores(socks_server: SocksServer) -> None:
+    original = socket.socket
+    with socks5client.patched(url(socks_server), no_proxy=""):
+        with socks5client.patched(url(socks_server), no_proxy=""):
+            assert socket.socket is _PatchedSocket
+        assert socket.socket is _PatchedSocket  # the inner block did not unpatch
+        with pytest.raises(RuntimeError), socks5client.patched(url(socks_server)):
+            pass
+        assert socket.socket is _PatchedSocket
+    assert socket.socket is original
+
+
+def test_bad_proxy_is_refused_before_anything_changes() -> None:
+    original = socket.getaddrinfo
+    with pytest.raises(ValueError):
+        socks5client.patch("http://127.0.0.1:3128")
+    assert socket.getaddrinfo is original
+    assert not socks5client.is_patched()
+
+
+# --------------------------------------------------------------------------
+# Synthetic addresses: remote DNS without a lookup
+# --------------------------------------------------------------------------
+
+
+def test_getaddrinfo_answers_proxied_names_with_synthetic_addresses(
+    socks_server: SocksServer, resolver: Resolver
+) -> None:
+    resolver.forbidden = {"example.test"}
+    socks5client.patch(url(socks_server), no_proxy="")
+    infos = socket.getaddrinfo("example.test", 443, 0, socket.SOCK_STREAM)
+    (family, kind, _proto, _canon, sockaddr) = infos[0]
+    assert family == socket.AF_INET and kind == socket.SOCK_STREAM
+    assert sockaddr[0].startswith("240.") and sockaddr[1] == 443
+    assert socket.getaddrinfo("EXAMPLE.test.", "https")[0][4] == sockaddr
+    six = socket.getaddrinfo("example.test", 443, socket.AF_INET6)[0][4]
+    assert six[0].startswith("fd53:6f63:6b35:") and six[1:] == (443, 0, 0)
+    assert socket.gethostbyname("example.test") == sockaddr[0]
+    assert socket.gethostbyname_ex("example.test") == ("example.test", [], [sockaddr[0]])
+    assert socket.gethostbyaddr(sockaddr[0])[0] == "example.test"
+    assert socket.getnameinfo((sockaddr[0], 443), socket.NI_NUMERICSERV) == ("example.test", "443")
+    kinds = {info[1] for info in socket.getaddrinfo("example.test", 80)}
+    assert {socket.SOCK_STREAM, socket.SOCK_DGRAM} <= kinds
+    assert resolver.names() == []
+
+
+def test_reverse_lookup_of_a_proxied_address_makes_no_query(
+    socks_server: SocksServer, resolver: Resolver
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    with pytest.raises(socket.herror):
+        socket.gethostbyaddr("192.0.2.7")
+    assert socket.getnameinfo(("192.0.2.7", 80), socket.NI_NUMERICSERV) == ("192.0.2.7", "80")
+    with pytest.raises(socket.gaierror):
+        socket.getnameinfo(("192.0.2.7", 80), socket.NI_NAMEREQD)
+    assert resolver.names() == []
+
+
+def test_connecting_to_a_synthetic_address_sends_the_name(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    resolver.forbidden = {"localhost"}
+    socks5client.patch(url(socks_server), no_proxy="")
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        "localhost", echo_server[1], 0, socket.SOCK_STREAM
+    )[0]
+    with socket.socket(family, kind, proto) as s:
+        s.settimeout(5)
+        s.connect(sockaddr)
+        echo(s)
+        assert s.getpeername() == sockaddr
+    (record,) = socks_server.records
+    assert (record.command, record.atyp, record.dst_addr) == (CMD_CONNECT, ATYP_DOMAIN, "localhost")
+    assert "localhost" not in resolver.names()
+
+
+def test_create_connection_sends_the_name(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    resolver.forbidden = {"localhost"}
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
+        echo(s)
+    assert [r.dst_addr for r in socks_server.records] == ["localhost"]
+    assert "localhost" not in resolver.names()
+
+
+def test_ip_literals_go_to_the_proxy_as_they_are(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.create_connection(echo_server, timeout=5) as s:
+        echo(s)
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.connect(echo_server)
+        echo(s)
+    assert [(r.atyp, r.dst_addr) for r in socks_server.records] == [(ATYP_IPV4, "127.0.0.1")] * 2
+
+
+def test_unknown_synthetic_address_is_an_error_not_a_connection(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    never = str(_synthetic.IPV4_NETWORK.network_address + 12345678)
+    with socket.socket() as s, pytest.raises(OSError) as info:
+        s.connect((never, 80))
+    assert info.value.errno == errno.EHOSTUNREACH
+    assert s.connect_ex((never, 80)) == errno.EHOSTUNREACH
+    with pytest.raises(OSError):
+        socket.create_connection((never, 80), timeout=2)
+    assert socks_server.connections == 0
+
+
+def test_synthetic_address_after_unpatch_is_an_error(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    address = socket.gethostbyname("example.test")
+    made_while_patched = socket.socket()
+    socks5client.unpatch()
+    with made_while_patched as s, pytest.raises(OSError) as info:
+        s.connect((address, 80))
+    assert "synthetic" in str(info.value)
+    # Nor may a socksocket without a proxy connect to one directly.
+    with socks5client.socksocket() as s, pytest.raises(OSError):
+        s.set_proxy()
+        s.connect((address, 80))
+    assert socks_server.connections == 0
+
+
+def test_synthetic_table_is_bounded(
+    socks_server: SocksServer, unpatched: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_synthetic, "MAX_NAMES", 3)
+    socks5client.patch(url(socks_server), no_proxy="")
+    first = socket.gethostbyname("n0.test")
+    for i in range(1, 4):
+        socket.gethostbyname(f"n{i}.test")
+    assert _synthetic.name_for(first) is None  # the oldest was forgotten
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect((first, 80))
+    assert socket.gethostbyname("n3.test") != first
+
+
+def test_local_dns_mode_resolves_locally(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    socks5client.patch(f"socks5://127.0.0.1:{socks_server.port}", no_proxy="")
+    assert socket.gethostbyname("localhost") == "127.0.0.1"
+    with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
+        echo(s)
+    assert "localhost" in resolver.names()
+    assert socks_server.records[0].atyp != ATYP_DOMAIN
+
+
+# --------------------------------------------------------------------------
+# What goes direct
+# --------------------------------------------------------------------------
+
+
+def test_localhost_and_loopback_go_direct_by_default(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server))
+    with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
+        echo(s)
+    with socket.create_connection(echo_server, timeout=5) as s:
+        echo(s)
+    with socket.socket() as s:
+        s.connect(echo_server)
+        echo(s)
+    assert socket.gethostbyname("localhost") == "127.0.0.1"
+    assert socks_server.connections == 0
+
+
+def test_no_proxy_names_go_direct_even_after_getaddrinfo(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    # The program resolves a direct name itself, then connects to the
+    # address: the address is remembered as direct.
+    socks5client.patch(url(socks_server), no_proxy="localhost")
+    sockaddr = socket.getaddrinfo("localhost", echo_server[1], socket.AF_INET)[0][4]
+    with socket.socket() as s:
+        s.connect(sockaddr)
+        echo(s)
+    with socket.create_connection(("127.0.0.1", echo_server[1]), timeout=5) as s:
+        echo(s)
+    assert socks_server.connections == 0
+
+
+def test_no_proxy_from_the_environment(
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+    unpatched: None,
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "direct.test,10.0.0.0/8")
+    socks5client.patch(url(socks_server))
+    assert socket.getaddrinfo("proxied.test", 80)[0][4][0].startswith("240.")
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("direct.test", 80)  # resolved for real, and it does not exist
+
+
+def test_af_unix_and_socketpair_stay_plain(
+    socks_server: SocksServer, tmp_path: Any, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"x")
+        assert b.recv(1) == b"x"
+    path = str(tmp_path / "sock")
+    with socket.socket(socket.AF_UNIX) as server, socket.socket(socket.AF_UNIX) as client:
+        server.bind(path)
+        server.listen()
+        client.connect(path)
+    assert socks_server.connections == 0
+
+
+def test_server_sockets_stay_local(socks_server: SocksServer, unpatched: None) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.create_server(("0.0.0.0", 0)) as server:
+        port = server.getsockname()[1]
+        with PlainClient(port):
+            conn, _ = server.accept()
+            conn.close()
+    assert socks_server.connections == 0
+
+
+class PlainClient:
+    """A connection from a socket class saved before any patch."""
+
+    _class = socket.socket
+
+    def __init__(self, port: int) -> None:
+        self.sock = self._class()
+        self.sock.connect(("127.0.0.1", port))
+
+    def __enter__(self) -> PlainClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_bind_true_listens_through_the_proxy(socks_server: SocksServer, unpatched: None) -> None:
+    socks5client.patch(url(socks_server), no_proxy="", bind=True)
+    with socket.create_server(("0.0.0.0", 0)) as server, PlainClient(server.getsockname()[1]):
+        conn, _ = server.accept()
+        conn.close()
+    assert [r.command for r in socks_server.records] == [2]
+
+
+def test_explicit_set_proxy_wins_over_the_patch(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.socket() as s:
+        s.set_proxy()  # this one socket goes direct
+        s.connect(echo_server)
+        echo(s)
+    assert socks_server.connections == 0
+
+
+# --------------------------------------------------------------------------
+# UDP
+# --------------------------------------------------------------------------
+
+
+def test_udp_stays_plain_unless_asked(
+    socks_server: SocksServer, udp_echo_server: Any, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"ping", udp_echo_server.address)
+        assert s.recvfrom(10)[0] == b"ping"
+        synthetic = socket.gethostbyname("udp.test")
+        with pytest.raises(OSError) as info:
+            s.sendto(b"x", (synthetic, 53))
+        assert info.value.errno == errno.ENETUNREACH
+    assert socks_server.associations == []
+
+
+def test_udp_true_goes_through_the_relay(
+    socks_server: SocksServer, udp_echo_server: Any, resolver: Resolver
+) -> None:
+    resolver.forbidden = {"localhost"}
+    socks5client.patch(url(socks_server), no_proxy="", udp=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        sockaddr = socket.getaddrinfo("localhost", udp_echo_server.address[1], socket.AF_INET)[0][4]
+        s.sendto(b"ping", sockaddr)
+        assert s.recvfrom(10)[0] == b"ping"
+    assert len(socks_server.associations) == 1
+    assert "localhost" not in resolver.names()
+
+
+# --------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------
+
+
+def test_connections_while_another_thread_patches_and_unpatches(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    # Every connection must work, whichever state it meets: patched (through
+    # the proxy) or not (direct).  At the end the module is as it was.
+    before = {name: getattr(socket, name) for name in ORIGINAL_NAMES}
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            try:
+                with socket.create_connection(echo_server, timeout=5) as s:
+                    echo(s)
+                s2 = socket.socket()
+                with s2:
+                    s2.settimeout(5)
+                    s2.connect(echo_server)
+                    echo(s2)
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for _ in range(100):
+        socks5client.patch(url(socks_server), no_proxy="")
+        time.sleep(0.002)
+        socks5client.unpatch()
+        time.sleep(0.002)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    assert {name: getattr(socket, name) for name in ORIGINAL_NAMES} == before
+    assert socks_server.connections > 0
