@@ -310,7 +310,10 @@ def udp_header_size(atyp: AddressType, domain_length: int = 255) -> int:
 
 def _check_version(data: _Buffer, expected: int, what: str) -> None:
     if len(data) >= 1 and data[0] != expected:
-        hint = " (is this an HTTP proxy?)" if bytes(data[:4]) == b"HTTP" else ""
+        # An HTTP proxy answers our greeting with "HTTP/1.x 400 ...": its
+        # first bytes are all that a two-byte method reply read has seen.
+        head = bytes(data[:2])
+        hint = "; this looks like an HTTP proxy, not SOCKS5" if head in (b"H", b"HT") else ""
         raise ProxyProtocolError(
             f"proxy sent version {data[0]:#04x} in its {what}; expected {expected:#04x}{hint}"
         )

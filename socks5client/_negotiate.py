@@ -125,6 +125,9 @@ class SocketChannel:
         self._sock = sock
         self._proxy = proxy
         self._budget = budget
+        # Whether the endpoint has sent anything at all: a timeout before
+        # its first byte suggests it is not a SOCKS5 server.
+        self._heard = False
 
     def _arm(self, waiting_for: str) -> None:
         left = self._budget.remaining()
@@ -135,9 +138,16 @@ class SocketChannel:
         PlainSocket.settimeout(self._sock, left)
 
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
+        hint = (
+            ""
+            if self._heard
+            else "; it accepted the connection but sent nothing at all, so it may not"
+            " be a SOCKS5 server"
+        )
         return ProxyTimeoutError(
             f"proxy {describe(self._proxy.host, self._proxy.port)} did not complete the"
             f" SOCKS5 handshake {self._budget.describe()} (waiting for the {waiting_for})"
+            f"{hint}"
         )
 
     def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
@@ -176,6 +186,7 @@ class SocketChannel:
                 raise self._lost(exc, what) from exc
             if not chunk:
                 raise _Truncated(bytes(buf))
+            self._heard = True
             buf += chunk
 
 
@@ -255,17 +266,27 @@ def _closed(where: str, what: str, data: bytes) -> ProxyProtocolError:
     )
 
 
-def request(channel: SocketChannel, request_bytes: bytes, context: str, where: str) -> Reply:
+def request(
+    channel: SocketChannel,
+    request_bytes: bytes,
+    context: str,
+    where: str,
+    name: str | None = None,
+) -> Reply:
     """Send an encoded request and read its reply; a failure REP raises.
 
     ``context`` names the request in messages (``"CONNECT to host:port"``).
     """
     channel.send(request_bytes)
-    return read_reply(channel, context, where)
+    return read_reply(channel, context, where, name)
 
 
-def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
-    """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0."""
+def read_reply(channel: SocketChannel, context: str, where: str, name: str | None = None) -> Reply:
+    """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0.
+
+    ``name`` is the hostname the request asked the proxy to resolve, if
+    any: the error then says that resolving it may be what failed.
+    """
     seen = bytearray()
 
     def parse(data: bytearray) -> NeedData | Parsed[Reply]:
@@ -275,7 +296,7 @@ def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
             # The verdict is known from the second byte: a failing proxy
             # that stops there (and keeps the connection open) must not
             # make us wait out the timeout for an address we do not need.
-            raise error_for_reply_code(code, context)
+            raise error_for_reply_code(code, context, name)
         return _codec.parse_reply(data)
 
     try:
@@ -285,15 +306,15 @@ def read_reply(channel: SocketChannel, context: str, where: str) -> Reply:
         if code:
             # A failing proxy may hang up before the address part; its
             # verdict is still the useful thing to report.
-            raise error_for_reply_code(code, context) from None
+            raise error_for_reply_code(code, context, name) from None
         raise _closed(where, f"reply to {context}", exc.data) from None
     except ProxyProtocolError as exc:
         code = _codec.peek_reply_code(seen)
         if code:
-            raise error_for_reply_code(code, context) from exc
+            raise error_for_reply_code(code, context, name) from exc
         raise
     if not reply.succeeded:
-        raise error_for_reply_code(reply.reply_code, context)
+        raise error_for_reply_code(reply.reply_code, context, name)
     return reply
 
 
@@ -303,6 +324,7 @@ def handshake(
     budget: Budget,
     request_bytes: bytes | Callable[[], bytes],
     context: str,
+    name: str | None = None,
 ) -> tuple[SocketChannel, Reply]:
     """Connect ``sock`` to ``proxy``, authenticate and send one request.
 
@@ -321,7 +343,7 @@ def handshake(
         authenticate(channel, methods_for(proxy.username, proxy.password), where)
         if callable(request_bytes):
             request_bytes = request_bytes()
-        reply = request(channel, request_bytes, context, where)
+        reply = request(channel, request_bytes, context, where, name)
     except ProxyError as exc:
         log.debug("%s via proxy %s failed: %s", context, where, exc)
         raise

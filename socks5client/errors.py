@@ -267,11 +267,19 @@ _BY_CODE: dict[int, type[SOCKS5Error]] = {
 }
 
 
-def error_for_reply_code(reply_code: int, context: str) -> SOCKS5Error:
+#: Reply codes proxies use when they cannot resolve a name we sent them
+#: (microsocks says 1, Dante 4).
+_NAME_FAILURE_CODES = frozenset({1, 4})
+
+
+def error_for_reply_code(reply_code: int, context: str, name: str | None = None) -> SOCKS5Error:
     """Build the error for a failure reply.
 
-    ``context`` names what was asked, e.g. ``"CONNECT to example.com:443"``.
+    ``context`` names what was asked, e.g. ``"CONNECT to example.com:443"``;
+    ``name`` is the hostname the proxy was asked to resolve, if any.
     """
     cls = _BY_CODE.get(reply_code, SOCKS5UnassignedReplyError)
     msg = f"proxy refused {context}: {cls.description} (SOCKS5 reply code {reply_code})"
+    if name is not None and reply_code in _NAME_FAILURE_CODES:
+        msg += f"; the proxy may have failed to resolve {name!r}"
     return cls(msg, reply_code=reply_code)

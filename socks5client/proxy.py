@@ -161,7 +161,15 @@ class Proxy:
         remote_dns = _SCHEMES.get(scheme.lower())
         if remote_dns is None:
             shown = repr(scheme) if _SCHEME_SYNTAX.fullmatch(scheme) else "(not a valid scheme)"
-            raise ValueError(f"unsupported proxy scheme {shown}; expected socks5:// or socks5h://")
+            hint = ""
+            if scheme.lower() in ("socks", "socks4", "socks4a", "socks5a"):
+                hint = (
+                    " (did you mean socks5h://? it lets the proxy resolve names;"
+                    " socks5:// resolves them here)"
+                )
+            raise ValueError(
+                f"unsupported proxy scheme {shown}; expected socks5:// or socks5h://{hint}"
+            )
         parts = _split_url(url)
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError("a proxy URL has no path, query or fragment")

@@ -459,8 +459,9 @@ class socksocket(socket.socket):
                 context = (
                     f"CONNECT to {shown}" if target == host else (f"CONNECT to {shown} ({target})")
                 )
+                name = host if target == host and not _is_ip_literal(host) else None
                 try:
-                    _, reply = _negotiate.handshake(self, proxy, budget, req, context)
+                    _, reply = _negotiate.handshake(self, proxy, budget, req, context, name)
                 except SOCKS5Error as exc:
                     # Like socket.create_connection: a failure for one
                     # address of the destination is a reason to try the next.
@@ -774,9 +775,19 @@ def _resolve_locally(host: str, port: int) -> list[str]:
     would send (Python's own codec would use IDNA 2003).
     """
     atyp, encoded = _codec.encode_host(host)
+    name = host
     if atyp == _codec.AddressType.DOMAIN:
         host = encoded[1:].decode("ascii")
-    infos = _resolve.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    try:
+        infos = _resolve.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        # Same type and code, but naming the host and why it was looked up
+        # here at all: a bare "Name or service not known" says neither.
+        raise socket.gaierror(
+            exc.errno,
+            f"{exc.strerror}: {name!r} was resolved locally because the proxy URL is"
+            " socks5:// (socks5h:// lets the proxy resolve it)",
+        ) from exc
     seen: list[str] = []
     for info in infos:
         ip = str(info[4][0])
