@@ -45,7 +45,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 HOOK_DIR = os.path.join(_PACKAGE_DIR, "_hook")
 
 #: Where the proxy URL comes from when ``--proxy`` is absent, in order.
-_PROXY_ENV = ("ALL_PROXY", "all_proxy")
+# SOCKS5CLIENT_PROXY first: unlike ALL_PROXY, requests and httpx do not
+# read it, so they do not try to use the proxy themselves on top of the patch.
+_PROXY_ENV = ("SOCKS5CLIENT_PROXY", "ALL_PROXY", "all_proxy")
 
 USAGE = f"""\
 usage: {PROG} [options] [--] script.py [args...]
@@ -92,9 +94,14 @@ options:
 Options go before the program; everything after it belongs to the program.
 
 environment:
-  ALL_PROXY, all_proxy  the proxy URL when --proxy is absent, looked up in
+  SOCKS5CLIENT_PROXY, ALL_PROXY, all_proxy
+                        the proxy URL when --proxy is absent, looked up in
                         this order (an empty value counts as unset).  Only
                         socks5:// and socks5h:// URLs are accepted.
+                        SOCKS5CLIENT_PROXY keeps the URL out of ps output
+                        (unlike --proxy) and, unlike ALL_PROXY, is not read
+                        by requests or httpx, which would otherwise try to
+                        reach the proxy themselves.
   no_proxy, NO_PROXY    without --no-proxy: more hosts that go direct (the
                         first of the two that is set and not empty).
   SOCKS5CLIENT_PATCH, PYTHONPATH

@@ -94,23 +94,47 @@ class _Active:
         self.originals = originals
         self._direct_lock = threading.Lock()
         self._direct_addresses: collections.OrderedDict[str, None] = collections.OrderedDict()
-        # Synthetic answers for AF_UNSPEC callers come in the proxy's family
-        # when it is an IPv6 literal: an AF_INET socket cannot reach it.
-        self.prefer_ipv6 = ":" in settings.proxy.host
+        # Synthetic answers for AF_UNSPEC callers come in a family the proxy
+        # can be reached in: an AF_INET socket cannot reach an IPv6-only proxy.
+        self.prefer_ipv6 = _ipv6_only(settings.proxy.host, originals["getaddrinfo"])
+        self.proxy_address = (settings.proxy.host.lower(), settings.proxy.port)
+        #: Things to put back at unpatch() besides the socket module's names.
+        self.extra_restores: list[tuple[Any, str, Any]] = []
 
     def direct(self, host: str) -> bool:
         """Whether a connection to ``host`` (name or address) bypasses the proxy."""
         return self.no_proxy.matches(host) or host in self._direct_addresses
 
-    def remember_direct(self, infos: list[Any]) -> None:
+    def is_proxy(self, host: str, port: Any) -> bool:
+        """Whether ``(host, port)`` is the proxy itself.
+
+        Code that talks to the proxy on its own (PySocks under requests
+        when ``ALL_PROXY`` is set, say) reaches it directly rather than
+        through itself.
+        """
+        return port == self.proxy_address[1] and host.lower() == self.proxy_address[0]
+
+    def remember_direct(self, addresses: list[str]) -> None:
         """Remember the addresses of a direct name, so that connecting to them is direct."""
         with self._direct_lock:
-            for info in infos:
-                address = str(info[4][0])
+            for address in addresses:
                 self._direct_addresses[address] = None
                 self._direct_addresses.move_to_end(address)
             while len(self._direct_addresses) > _MAX_DIRECT_ADDRESSES:
                 self._direct_addresses.popitem(last=False)
+
+
+def _ipv6_only(host: str, getaddrinfo: Any) -> bool:
+    """Whether the proxy can only be reached over IPv6 (its own name may be looked up)."""
+    if ":" in host:
+        return True
+    if _is_ip(host):
+        return False
+    try:
+        families = {info[0] for info in getaddrinfo(host, None, 0, socket.SOCK_STREAM)}
+    except OSError:
+        return False
+    return socket.AF_INET not in families and socket.AF_INET6 in families
 
 
 _lock = threading.RLock()
@@ -159,8 +183,7 @@ class _PatchedSocket(socksocket):
     socksocket.  A synthetic address is always replaced by its name.
     """
 
-    @property
-    def proxy(self) -> Proxy | None:
+    def _effective_proxy(self) -> Proxy | None:
         """This socket's own proxy, else the patch's (None for UDP unless ``udp=True``)."""
         if not self._inet:
             return None
@@ -176,7 +199,7 @@ class _PatchedSocket(socksocket):
     def _route(self, address: Any) -> tuple[Proxy | None, Any]:
         """The proxy (None: direct) and the address to use for a TCP connection."""
         target, name = _map(address)
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         active = _active
         if (
             proxy is not None
@@ -184,9 +207,10 @@ class _PatchedSocket(socksocket):
             and active is not None
             and isinstance(target, tuple)
             and len(target) >= 2
-            and active.direct(str(_text(target[0])))
         ):
-            proxy = None
+            host = str(_text(target[0]))
+            if active.direct(host) or active.is_proxy(host, target[1]):
+                proxy = None
         if proxy is None and name is not None:
             raise _unknown_synthetic(str(_text(address[0])))
         return proxy, target
@@ -207,7 +231,7 @@ class _PatchedSocket(socksocket):
             # A UDP socket's route is chosen at its first destination: a
             # direct one (a resolver on loopback...) makes it a plain socket.
             self._proxy = None
-        if name is not None and self.proxy is None:
+        if name is not None and self._effective_proxy() is None:
             # Sending to the name directly would resolve it here.
             raise OSError(
                 errno.ENETUNREACH,
@@ -363,6 +387,12 @@ def _proxied_name(active: _Active, host: Any) -> str | None:
     return host
 
 
+def _remember_if_direct(active: _Active, host: Any, addresses: list[str]) -> None:
+    text = _text(host)
+    if isinstance(text, str) and text and not _is_ip(text) and active.direct(text):
+        active.remember_direct(addresses)
+
+
 def _getaddrinfo(
     host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
 ) -> list[Any]:
@@ -373,9 +403,7 @@ def _getaddrinfo(
     name = _proxied_name(active, host)
     if name is None or flags & socket.AI_NUMERICHOST:
         infos = real(host, port, family, type, proto, flags)
-        text = _text(host)
-        if isinstance(text, str) and not _is_ip(text) and active.direct(text):
-            active.remember_direct(infos)
+        _remember_if_direct(active, host, [str(info[4][0]) for info in infos])
         return infos
     log.debug("getaddrinfo(%r): synthetic address, the proxy resolves the name", name)
     return _synthetic_infos(active, name, port, family, type, proto, flags)
@@ -388,7 +416,9 @@ def _gethostbyname(hostname: str) -> str:
         return str(real(hostname))
     name = _proxied_name(active, hostname)
     if name is None:
-        return str(real(hostname))
+        address = str(real(hostname))
+        _remember_if_direct(active, hostname, [address])
+        return address
     return _synthetic.address_for(name)
 
 
@@ -399,7 +429,9 @@ def _gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
         return real(hostname)  # type: ignore[no-any-return]
     name = _proxied_name(active, hostname)
     if name is None:
-        return real(hostname)  # type: ignore[no-any-return]
+        answer: tuple[str, list[str], list[str]] = real(hostname)
+        _remember_if_direct(active, hostname, answer[2])
+        return answer
     return name, [], [_synthetic.address_for(name)]
 
 
@@ -452,7 +484,7 @@ def _create_connection(
     if active is None:
         return _proxied_create_connection(target, timeout, source_address, all_errors=all_errors)
     host = str(_text(target[0]))
-    if active.direct(host):
+    if active.direct(host) or active.is_proxy(host, target[1]):
         return _direct_connection(target, timeout, source_address, None, all_errors)
     return _proxied_create_connection(
         target, timeout, source_address, proxy=active.proxy, all_errors=all_errors
@@ -545,6 +577,8 @@ def unpatch() -> None:
             return
         for name in _NAMES:
             setattr(socket, name, active.originals[name])
+        for target, attribute, value in reversed(active.extra_restores):
+            setattr(target, attribute, value)
         _active = None
         _resolve._saved.clear()
         _synthetic.forget_all()
@@ -593,5 +627,10 @@ def wrap_module(module: ModuleType) -> None:
         raise TypeError(f"module {module.__name__!r} has no 'socket' attribute to wrap")
     patch(proxy, no_proxy="", udp=True, bind=True)
     if target is not socket and hasattr(target, "socket"):
-        # Some other socket-like module (PySocks sets its attribute too).
-        target.socket = _PatchedSocket
+        # Some other socket-like module (PySocks sets its attribute too);
+        # unpatch() puts it back as well.
+        with _lock:
+            active = _active
+            if active is not None and target.socket is not _PatchedSocket:
+                active.extra_restores.append((target, "socket", target.socket))
+                target.socket = _PatchedSocket

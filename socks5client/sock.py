@@ -122,6 +122,17 @@ def _split_address(address: Any) -> tuple[str, int]:
         host = bytes(host).decode("ascii")
     if not isinstance(host, str):
         raise TypeError(f"destination host must be a str, not {type(host).__name__}")
+    if host[:3] in ("240", "fd5", "FD5") and _synthetic.is_synthetic(host):
+        # An address socks5client.patch() made up for a name: the proxy
+        # gets the name, never the made-up address.
+        name = _synthetic.name_for(host)
+        if name is None:
+            raise OSError(
+                errno.EHOSTUNREACH,
+                f"{host} is a synthetic address that socks5client.patch() no longer"
+                " (or never) mapped to a name",
+            )
+        host = name
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"destination port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 0xFFFF:
@@ -225,6 +236,16 @@ class socksocket(socket.socket):
             kind = _kernel_kind(self, *kind)
         family, type_, proto = kind
         self._inet = family in _PROXIED_FAMILIES
+        if fileno is not None and self._inet:
+            # Already connected (socket.accept() and fromfd() build these):
+            # an existing connection is not this object's to route, so it
+            # has no proxy; it may be detached (ssl) like any socket.
+            try:
+                PlainSocket.getpeername(self)
+            except OSError:
+                pass
+            else:
+                self._proxy = None
         self._stream = self._inet and type_ == socket.SOCK_STREAM and proto in _TCP_PROTOS
         udp = self._inet and type_ == socket.SOCK_DGRAM and proto in _UDP_PROTOS
         # An AF_INET/AF_INET6 socket that is neither TCP nor UDP (raw, SCTP,
@@ -260,8 +281,25 @@ class socksocket(socket.socket):
     setproxy = set_proxy
 
     @property
-    def proxy(self) -> Proxy | None:
-        """The proxy :meth:`connect` will use: this socket's own, else the default."""
+    def proxy(self) -> Any:
+        """The proxy :meth:`connect` will use: this socket's own, else the default.
+
+        Assignable, for subclasses that keep their own ``proxy`` attribute
+        (PySocks' ``socksocket`` does, and under :func:`socks5client.patch`
+        it derives from this class): what they assign is what they read
+        back; this class itself never reads it.
+        """
+        assigned = self.__dict__.get("_assigned_proxy", _UNSET)
+        if assigned is not _UNSET:
+            return assigned
+        return self._effective_proxy()
+
+    @proxy.setter
+    def proxy(self, value: Any) -> None:
+        self.__dict__["_assigned_proxy"] = value
+
+    def _effective_proxy(self) -> Proxy | None:
+        """The proxy this socket's next connection or datagram uses (None: direct)."""
         if not self._inet:
             return None
         return get_default_proxy() if self._proxy is _UNSET else self._proxy
@@ -300,7 +338,7 @@ class socksocket(socket.socket):
             return False
         if self._peername is not None or self._bind_address is not None:
             return False  # the descriptor is the tunnel, or a line to the proxy
-        return self.proxy is not None
+        return self._effective_proxy() is not None
 
     def detach(self) -> int:
         """Give up the descriptor (as ``socket.detach``), unless that bypasses the proxy.
@@ -360,7 +398,7 @@ class socksocket(socket.socket):
             return
         if self._stream and not flags & _MSG_FASTOPEN:
             return  # without a connection the kernel refuses it (ENOTCONN)
-        if self.proxy is None:
+        if self._effective_proxy() is None:
             return
         if self._other:
             raise _unsupported(self)
@@ -399,7 +437,7 @@ class socksocket(socket.socket):
         trouble and :class:`ValueError` for an address that cannot be sent;
         after a proxy error the socket is closed.
         """
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         if proxy is None:
             _check_not_synthetic(address)
             PlainSocket.connect(self, address)
@@ -415,7 +453,7 @@ class socksocket(socket.socket):
         and bad arguments still raise, and after a failure the socket stays
         open, so calling ``connect_ex`` again tries again.
         """
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         if proxy is None:
             _check_not_synthetic(address)
             return PlainSocket.connect_ex(self, address)
@@ -427,7 +465,7 @@ class socksocket(socket.socket):
 
     def _proxied(self) -> bool:
         """Whether connect() goes through a proxy."""
-        return self._stream and self.proxy is not None
+        return self._stream and self._effective_proxy() is not None
 
     def _connect_via(
         self, proxy: Proxy, address: Any, budget: Budget, keep_open: bool = False
@@ -552,7 +590,7 @@ class socksocket(socket.socket):
         """
         if self._bind_address is not None and self.fileno() != -1:
             return
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         if proxy is None or not (self._stream or self._other) or self.fileno() == -1:
             PlainSocket.listen(self, *backlog)
             self._listening = True
@@ -575,7 +613,7 @@ class socksocket(socket.socket):
         from (``None``: any).  Proxies such as Dante refuse other peers.
         Then call :meth:`accept`.  :meth:`listen` does the same for any peer.
         """
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         if proxy is None or not self._stream:
             raise OSError(errno.EOPNOTSUPP, "SOCKS5 BIND needs a TCP socksocket with a proxy")
         if self._bind_address is not None:

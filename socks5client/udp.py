@@ -428,7 +428,7 @@ class UDPSocksSocket(socksocket):
             return
         # Plain sockets stay out of the registry; should one of them get a
         # proxy later, _join finds the other by kernel socket anyway.
-        if self._current() is None and self._share is None and self.proxy is None:
+        if self._current() is None and self._share is None and self._effective_proxy() is None:
             return
         share = self._join(create=True)
         assert share is not None
@@ -477,7 +477,7 @@ class UDPSocksSocket(socksocket):
         if assoc is not None:
             self._check_alive(assoc)
             return
-        proxy = self.proxy
+        proxy = self._effective_proxy()
         if proxy is not None:
             self._open(proxy, Budget.for_socket(self.gettimeout()))
 
@@ -586,7 +586,7 @@ class UDPSocksSocket(socksocket):
 
     def _proxied(self) -> bool:
         """Whether datagrams go through a relay (an association exists or will)."""
-        return self._current() is not None or self.proxy is not None
+        return self._current() is not None or self._effective_proxy() is not None
 
     # -- handing the descriptor over ---------------------------------------------
 
@@ -598,7 +598,7 @@ class UDPSocksSocket(socksocket):
         """
         if self.fileno() == -1:
             return False
-        return self._current() is not None or self.proxy is not None
+        return self._current() is not None or self._effective_proxy() is not None
 
     def detach(self) -> int:
         """Give up the descriptor, as ``socket.detach``; refused with a proxy or an association.
@@ -635,7 +635,7 @@ class UDPSocksSocket(socksocket):
         """Bind locally, then open the association from that address."""
         PlainSocket.bind(self, address)
         if self._current() is None:
-            proxy = self.proxy
+            proxy = self._effective_proxy()
             if proxy is not None:
                 self._open(proxy, Budget.for_socket(self.gettimeout()))
 
@@ -656,7 +656,7 @@ class UDPSocksSocket(socksocket):
 
     def _connect(self, address: Any) -> None:
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             PlainSocket.connect(self, address)
             return
@@ -756,7 +756,7 @@ class UDPSocksSocket(socksocket):
         assoc = self._current()
         # The proxy is read once per call: another thread may change the
         # default proxy meanwhile.
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.sendto(self, data, *args)
         if len(args) == 1:
@@ -775,7 +775,7 @@ class UDPSocksSocket(socksocket):
     def send(self, data: Any, flags: int = 0) -> int:
         """Send to the default destination set by :meth:`connect`."""
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.send(self, data, flags)
         flags = operator.index(flags)
@@ -794,7 +794,7 @@ class UDPSocksSocket(socksocket):
         ``UDP_SEGMENT`` message are refused (``EOPNOTSUPP``).
         """
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.sendmsg(self, buffers, *args)
         if len(args) > 3:
@@ -830,7 +830,7 @@ class UDPSocksSocket(socksocket):
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive one datagram's payload (truncated to ``bufsize``) and its real source."""
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvfrom(self, bufsize, flags)
         bufsize = operator.index(bufsize)
@@ -842,7 +842,7 @@ class UDPSocksSocket(socksocket):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive one datagram's payload (truncated to ``bufsize``)."""
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recv(self, bufsize, flags)
         bufsize = operator.index(bufsize)
@@ -853,7 +853,7 @@ class UDPSocksSocket(socksocket):
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         """Receive one datagram's payload into ``buffer``; return its size and source."""
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvfrom_into(self, buffer, nbytes, flags)
         view, limit = _into(
@@ -865,7 +865,7 @@ class UDPSocksSocket(socksocket):
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive one datagram's payload into ``buffer``; return its size."""
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recv_into(self, buffer, nbytes, flags)
         view, limit = _into(buffer, nbytes, "recv_into", "buffer too small for requested bytes")
@@ -882,7 +882,7 @@ class UDPSocksSocket(socksocket):
         ``MSG_TRUNC`` when the payload was longer than ``bufsize``.
         """
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvmsg(self, bufsize, ancbufsize, flags)
         bufsize = operator.index(bufsize)
@@ -905,7 +905,7 @@ class UDPSocksSocket(socksocket):
         Returns ``(nbytes, ancdata, msg_flags, address)``.
         """
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvmsg_into(self, buffers, ancbufsize, flags)
         views = [_writable(b, "recvmsg_into") for b in buffers]
@@ -1046,7 +1046,7 @@ class UDPSocksSocket(socksocket):
         authentication method adds per-datagram overhead.
         """
         assoc = self._current()
-        proxy = assoc.proxy if assoc is not None else self.proxy
+        proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if address is not None:
             host, port = _split(address)
             return len(_codec.encode_udp_header(*self._wire_destination(host, port, proxy)))

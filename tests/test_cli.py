@@ -86,7 +86,8 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", ENV_VAR}
+        if key
+        not in {"ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy", ENV_VAR, "SOCKS5CLIENT_PROXY"}
     }
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in [PACKAGE_ROOT, *os.environ.get("PYTHONPATH", "").split(os.pathsep)] if p
@@ -256,7 +257,7 @@ def test_code_form_runs_the_code_as_main_through_the_proxy(
     assert localhost_connects(socks_server, http_port) == 1
 
 
-@pytest.mark.parametrize("variable", ["ALL_PROXY", "all_proxy"])
+@pytest.mark.parametrize("variable", ["SOCKS5CLIENT_PROXY", "ALL_PROXY", "all_proxy"])
 def test_proxy_comes_from_all_proxy_when_no_option_gives_it(
     variable: str, socks_server: SocksServer, http_port: int, tmp_path: Path
 ) -> None:
@@ -269,6 +270,24 @@ def test_proxy_comes_from_all_proxy_when_no_option_gives_it(
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello /env\n"
     assert localhost_connects(socks_server, http_port) == 1
+
+
+def test_requests_that_reads_all_proxy_itself_still_works_and_leaks_nothing(
+    socks_server: SocksServer, http_port: int, tmp_path: Path
+) -> None:
+    # requests sees ALL_PROXY and speaks SOCKS itself (urllib3 + PySocks,
+    # built on the patched socket class); its connection to the proxy's own
+    # address goes direct, so the name reaches the proxy exactly once.
+    code = "import requests, sys\nprint(requests.get(sys.argv[1], timeout=10).text)\n"
+    result = run_cli(
+        ["--no-proxy", "", "-c", code, f"http://localhost:{http_port}/requests"],
+        cwd=tmp_path,
+        env=clean_env(ALL_PROXY=proxy_url(socks_server)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello /requests\n"
+    assert localhost_connects(socks_server, http_port) == 1
+    assert len(socks_server.records) == 1
 
 
 def test_verbose_logs_each_proxied_connection_without_the_password(

@@ -480,3 +480,59 @@ def test_connections_while_another_thread_patches_and_unpatches(
     assert failures == []
     assert {name: getattr(socket, name) for name in ORIGINAL_NAMES} == before
     assert socks_server.connections > 0
+
+
+def test_a_socksocket_with_its_own_proxy_sends_the_name_of_a_synthetic_address(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="")
+    address = socket.gethostbyname("localhost")
+    with socks5client.socksocket() as s:  # not the patched class
+        s.set_proxy(url(socks_server))
+        s.settimeout(5)
+        s.connect((address, echo_server[1]))
+        echo(s)
+    assert [r.dst_addr for r in socks_server.records] == ["localhost"]
+
+
+def test_addresses_from_gethostbyname_of_a_direct_name_stay_direct(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy="localhost")
+    address = socket.gethostbyname("localhost")
+    with socket.socket() as s:
+        s.connect((address, echo_server[1]))
+        echo(s)
+    assert socks_server.connections == 0
+
+
+def test_connections_to_the_proxy_itself_go_direct(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    # Code that speaks SOCKS on its own (PySocks under requests with
+    # ALL_PROXY) must reach the proxy, not the proxy through itself.
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.create_connection(("127.0.0.1", socks_server.port), timeout=5) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+    (record,) = socks_server.records
+    assert record.command is None  # a direct client's greeting, no CONNECT to the proxy
+
+
+def test_an_accepted_connection_can_be_wrapped_with_ssl(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    # A server socket made before the patch accepts connections as objects
+    # of the patched class: existing connections, with no proxy to bypass.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    socks5client.patch(url(socks_server), no_proxy="")
+    with listener, PlainClient(listener.getsockname()[1]):
+        conn, _ = listener.accept()
+        with conn:
+            assert isinstance(conn, _PatchedSocket)
+            fd = conn.fileno()
+            assert conn.detach() == fd
+            socket.socket(fileno=fd).close()
+    assert socks_server.connections == 0
