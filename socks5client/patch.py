@@ -98,12 +98,21 @@ class _Active:
         # can be reached in: an AF_INET socket cannot reach an IPv6-only proxy.
         self.prefer_ipv6 = _ipv6_only(settings.proxy.host, originals["getaddrinfo"])
         self.proxy_address = (settings.proxy.host.lower(), settings.proxy.port)
+        # With the default no_proxy, this machine's own name is local too:
+        # programs look it up (smtplib's EHLO, getfqdn) and bind to it.
+        self.local_names: frozenset[str] = (
+            frozenset({socket.gethostname().lower()}) if settings.no_proxy is None else frozenset()
+        )
         #: Things to put back at unpatch() besides the socket module's names.
         self.extra_restores: list[tuple[Any, str, Any]] = []
 
     def direct(self, host: str) -> bool:
         """Whether a connection to ``host`` (name or address) bypasses the proxy."""
-        return self.no_proxy.matches(host) or host in self._direct_addresses
+        return (
+            self.no_proxy.matches(host)
+            or host in self._direct_addresses
+            or host.lower() in self.local_names
+        )
 
     def is_proxy(self, host: str, port: Any) -> bool:
         """Whether ``(host, port)`` is the proxy itself.

@@ -11,6 +11,7 @@ set and no default) behave exactly as plain sockets.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import gc
@@ -336,9 +337,22 @@ class socksocket(socket.socket):
         """Whether a new owner of the descriptor could reach the network directly."""
         if not (self._stream or self._other):
             return False
-        if self._peername is not None or self._bind_address is not None:
-            return False  # the descriptor is the tunnel, or a line to the proxy
-        return self._effective_proxy() is not None
+        if self._peername is not None or self._bind_address is not None or self._listening:
+            return False  # the tunnel, a line to the proxy, or a local listener
+        if self._effective_proxy() is None:
+            return False
+        # Connected already (directly, to a no_proxy destination under the
+        # patch) or listening: a new owner can connect it nowhere.
+        try:
+            PlainSocket.getpeername(self)
+        except OSError:
+            pass
+        else:
+            return False
+        try:
+            return not PlainSocket.getsockopt(self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            return True
 
     def detach(self) -> int:
         """Give up the descriptor (as ``socket.detach``), unless that bypasses the proxy.
@@ -780,8 +794,11 @@ def _defuse(fd: int) -> None:
 
 def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:
     """Whether another live socket object holds descriptor ``fd`` (an error path only)."""
+    # _socket.socket, the C base class: under socks5client.patch()
+    # socket.socket is the patched class, which ssl's own socket object
+    # (derived from the original) is not an instance of.
     for obj in gc.get_objects():
-        if obj is not sock and isinstance(obj, socket.socket):
+        if obj is not sock and isinstance(obj, _socket.socket):
             with contextlib.suppress(Exception):
                 if obj.fileno() == fd:
                     return True

@@ -536,3 +536,29 @@ def test_an_accepted_connection_can_be_wrapped_with_ssl(
             assert conn.detach() == fd
             socket.socket(fileno=fd).close()
     assert socks_server.connections == 0
+
+
+def test_this_machines_own_name_is_local_by_default(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server))
+    assert not _synthetic.is_synthetic(socket.gethostbyname(socket.gethostname()))
+
+
+def test_a_refused_ssl_wrap_never_closes_another_socket_later(
+    socks_server: SocksServer, unpatched: None
+) -> None:
+    import gc
+    import ssl
+
+    socks5client.patch(url(socks_server), no_proxy="")
+    kept: list[BaseException] = []
+    try:
+        ssl.create_default_context().wrap_socket(socket.socket(), server_hostname="x")
+    except OSError as exc:
+        kept.append(exc)  # as an error reporter would keep it
+    victim = socket.socket()
+    with victim:
+        kept.clear()
+        gc.collect()
+        victim.getsockname()  # still its own descriptor
