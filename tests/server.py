@@ -135,6 +135,7 @@ def _getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
     result: list[Any] = real(*args, **kwargs)
     return result
 
+
 #: How long a closing connection waits for the client's EOF (see _close_gracefully).
 _LINGER = 1.0
 
@@ -1108,9 +1109,7 @@ class SocksServer(_ThreadedTCPServer):
         ``socket.create_connection`` but with every attempt tracked, so
         that stop() can interrupt it."""
         last: OSError | None = None
-        for family, kind, proto, _, sockaddr in _getaddrinfo(
-            host, port, type=socket.SOCK_STREAM
-        ):
+        for family, kind, proto, _, sockaddr in _getaddrinfo(host, port, type=socket.SOCK_STREAM):
             sock = _PlainSocket(family, kind, proto)
             self.track(sock)
             try:
@@ -1326,9 +1325,7 @@ class UDPAssociation:
             return socket.AF_INET, (dgram.addr, dgram.port)
         if dgram.atyp == ATYP_IPV6:
             return socket.AF_INET6, (dgram.addr, dgram.port, 0, 0)
-        family, _, _, _, sockaddr = _getaddrinfo(
-            dgram.addr, dgram.port, type=socket.SOCK_DGRAM
-        )[0]
+        family, _, _, _, sockaddr = _getaddrinfo(dgram.addr, dgram.port, type=socket.SOCK_DGRAM)[0]
         return family, tuple(sockaddr)
 
     def _outbound_for(self, family: int) -> socket.socket:
