@@ -243,3 +243,42 @@ def test_ftplib_active_through_dante_bind(
     log = dante_debug.wait_for_log(lambda text: f"127.0.0.1.{port} " in text, mark)
     assert re.search(rf"tcp/bindreply \[: \S+ 127\.0\.0\.1\.{port} ", log), log[-4000:]
     clients.assert_no_lookup(resolver)
+
+
+# ---------------------------------------------------------------------------
+# A real program through the command line, with a Python child, via Dante
+
+
+def test_program_and_its_python_child_through_dante_from_the_command_line(
+    dante_debug: ProxyServer, tmp_path: Path
+) -> None:
+    import test_cli as cli  # isort: skip  (tests/ is on sys.path)
+
+    site = cli.http.server.ThreadingHTTPServer(("127.0.0.1", 0), cli._Handler)
+    site.daemon_threads = True
+    thread = cli.threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = site.server_address[1]
+        url = f"http://{NAME}:{port}/"
+        cli.write(tmp_path / "child.py", cli.FETCH + "print('child', fetch(sys.argv[1]))\n")
+        script = cli.write(
+            tmp_path / "main.py",
+            cli.FETCH
+            + "import subprocess\n"
+            + "print('parent', fetch(sys.argv[1]), flush=True)\n"
+            + "subprocess.run([sys.executable, sys.argv[2], sys.argv[1] + 'child'], check=True)\n"
+            + "sys.exit(4)\n",
+        )
+        mark = dante_debug.log_size()
+        result = cli.run_cli(
+            ["--proxy", dante_debug.url(), "--no-proxy", "", str(script), url, "child.py"],
+            cwd=tmp_path,
+        )
+    finally:
+        site.shutdown()
+        site.server_close()
+        thread.join(5)
+    assert result.returncode == 4, result.stderr
+    assert result.stdout.splitlines() == ["parent hello /", "child hello /child"]
+    assert requests_since(dante_debug, mark, 2)[-2:] == [(CMD_CONNECT, ATYP_DOMAIN, NAME, port)] * 2
