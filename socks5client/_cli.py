@@ -45,9 +45,6 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 HOOK_DIR = os.path.join(_PACKAGE_DIR, "_hook")
 
 #: Where the proxy URL comes from when ``--proxy`` is absent, in order.
-# SOCKS5CLIENT_PROXY first: unlike ALL_PROXY, requests and httpx do not
-# read it, so they do not try to use the proxy themselves on top of the patch.
-_PROXY_ENV = ("SOCKS5CLIENT_PROXY", "ALL_PROXY", "all_proxy")
 
 USAGE = f"""\
 usage: {PROG} [options] [--] script.py [args...]
@@ -94,7 +91,7 @@ options:
 Options go before the program; everything after it belongs to the program.
 
 environment:
-  SOCKS5CLIENT_PROXY, ALL_PROXY, all_proxy
+  SOCKS5CLIENT_PROXY, all_proxy, ALL_PROXY, socks_proxy, SOCKS_PROXY
                         the proxy URL when --proxy is absent, looked up in
                         this order (an empty value counts as unset).  Only
                         socks5:// and socks5h:// URLs are accepted.
@@ -267,17 +264,22 @@ def _resolve_proxy(given: str | None, environ: Mapping[str, str]) -> tuple[Proxy
     """The proxy and its URL, from ``--proxy`` or else the environment."""
     from .proxy import Proxy
 
+    from ._environ import proxy_url_from_environment
+
     source, url = "--proxy", given
     if url is None:
-        for name in _PROXY_ENV:
-            value = environ.get(name, "").strip()
-            if value:
-                source, url = name, value
-                break
-        else:
+        # SOCKS5CLIENT_PROXY first: unlike ALL_PROXY, requests and httpx do
+        # not read it, so they do not try to use the proxy themselves on top
+        # of the patch.
+        own = environ.get("SOCKS5CLIENT_PROXY", "").strip()
+        # Then the variables every integration reads (all_proxy, ALL_PROXY,
+        # socks_proxy), with the same precedence.
+        found = ("SOCKS5CLIENT_PROXY", own) if own else proxy_url_from_environment(None, environ)
+        if found is None:
             raise _UsageError(
                 "no proxy given: use --proxy socks5h://host:port or set ALL_PROXY (see --help)"
             )
+        source, url = found
     url = url.strip()
     try:
         proxy = Proxy.from_url(url)
