@@ -262,9 +262,8 @@ def _scrub(message: str, url: str | None) -> str:
 
 def _resolve_proxy(given: str | None, environ: Mapping[str, str]) -> tuple[Proxy, str]:
     """The proxy and its URL, from ``--proxy`` or else the environment."""
-    from .proxy import Proxy
-
     from ._environ import proxy_url_from_environment
+    from .proxy import Proxy
 
     source, url = "--proxy", given
     if url is None:
