@@ -136,10 +136,23 @@ class UDPAssociationClosedError(GeneralProxyError):
     default_errno = _errno.ECONNRESET
 
 
+#: PySocks' message for failed authentication.
+_AUTH_FAILED = "SOCKS5 authentication failed"
+
+
 class SOCKS5AuthError(ProxyError):
-    """The proxy accepted none of our methods, or rejected our credentials."""
+    """The proxy accepted none of our methods, or rejected our credentials.
+
+    The message starts with PySocks' words, "SOCKS5 authentication failed",
+    which code written against PySocks may look for.
+    """
 
     default_errno = _errno.EACCES
+
+    def __init__(self, msg: str, socket_err: BaseException | None = None) -> None:
+        if not msg.startswith(_AUTH_FAILED):
+            msg = f"{_AUTH_FAILED}: {msg}"
+        super().__init__(msg, socket_err)
 
 
 class SOCKS4Error(ProxyError):

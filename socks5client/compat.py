@@ -1,0 +1,379 @@
+"""socks5client in PySocks' place: ``install_as_pysocks()`` makes ``socks`` and ``sockshandler``.
+
+``urllib3.contrib.socks`` (and so ``requests`` with ``socks5h://`` proxies
+or ``ALL_PROXY``) is written against PySocks: it does ``import socks`` and
+calls ``socks.create_connection``.  After :func:`install_as_pysocks` that
+import finds socks5client, and PySocks need not be installed::
+
+    import socks5client.compat
+
+    socks5client.compat.install_as_pysocks()  # before ``import requests``
+
+    import requests
+
+    requests.get("https://example.com", proxies={"https": "socks5h://127.0.0.1:1080"})
+
+The two modules are thin module objects built here, not socks5client
+itself, because a few of PySocks' behaviours differ from socks5client's own
+and code written against PySocks depends on them:
+
+* ``socks.create_connection`` has PySocks' signature and defaults:
+  ``timeout=None`` (or anything that is not a number) leaves the socket
+  with the default timeout, ``proxy_port=None`` means 1080, brackets
+  around an IPv6 destination are dropped, and without ``proxy_type`` the
+  default proxy is used as it is (``proxy_rdns`` is then ignored);
+* a proxy setting socksocket refuses -- a SOCKS4 or HTTP proxy type above
+  all, which is what ``socks4://`` and ``socks4a://`` URLs ask for -- is
+  raised by ``create_connection``, ``set_default_proxy`` and
+  ``wrap_module`` as a :class:`ProxyConfigurationError`: a PySocks
+  ``GeneralProxyError`` (an ``OSError``, so urllib3 reports it as a failed
+  connection) that is also socks5client's ``ValueError``;
+* ``setdefaultproxy`` takes PySocks' ``proxytype=`` spelling;
+* ``socks.socket`` is the standard ``socket`` module, as in PySocks, so
+  ``socks.socket.getaddrinfo`` can be monkeypatched, and socks5client
+  looks the proxy's name up through it.
+
+Everything else is socks5client's own object: ``socks.socksocket is
+socks5client.socksocket``, and the error classes are socks5client's, so an
+``except socks.ProxyError`` clause catches what socks5client raises
+anywhere.  ``socks.get_default_proxy()`` returns a :class:`~socks5client.Proxy`
+(or ``None``) rather than PySocks' 6-tuple, which would show the password
+in its ``repr``.  ``sockshandler.SocksiPyHandler`` is
+:class:`socks5client.contrib.urllib.SocksiPyHandler`, imported on first use.
+
+Failed authentication reads "SOCKS5 authentication failed: ...", PySocks'
+words, in socks5client's messages everywhere, so code that looks for them
+keeps finding them.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import importlib.machinery
+import socket
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+
+from . import __version__
+from ._secret import guard_secrets
+from .errors import (
+    GeneralProxyError,
+    HTTPError,
+    ProxyConnectionError,
+    ProxyError,
+    SOCKS4Error,
+    SOCKS5AuthError,
+    SOCKS5Error,
+)
+from .patch import wrap_module as _wrap_module
+from .proxy import (
+    HTTP,
+    PROXY_TYPE_HTTP,
+    PROXY_TYPE_SOCKS4,
+    PROXY_TYPE_SOCKS5,
+    SOCKS4,
+    SOCKS5,
+    Credential,
+    Proxy,
+    get_default_proxy,
+    proxy_from_args,
+)
+from .proxy import set_default_proxy as _set_default_proxy
+from .sock import create_connection as _create_connection
+from .sock import socksocket
+
+__all__ = ["ProxyConfigurationError", "install_as_pysocks", "uninstall_as_pysocks"]
+
+
+class ProxyConfigurationError(GeneralProxyError, ValueError):
+    """A proxy setting that socks5client refuses, given through the ``socks`` stand-in.
+
+    A :class:`~socks5client.GeneralProxyError`, hence an ``OSError``, as
+    PySocks reports proxy trouble (``urllib3`` turns it into a failed
+    connection); and a ``ValueError``, as socks5client itself reports a bad
+    setting.
+    """
+
+    default_errno = errno.EINVAL
+
+
+_UNSUPPORTED = {SOCKS4: "SOCKS4", HTTP: "HTTP"}
+
+
+@guard_secrets
+def _pysocks_proxy(
+    proxy_type: Any,
+    addr: str | None,
+    port: int | None,
+    rdns: bool,
+    username: Credential | None,
+    password: Credential | None,
+) -> Proxy | None:
+    """PySocks' proxy arguments as a :class:`Proxy`, or :class:`ProxyConfigurationError`."""
+    kind = _UNSUPPORTED.get(proxy_type) if type(proxy_type) is int else None
+    if kind is not None:
+        problem = (
+            f"{kind} proxies are not supported: the 'socks' module is socks5client"
+            " (installed by socks5client.compat.install_as_pysocks()), which speaks SOCKS5"
+            " only; with requests or urllib3, use a socks5h:// proxy URL"
+        )
+    else:
+        try:
+            return proxy_from_args(proxy_type, addr, port, rdns, username, password)
+        except ValueError as exc:
+            # Our own validation message: it names the problem, never a value.
+            problem = str(exc)
+    # Raised outside the except block: nothing chained to it.
+    raise ProxyConfigurationError(problem)
+
+
+@guard_secrets
+def create_connection(
+    dest_pair: tuple[Any, ...],
+    timeout: Any = None,
+    source_address: tuple[str, int] | None = None,
+    proxy_type: int | None = None,
+    proxy_addr: str | None = None,
+    proxy_port: int | None = None,
+    proxy_rdns: bool = True,
+    proxy_username: Credential | None = None,
+    proxy_password: Credential | None = None,
+    socket_options: list[tuple[int, int, int | bytes]] | None = None,
+) -> socket.socket:
+    """PySocks' ``create_connection``, run by :func:`socks5client.create_connection`.
+
+    Arguments in PySocks' order and with its defaults: a ``timeout`` that is
+    not a number leaves the default timeout; ``proxy_port=None`` is 1080;
+    no ``proxy_type`` (nor address, port or credentials) means the default
+    proxy, as it was set, or a direct connection if there is none.
+    """
+    if not isinstance(timeout, (int, float)):
+        timeout = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+    address: Any = dest_pair
+    host = address[0] if isinstance(address, tuple) and address else None
+    if isinstance(host, str) and host.startswith("["):
+        address = (host.strip("[]"), *address[1:])
+    if (
+        proxy_type is None
+        and proxy_addr is None
+        and proxy_port is None
+        and not proxy_username
+        and not proxy_password
+    ):
+        return _create_connection(address, timeout, source_address, socket_options=socket_options)
+    proxy = _pysocks_proxy(
+        proxy_type, proxy_addr, proxy_port, proxy_rdns, proxy_username, proxy_password
+    )
+    # The credentials live on in ``proxy`` (masked in its repr) only.
+    del proxy_username, proxy_password
+    return _create_connection(
+        address, timeout, source_address, socket_options=socket_options, proxy=proxy
+    )
+
+
+@guard_secrets
+def set_default_proxy(
+    proxy_type: Any = None,
+    addr: str | None = None,
+    port: int | None = None,
+    rdns: bool = True,
+    username: Credential | None = None,
+    password: Credential | None = None,
+) -> None:
+    """PySocks' ``set_default_proxy``; SOCKS4 and HTTP are refused at once.
+
+    With no arguments the default proxy is removed.
+    """
+    _set_default_proxy(_pysocks_proxy(proxy_type, addr, port, rdns, username, password))
+
+
+@guard_secrets
+def setdefaultproxy(*args: Any, **kwargs: Any) -> None:
+    """PySocks' older name for :func:`set_default_proxy`, which also takes ``proxytype=``."""
+    if "proxytype" in kwargs:
+        kwargs["proxy_type"] = kwargs.pop("proxytype")
+    set_default_proxy(*args, **kwargs)
+
+
+def wrap_module(module: ModuleType) -> None:
+    """:func:`socks5client.wrap_module`, raising PySocks' error class without a default proxy."""
+    if get_default_proxy() is None:
+        raise ProxyConfigurationError(
+            "no default proxy is set; call socks.set_default_proxy() first"
+        )
+    _wrap_module(module)
+
+
+def _new_module(name: str, doc: str, attributes: dict[str, Any]) -> ModuleType:
+    module = ModuleType(name, doc)
+    # A spec, so importlib.util.find_spec(name) answers instead of raising;
+    # its origin shows in repr(module).
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, origin=__name__)
+    module.__dict__.update(attributes)
+    return module
+
+
+def _missing(module: str, name: str) -> AttributeError:
+    return AttributeError(
+        f"module {module!r} (socks5client standing in for PySocks) has no attribute {name!r}"
+    )
+
+
+def _socks_getattr(name: str) -> Any:
+    raise _missing("socks", name)
+
+
+_SOCKS = _new_module(
+    "socks",
+    "socks5client standing in for PySocks (see socks5client.compat).",
+    {
+        "__version__": __version__,
+        "__getattr__": _socks_getattr,
+        "PROXY_TYPE_SOCKS4": PROXY_TYPE_SOCKS4,
+        "PROXY_TYPE_SOCKS5": PROXY_TYPE_SOCKS5,
+        "PROXY_TYPE_HTTP": PROXY_TYPE_HTTP,
+        "SOCKS4": SOCKS4,
+        "SOCKS5": SOCKS5,
+        "HTTP": HTTP,
+        "PROXY_TYPES": {"SOCKS4": SOCKS4, "SOCKS5": SOCKS5, "HTTP": HTTP},
+        "PRINTABLE_PROXY_TYPES": {SOCKS4: "SOCKS4", SOCKS5: "SOCKS5", HTTP: "HTTP"},
+        "ProxyError": ProxyError,
+        "GeneralProxyError": GeneralProxyError,
+        "ProxyConnectionError": ProxyConnectionError,
+        "SOCKS5AuthError": SOCKS5AuthError,
+        "SOCKS5Error": SOCKS5Error,
+        "SOCKS4Error": SOCKS4Error,
+        "HTTPError": HTTPError,
+        "socksocket": socksocket,
+        "create_connection": create_connection,
+        "set_default_proxy": set_default_proxy,
+        "setdefaultproxy": setdefaultproxy,
+        "get_default_proxy": get_default_proxy,
+        "getdefaultproxy": get_default_proxy,
+        "wrap_module": wrap_module,
+        "wrapmodule": wrap_module,
+        "socket": socket,
+    },
+)
+
+#: What ``sockshandler`` takes from socks5client.contrib.urllib on first use.
+_HANDLER_NAMES = frozenset({"SocksiPyHandler"})
+
+
+def _sockshandler_getattr(name: str) -> Any:
+    if name not in _HANDLER_NAMES:
+        raise _missing("sockshandler", name)
+    # Imported here: urllib.request is not needed until a handler is.
+    contrib = importlib.import_module("socks5client.contrib.urllib")
+    value = getattr(contrib, name)
+    setattr(_SOCKSHANDLER, name, value)
+    return value
+
+
+_SOCKSHANDLER = _new_module(
+    "sockshandler",
+    "socks5client standing in for PySocks' sockshandler: SocksiPyHandler for urllib.request.",
+    {"__getattr__": _sockshandler_getattr, "socks": _SOCKS},
+)
+
+_MODULES = {"socks": _SOCKS, "sockshandler": _SOCKSHANDLER}
+_ABSENT: Any = object()
+
+
+class _Installation:
+    """What :func:`install_as_pysocks` changed, so that it can be undone."""
+
+    def __init__(self) -> None:
+        self.previous = {name: sys.modules.get(name, _ABSENT) for name in _MODULES}
+        #: (object, attribute, value before, value set)
+        self.rebound: list[tuple[Any, str, Any, Any]] = []
+
+    def rebind(self, obj: Any, name: str, value: Any) -> None:
+        self.rebound.append((obj, name, getattr(obj, name), value))
+        setattr(obj, name, value)
+
+
+_lock = threading.Lock()
+_installation: _Installation | None = None
+
+
+def install_as_pysocks() -> ModuleType:
+    """Make ``import socks`` and ``import sockshandler`` give socks5client; return ``socks``.
+
+    Opt-in and idempotent.  Call it before ``requests`` or
+    ``urllib3.contrib.socks`` is imported: requests imports
+    ``urllib3.contrib.socks`` along with itself, and that module imports
+    ``socks`` once.  If they were imported first, they are adjusted here:
+    an imported ``urllib3.contrib.socks`` gets this ``socks`` in place of
+    the one it had (PySocks), and when requests found no SOCKS support
+    (PySocks missing) its ``SOCKSProxyManager`` is set to urllib3's, now
+    importable.  Other modules that imported PySocks keep it.
+
+    :func:`uninstall_as_pysocks` undoes it.
+    """
+    global _installation
+    with _lock:
+        if _installation is None:
+            _installation = _Installation()
+        sys.modules.update(_MODULES)
+        _adopt_consumers(_installation)
+        return _SOCKS
+
+
+def _adopt_consumers(installation: _Installation) -> None:
+    """Point an already imported urllib3.contrib.socks and requests.adapters at the stand-in."""
+    urllib3_socks = sys.modules.get("urllib3.contrib.socks")
+    if urllib3_socks is not None and getattr(urllib3_socks, "socks", _SOCKS) is not _SOCKS:
+        # Its functions read the global ``socks`` at each call.
+        installation.rebind(urllib3_socks, "socks", _SOCKS)
+    adapters = sys.modules.get("requests.adapters")
+    if adapters is None or not hasattr(adapters, "SOCKSProxyManager"):
+        return
+    if urllib3_socks is None:
+        try:
+            urllib3_socks = importlib.import_module("urllib3.contrib.socks")
+        except ImportError:
+            return
+    manager = getattr(urllib3_socks, "SOCKSProxyManager", None)
+    # requests' stand-in that raises "Missing dependencies for SOCKS
+    # support", or a class from a urllib3.contrib.socks no longer imported.
+    if manager is not None and adapters.SOCKSProxyManager is not manager:
+        installation.rebind(adapters, "SOCKSProxyManager", manager)
+
+
+def uninstall_as_pysocks() -> None:
+    """Undo :func:`install_as_pysocks`; without it installed, do nothing.
+
+    The ``socks`` and ``sockshandler`` entries of ``sys.modules`` and what
+    install adjusted in urllib3 and requests are put back.  A
+    ``urllib3.contrib.socks`` first imported while the stand-in was
+    installed is switched to PySocks if PySocks can be imported, and keeps
+    socks5client otherwise.  Other modules that imported the stand-in keep
+    it, as with any import.
+    """
+    global _installation
+    with _lock:
+        installation, _installation = _installation, None
+        if installation is None:
+            return
+        for obj, name, before, current in reversed(installation.rebound):
+            if getattr(obj, name, None) is current:
+                setattr(obj, name, before)
+        for name, module in _MODULES.items():
+            if sys.modules.get(name) is not module:
+                continue  # replaced since: not ours to change
+            previous = installation.previous[name]
+            if previous is _ABSENT:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = previous
+        urllib3_socks = sys.modules.get("urllib3.contrib.socks")
+        if urllib3_socks is not None and getattr(urllib3_socks, "socks", None) is _SOCKS:
+            try:
+                pysocks = importlib.import_module("socks")
+            except ImportError:
+                return
+            urllib3_socks.socks = pysocks  # type: ignore[attr-defined]
