@@ -60,8 +60,12 @@ def proxy_from_environment(
     scheme: str | None = None,
     host: str | None = None,
     environ: Mapping[str, str] | None = None,
+    port: int | None = None,
 ) -> Proxy | None:
-    """The SOCKS5 proxy the environment sets for a request to ``scheme://host``, or None.
+    """The SOCKS5 proxy the environment sets for a request to ``scheme://host:port``, or None.
+
+    ``port`` lets ``no_proxy`` entries with a port (``example.com:8080``)
+    apply; without it they do not.
 
     None means: no proxy variable applies, the one that applies is not a
     SOCKS5 proxy, or ``host`` matches ``no_proxy`` (go direct).  A SOCKS4 URL
@@ -81,6 +85,6 @@ def proxy_from_environment(
         )
     if not lowered.startswith(_SOCKS5_SCHEMES):
         return None
-    if host is not None and NoProxy.from_setting(None, env).matches(host):
+    if host is not None and NoProxy.from_setting(None, env).matches(host, port):
         return None
     return Proxy.from_url(url)

@@ -47,14 +47,11 @@ Choices where the tools disagree:
   uppercase variable first (also skipping empty values).  Whatever the
   environment says, loopback goes direct; only an explicit ``no_proxy``
   (``""`` for nothing at all) sends it through the proxy.
-* Ports: an entry with a port (``example.com:8080``, ``[::1]:8080``) is
-  ignored and never matches.  :meth:`NoProxy.matches` is given a host, not a
-  port, so such an entry cannot be honoured as requests and Go honour it
-  (only for that port); matching the host on every port instead would send
-  traffic direct that the user asked to bypass only on one port.  Never
-  matching is also curl's behaviour: it compares the whole ``name:port``
-  token against the bare host name, which cannot be equal.  Failing towards
-  the proxy is the safe side: nothing leaks around it.
+* Ports: an entry with a port (``example.com:8080``, ``10.1.2.3:80``,
+  ``[::1]:8080``) sends only connections to that port direct, as requests
+  and Go read it; :meth:`NoProxy.matches` must then be given the port, and
+  without one such an entry does not match (the safe side: through the
+  proxy).
 * ``*`` is honoured as any entry of the list (as Go does), not only as the
   whole value (as curl and urllib do): someone who wrote ``*`` meant it.
 * ``*.example.com``: curl has no such form (it compares the text as is, so
@@ -191,6 +188,7 @@ class NoProxy:
 
     __slots__ = (
         "_all",
+        "_by_port",
         "_domains",
         "_entries",
         "_exact4",
@@ -208,6 +206,7 @@ class NoProxy:
     _nets6: tuple[tuple[int, int], ...]
     _entries: tuple[str, ...]
     _ignored: tuple[str, ...]
+    _by_port: dict[int, NoProxy]
 
     def __init__(self, entries: str | Iterable[str] = ()) -> None:
         """Use exactly ``entries``: a NO_PROXY-style string, or strings.
@@ -227,11 +226,23 @@ class NoProxy:
         nets6: dict[tuple[int, int], None] = {}
         canonical: dict[str, None] = {}
         ignored: dict[str, None] = {}
+        ported: dict[int, list[str]] = {}
         match_all = False
         for item in entries:
             if not isinstance(item, str):
                 raise TypeError(f"no_proxy entries must be str, not {type(item).__name__}")
             for token in _split(item):
+                split = _split_port(token)
+                if split is not None:
+                    # "host:port": direct for that port only, as requests
+                    # and Go read it (matches() must be given the port).
+                    host_part, port = split
+                    if _parse_entry(host_part) is None or host_part == "*":
+                        ignored[token] = None
+                    else:
+                        ported.setdefault(port, []).append(host_part)
+                        canonical[token.lower()] = None
+                    continue
                 entry = _parse_entry(token)
                 if entry is None:
                     ignored[token] = None
@@ -267,6 +278,7 @@ class NoProxy:
         self._nets6 = tuple(nets6)
         self._entries = tuple(canonical)
         self._ignored = tuple(ignored)
+        self._by_port = {port: NoProxy(hosts) for port, hosts in ported.items()}
 
     @classmethod
     def from_setting(
@@ -307,15 +319,20 @@ class NoProxy:
         """Entries that were skipped as unusable, as written (for warnings)."""
         return self._ignored
 
-    def matches(self, host: str) -> bool:
-        """Whether a connection to ``host`` should bypass the proxy.
+    def matches(self, host: str, port: int | None = None) -> bool:
+        """Whether a connection to ``host`` (on ``port``) should bypass the proxy.
 
         ``host`` is what the program gave ``connect``/``getaddrinfo``: a
         name, or an IP literal (IPv6 possibly with ``%scope`` or brackets).
-        Never resolves anything.
+        Entries with a port (``example.com:8080``) match only when ``port``
+        is given and equal.  Never resolves anything.
         """
         if self._all:
             return True
+        if port is not None and self._by_port:
+            for_port = self._by_port.get(port)
+            if for_port is not None and for_port.matches(host):
+                return True
         if isinstance(host, (bytes, bytearray)):
             # socket functions also take ASCII bytes for a host.
             try:
@@ -373,7 +390,13 @@ class NoProxy:
     def __bool__(self) -> bool:
         """False when no host at all can match (everything is proxied)."""
         return bool(
-            self._all or self._domains or self._exact4 or self._exact6 or self._nets4 or self._nets6
+            self._all
+            or self._domains
+            or self._exact4
+            or self._exact6
+            or self._nets4
+            or self._nets6
+            or self._by_port
         )
 
     def __repr__(self) -> str:
@@ -392,6 +415,25 @@ class _Entry(NamedTuple):
     name: str = ""
     address: int = 0
     prefix: int = 0
+
+
+def _split_port(token: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a port-qualified entry (``name:80``, ``1.2.3.4:80``, ``[v6]:80``)."""
+    if token.startswith("["):
+        close = token.find("]")
+        if close < 0 or not token[close + 1 :].startswith(":"):
+            return None
+        host, port_text = token[: close + 1], token[close + 2 :]
+    elif token.count(":") == 1:
+        host, _, port_text = token.partition(":")
+    else:
+        return None
+    if not port_text.isascii() or not port_text.isdigit() or not host:
+        return None
+    port = int(port_text)
+    if not 0 < port <= 0xFFFF:
+        return None
+    return host, port
 
 
 def _parse_entry(token: str) -> _Entry | None:

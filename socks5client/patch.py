@@ -106,10 +106,10 @@ class _Active:
         #: Things to put back at unpatch() besides the socket module's names.
         self.extra_restores: list[tuple[Any, str, Any]] = []
 
-    def direct(self, host: str) -> bool:
-        """Whether a connection to ``host`` (name or address) bypasses the proxy."""
+    def direct(self, host: str, port: Any = None) -> bool:
+        """Whether a connection to ``host`` (name or address, on ``port``) bypasses the proxy."""
         return (
-            self.no_proxy.matches(host)
+            self.no_proxy.matches(host, port if isinstance(port, int) else None)
             or host in self._direct_addresses
             or host.lower() in self.local_names
         )
@@ -218,7 +218,7 @@ class _PatchedSocket(socksocket):
             and len(target) >= 2
         ):
             host = str(_text(target[0]))
-            if active.direct(host) or active.is_proxy(host, target[1]):
+            if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
                 proxy = None
         if proxy is None and name is not None:
             raise _unknown_synthetic(str(_text(address[0])))
@@ -234,7 +234,7 @@ class _PatchedSocket(socksocket):
             and self._proxy is _UNSET
             and isinstance(target, tuple)
             and len(target) >= 2
-            and active.direct(str(_text(target[0])))
+            and active.direct(str(_text(target[0])), target[1])
             and self._current() is None  # type: ignore[attr-defined]
         ):
             # A UDP socket's route is chosen at its first destination: a
@@ -493,7 +493,7 @@ def _create_connection(
     if active is None:
         return _proxied_create_connection(target, timeout, source_address, all_errors=all_errors)
     host = str(_text(target[0]))
-    if active.direct(host) or active.is_proxy(host, target[1]):
+    if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
         return _direct_connection(target, timeout, source_address, None, all_errors)
     return _proxied_create_connection(
         target, timeout, source_address, proxy=active.proxy, all_errors=all_errors

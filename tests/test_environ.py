@@ -68,3 +68,10 @@ def test_a_malformed_url_does_not_show_its_password() -> None:
     with pytest.raises(ValueError) as info:
         proxy_from_environment("http", "h", {"ALL_PROXY": "socks5h://u:Sekr1t@h:99999"})
     assert "Sekr1t" not in str(info.value)
+
+
+def test_no_proxy_entries_with_a_port_apply_to_that_port() -> None:
+    env = {"ALL_PROXY": S5H, "NO_PROXY": "example.com:8080"}
+    assert proxy_from_environment("http", "example.com", env, port=8080) is None
+    assert proxy_from_environment("http", "example.com", env, port=80) is not None
+    assert proxy_from_environment("http", "example.com", env) is not None

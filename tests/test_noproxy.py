@@ -501,27 +501,35 @@ def test_separators(setting: str | list[str], entries: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry", "host"),
+    ("entry", "host", "port"),
     [
-        ("example.com:8080", "example.com"),
-        ("example.com:8080", "a.example.com"),
-        (".example.com:8080", "example.com"),
-        ("*.example.com:443", "a.example.com"),
-        ("localhost:80", "localhost"),
-        ("10.1.2.3:80", "10.1.2.3"),
-        ("[::1]:8080", "::1"),
-        ("[2001:db8::1]:443", "2001:db8::1"),
-        ("example.com:", "example.com"),
+        ("example.com:8080", "example.com", 8080),
+        ("example.com:8080", "a.example.com", 8080),
+        (".example.com:8080", "example.com", 8080),
+        ("*.example.com:443", "a.example.com", 443),
+        ("localhost:80", "localhost", 80),
+        ("10.1.2.3:80", "10.1.2.3", 80),
+        ("[::1]:8080", "::1", 8080),
+        ("[2001:db8::1]:443", "2001:db8::1", 443),
     ],
 )
-def test_entries_with_a_port_are_ignored(entry: str, host: str) -> None:
-    # matches() is not told the port, so a port-specific entry cannot be
-    # honoured; it never matches (as in curl) rather than matching every port.
+def test_entries_with_a_port_match_that_port_only(entry: str, host: str, port: int) -> None:
+    # As requests and Go read them: direct for that port, proxied for any
+    # other, and proxied when the caller cannot say which port.
     matcher = explicit(f"{entry}, other.org")
+    assert matcher.matches(host, port)
+    assert not matcher.matches(host, port + 1)
     assert not matcher.matches(host)
     assert matcher.matches("other.org")
+    assert matcher.ignored == ()
+    assert matcher.entries == (entry.lower(), "other.org")
+
+
+@pytest.mark.parametrize("entry", ["example.com:", "example.com:0", "example.com:70000", "*:80"])
+def test_unusable_port_entries_are_ignored(entry: str) -> None:
+    matcher = explicit(f"{entry}, other.org")
+    assert not matcher.matches("example.com", 80)
     assert matcher.ignored == (entry,)
-    assert matcher.entries == ("other.org",)
 
 
 def test_a_bare_ipv6_entry_is_an_address_not_a_port() -> None:
@@ -586,8 +594,8 @@ def test_unusable_entries_are_ignored_not_fatal(entry: str) -> None:
 
 
 def test_ignored_keeps_order_and_drops_duplicates() -> None:
-    matcher = explicit("x:1 a.com 10/8 x:1 [::1]:2")
-    assert matcher.ignored == ("x:1", "10/8", "[::1]:2")
+    matcher = explicit("x: a.com 10/8 x: [::1]:0")
+    assert matcher.ignored == ("x:", "10/8", "[::1]:0")
 
 
 # -- IDNA ------------------------------------------------------------------------
@@ -778,7 +786,7 @@ def test_default_entries_put_the_environment_first() -> None:
 
 def test_repr_shows_the_entries_and_round_trips() -> None:
     matcher = explicit("Example.com, 10.0.0.0/8 ::1 x:80")
-    assert repr(matcher) == "NoProxy(['example.com', '10.0.0.0/8', '::1'])"
+    assert repr(matcher) == "NoProxy(['example.com', '10.0.0.0/8', '::1', 'x:80'])"
     again = eval(repr(matcher), {"NoProxy": NoProxy})
     assert again.entries == matcher.entries
     assert repr(explicit("")) == "NoProxy([])"
@@ -792,8 +800,9 @@ def test_repr_shows_the_entries_and_round_trips() -> None:
         ([], False),
         ((), False),
         (", \t,", False),
-        ("example.com:80", False),
-        ("10/8 *foo [::1]:1", False),
+        ("example.com:80", True),
+        ("10/8 *foo [::1]:1", True),
+        ("10/8 *foo [::1]:0", False),
         ("*", True),
         ("a.com", True),
         ("10.0.0.1", True),

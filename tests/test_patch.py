@@ -562,3 +562,21 @@ def test_a_refused_ssl_wrap_never_closes_another_socket_later(
         kept.clear()
         gc.collect()
         victim.getsockname()  # still its own descriptor
+
+
+def test_a_no_proxy_entry_with_a_port_applies_to_that_port_only(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    socks5client.patch(url(socks_server), no_proxy=f"127.0.0.1:{echo_server[1]}")
+    with socket.create_connection(echo_server, timeout=5) as s:
+        echo(s)
+    assert socks_server.connections == 0
+    # Another port of the same host goes through the proxy (which finds
+    # nothing listening there: a SOCKS5 refusal, not a direct one).
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(socks5client.SOCKS5ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", closed_port), timeout=5)
+    assert socks_server.connections == 1

@@ -488,7 +488,11 @@ class SOCKSTransport(httpx.BaseTransport):
         """
         problem: str | None = None
         try:
-            proxy = proxy_from_environment(request.url.scheme, request.url.host)
+            proxy = proxy_from_environment(
+                request.url.scheme,
+                request.url.host,
+                port=request.url.port or {"http": 80, "https": 443}.get(request.url.scheme),
+            )
         except ValueError as exc:
             # A SOCKS4 or malformed SOCKS5 URL.  The message names the
             # variable and the problem, never the URL's password; the

@@ -258,12 +258,12 @@ class SOCKSPoolManager(PoolManager):
             "https": SOCKSHTTPSConnectionPool,
         }
 
-    def proxy_for(self, scheme: str, host: str) -> Proxy | None:
-        """The proxy for connections to ``scheme://host`` (``None``: direct)."""
+    def proxy_for(self, scheme: str, host: str, port: int | None = None) -> Proxy | None:
+        """The proxy for connections to ``scheme://host:port`` (``None``: direct)."""
         if self.socks_proxy is not None:
             return self.socks_proxy
         try:
-            return proxy_from_environment(scheme.lower(), host)
+            return proxy_from_environment(scheme.lower(), host, port=port)
         except ValueError as exc:
             # The message names the variable and never shows a password.
             raise requests.exceptions.InvalidProxyURL(str(exc)) from None
@@ -272,7 +272,9 @@ class SOCKSPoolManager(PoolManager):
         # Every way of getting a pool (connection_from_url, _host, requests'
         # get_connection*) ends here, so this is where the proxy is chosen.
         context = dict(request_context)
-        context[_OPTIONS_KEY] = {"proxy": self.proxy_for(context["scheme"], context["host"])}
+        scheme = context["scheme"]
+        port = context.get("port") or {"http": 80, "https": 443}.get(scheme.lower())
+        context[_OPTIONS_KEY] = {"proxy": self.proxy_for(scheme, context["host"], port)}
         return super().connection_from_context(context)
 
 

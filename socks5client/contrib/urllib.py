@@ -47,6 +47,9 @@ from .._secret import guard_secrets
 from ..proxy import Credential, Proxy, ProxyLike, proxy_from_args
 from ..sock import create_connection
 
+#: Ports of URLs that give none, for ``no_proxy`` entries with a port.
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
 __all__ = [
     "SOCKSHTTPConnection",
     "SOCKSHTTPSConnection",
@@ -209,8 +212,9 @@ class SOCKSHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
         if self.proxy is not None:
             return self.proxy
         # req.host is "name:port" or "[v6]:port"; no_proxy matches the name.
-        host = urlsplit(f"//{req.host}").hostname
-        return proxy_from_environment(req.type, host)
+        parts = urlsplit(f"//{req.host}")
+        port = parts.port or _DEFAULT_PORTS.get(req.type)
+        return proxy_from_environment(req.type, parts.hostname, port=port)
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         return self.do_open(
