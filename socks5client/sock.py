@@ -157,6 +157,17 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
+def _c_int(value: Any) -> int:
+    """``value`` as the C socket methods read it: the plain int behind ``__index__``.
+
+    A check must look at exactly that: an ``int`` subclass could answer
+    ``&`` one way while the kernel gets its real value (and before Python
+    3.10, ``operator.index`` returns such a subclass as it is).
+    """
+    value = operator.index(value)
+    return value if type(value) is int else int.__index__(value)
+
+
 def _check_not_synthetic(address: Any) -> None:
     """Refuse a direct connection to an address ``socks5client.patch()`` made up."""
     if isinstance(address, tuple) and address and _synthetic.is_synthetic(address[0]):
@@ -427,7 +438,7 @@ class socksocket(socket.socket):
             # Checked and passed on as the int the C method would read: an
             # int subclass could answer ``&`` one way and ``__index__``
             # another.
-            args = (operator.index(args[0]), args[1])
+            args = (_c_int(args[0]), args[1])
             self._check_direct_send(args[0])
         elif self._other:
             self._check_direct_send(0)
@@ -436,7 +447,7 @@ class socksocket(socket.socket):
     def sendmsg(self, buffers: Any, *args: Any) -> int:
         """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
         if len(args) >= 2:
-            args = (args[0], operator.index(args[1]), *args[2:])
+            args = (args[0], _c_int(args[1]), *args[2:])
             self._check_direct_send(args[1])
         else:
             self._check_direct_send(0)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import operator
 import os
 import select
 import socket
@@ -51,7 +50,7 @@ from .errors import (
     UDPAssociationClosedError,
 )
 from .proxy import Proxy
-from .sock import _MAX_POLL_MS, _errno_of, socksocket
+from .sock import _MAX_POLL_MS, _c_int, _errno_of, socksocket
 from .sock import _split_address as _split
 
 __all__ = ["FRAGMENT_TIMEOUT", "MAX_REASSEMBLED", "Reassembler", "UDPSocksSocket"]
@@ -764,7 +763,7 @@ class UDPSocksSocket(socksocket):
         elif len(args) == 2:
             # Checked and sent as the int the C method would read: an int
             # subclass could answer ``&`` one way and ``__index__`` another.
-            flags, address = operator.index(args[0]), args[1]
+            flags, address = _c_int(args[0]), args[1]
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
         payload = memoryview(data).cast("B")
@@ -778,7 +777,7 @@ class UDPSocksSocket(socksocket):
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.send(self, data, flags)
-        flags = operator.index(flags)
+        flags = _c_int(flags)
         payload = memoryview(data).cast("B")
         header, relay = self._prepare_send(assoc, proxy, flags, self._destination())
         PlainSocket.sendto(self, header + payload, flags, relay)
@@ -801,7 +800,7 @@ class UDPSocksSocket(socksocket):
             raise TypeError(f"sendmsg() takes at most 4 arguments ({len(args) + 1} given)")
         views = [memoryview(b).cast("B") for b in buffers]
         ancdata = list(args[0]) if args else []
-        flags = operator.index(args[1]) if len(args) > 1 else 0
+        flags = _c_int(args[1]) if len(args) > 1 else 0
         address = args[2] if len(args) > 2 else None
         for item in ancdata:
             if (
@@ -833,7 +832,7 @@ class UDPSocksSocket(socksocket):
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvfrom(self, bufsize, flags)
-        bufsize = operator.index(bufsize)
+        bufsize = _c_int(bufsize)
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         data, address, _, _ = self._receive(assoc, proxy, flags, -1)
@@ -845,7 +844,7 @@ class UDPSocksSocket(socksocket):
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recv(self, bufsize, flags)
-        bufsize = operator.index(bufsize)
+        bufsize = _c_int(bufsize)
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         return self._receive(assoc, proxy, flags, -1)[0][:bufsize]
@@ -885,8 +884,8 @@ class UDPSocksSocket(socksocket):
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
             return PlainSocket.recvmsg(self, bufsize, ancbufsize, flags)
-        bufsize = operator.index(bufsize)
-        ancbufsize = operator.index(ancbufsize)
+        bufsize = _c_int(bufsize)
+        ancbufsize = _c_int(ancbufsize)
         if bufsize < 0:
             raise ValueError("negative buffer size in recvmsg()")
         if ancbufsize < 0:
@@ -909,7 +908,7 @@ class UDPSocksSocket(socksocket):
         if proxy is None:
             return PlainSocket.recvmsg_into(self, buffers, ancbufsize, flags)
         views = [_writable(b, "recvmsg_into") for b in buffers]
-        ancbufsize = operator.index(ancbufsize)
+        ancbufsize = _c_int(ancbufsize)
         if ancbufsize < 0:
             raise ValueError("negative ancillary buffer size in recvmsg_into()")
         data, address, ancdata, msg_flags = self._receive(assoc, proxy, flags, ancbufsize)
@@ -932,7 +931,7 @@ class UDPSocksSocket(socksocket):
         deadline; with MSG_DONTWAIT or a non-blocking socket nothing waits.
         """
         # The int the kernel will get: checks on anything else prove nothing.
-        flags = operator.index(flags)
+        flags = _c_int(flags)
         if flags & _MSG_PEEK:
             raise OSError(errno.EOPNOTSUPP, "MSG_PEEK is not supported through a SOCKS5 relay")
         if flags & _MSG_ERRQUEUE:
@@ -1096,7 +1095,7 @@ def _writable(buffer: Any, what: str) -> memoryview:
 def _into(buffer: Any, nbytes: int, what: str, too_big: str) -> tuple[memoryview, int]:
     """The view and byte limit for a ``*_into`` call, checked as a plain socket checks them."""
     view = _writable(buffer, what)
-    nbytes = operator.index(nbytes)
+    nbytes = _c_int(nbytes)
     if nbytes < 0:
         raise ValueError(f"negative buffersize in {what}")
     if nbytes == 0:
