@@ -463,7 +463,9 @@ def test_close_releases_every_descriptor(
     client_for(url_of(socks_server)).close()  # imports and first-use costs out of the count
     before = fd_count()
     with client_for(url_of(socks_server)) as client:
-        for path in ("/", "/", "/then-close", "/"):
+        # No request right after /then-close: whether the pool has seen the
+        # server's FIN by then is a race (plain httpx has it too).
+        for path in ("/", "/", "/then-close"):
             client.get(site.url(path))
         with pytest.raises(httpx.ConnectError):
             client.get(f"http://{SITE_NAME}:{closed_port()}/")
