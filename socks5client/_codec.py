@@ -28,8 +28,6 @@ import struct
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar, Union
 
-import idna
-
 from .errors import ProxyProtocolError
 
 __all__ = [
@@ -227,6 +225,11 @@ def encode_host(host: str) -> tuple[AddressType, bytes]:
     if host.isascii():
         name = host.encode("ascii")
     else:
+        # Imported here: most programs only ever send ASCII names, and
+        # importing idna (and its tables) costs more than the rest of the
+        # package.
+        import idna
+
         try:
             name = idna.encode(host, uts46=True)
         except idna.IDNAError as exc:  # a UnicodeError, hence a ValueError

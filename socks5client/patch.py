@@ -38,7 +38,6 @@ from typing import Any, NamedTuple
 
 from . import _resolve, _synthetic
 from ._negotiate import Budget, PlainSocket
-from ._noproxy import NoProxy
 from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args, set_default_proxy
 from .sock import _UNSET, _direct_connection, _errno_of, _unsupported, socksocket
 from .sock import create_connection as _proxied_create_connection
@@ -90,6 +89,9 @@ class _Active:
         self.remote_dns = settings.proxy.remote_dns
         self.udp = settings.udp
         self.bind = settings.bind
+        # Imported here: only a process that patches needs the matcher.
+        from ._noproxy import NoProxy
+
         self.no_proxy = NoProxy.from_setting(settings.no_proxy)
         self.originals = originals
         self._direct_lock = threading.Lock()

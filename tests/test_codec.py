@@ -362,3 +362,19 @@ def test_arbitrary_hosts_encode_or_raise_value_error(host: str, port: int) -> No
     assert len(out) <= 1 + 1 + 255 + 2
     if out[0] == AddressType.DOMAIN:
         assert 1 <= out[1] == len(out) - 4
+
+
+def test_importing_the_package_does_not_import_idna() -> None:
+    # idna is needed only for a non-ASCII name; most programs never send one.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, socks5client\n"
+        "socks5client._codec.encode_host('example.com')\n"
+        "assert 'idna' not in sys.modules, 'idna imported for ASCII'\n"
+        "socks5client._codec.encode_host('faß.de')\n"
+        "assert 'idna' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
