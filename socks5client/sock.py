@@ -488,10 +488,6 @@ class socksocket(socket.socket):
             self._connect_via, proxy, address, Budget.for_socket(self.gettimeout()), True
         )
 
-    def _proxied(self) -> bool:
-        """Whether connect() goes through a proxy."""
-        return self._stream and self._effective_proxy() is not None
-
     def _connect_via(
         self, proxy: Proxy, address: Any, budget: Budget, keep_open: bool = False
     ) -> None:
