@@ -276,7 +276,8 @@ def _resolve_proxy(given: str | None, environ: Mapping[str, str]) -> tuple[Proxy
         found = ("SOCKS5CLIENT_PROXY", own) if own else proxy_url_from_environment(None, environ)
         if found is None:
             raise _UsageError(
-                "no proxy given: use --proxy socks5h://host:port or set ALL_PROXY (see --help)"
+                "no proxy given: use --proxy socks5h://host:port, or set SOCKS5CLIENT_PROXY"
+                " or ALL_PROXY (see --help)"
             )
         source, url = found
     url = url.strip()
