@@ -12,7 +12,6 @@ by other threads count.
 
 from __future__ import annotations
 
-import _socket
 import errno
 import socket
 import threading
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dns_recorder import Resolver, install_recorder
 
 import socks5client
 from socks5client import _synthetic
@@ -39,54 +39,9 @@ ORIGINAL_NAMES = (
 )
 
 
-class Resolver:
-    """Records (and for forbidden names refuses) every real lookup made off the server's threads."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.forbidden: set[str] = set()
-        self._server_threads: set[int] = set()
-
-    def _record(self, what: str, host: Any) -> None:
-        thread = threading.current_thread()
-        if thread.name.startswith(("socks-", "echo-")) or thread.daemon:
-            return  # the in-process reference servers resolve for themselves
-        text = host.decode() if isinstance(host, bytes) else host
-        self.calls.append((what, text))
-        if isinstance(text, str) and text.lower().rstrip(".") in self.forbidden:
-            raise socket.gaierror(socket.EAI_NONAME, f"DNS LEAK: {what}({text!r})")
-
-    def names(self) -> list[Any]:
-        return [host for _what, host in self.calls]
-
-
 @pytest.fixture
 def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
-    rec = Resolver()
-    real_gai = _socket.getaddrinfo
-
-    def gai(host: Any, *args: Any, **kwargs: Any) -> Any:
-        rec._record("getaddrinfo", host)
-        return real_gai(host, *args, **kwargs)
-
-    monkeypatch.setattr(_socket, "getaddrinfo", gai)
-    for name in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
-        real = getattr(socket, name)
-
-        def wrapper(host: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
-            rec._record(_name, host)
-            return _real(host, *args)
-
-        monkeypatch.setattr(socket, name, wrapper)
-    real_gni = socket.getnameinfo
-
-    def gni(sockaddr: Any, flags: int) -> Any:
-        if not flags & socket.NI_NUMERICHOST:
-            rec._record("getnameinfo", sockaddr[0])
-        return real_gni(sockaddr, flags)
-
-    monkeypatch.setattr(socket, "getnameinfo", gni)
-    yield rec
+    yield install_recorder(monkeypatch)
     socks5client.unpatch()
 
 
@@ -182,7 +137,7 @@ def test_getaddrinfo_answers_proxied_names_with_synthetic_addresses(
     assert socket.getnameinfo((sockaddr[0], 443), socket.NI_NUMERICSERV) == ("example.test", "443")
     kinds = {info[1] for info in socket.getaddrinfo("example.test", 80)}
     assert {socket.SOCK_STREAM, socket.SOCK_DGRAM} <= kinds
-    assert resolver.names() == []
+    assert resolver.hosts() == []
 
 
 def test_reverse_lookup_of_a_proxied_address_makes_no_query(
@@ -194,7 +149,7 @@ def test_reverse_lookup_of_a_proxied_address_makes_no_query(
     assert socket.getnameinfo(("192.0.2.7", 80), socket.NI_NUMERICSERV) == ("192.0.2.7", "80")
     with pytest.raises(socket.gaierror):
         socket.getnameinfo(("192.0.2.7", 80), socket.NI_NAMEREQD)
-    assert resolver.names() == []
+    assert resolver.hosts() == []
 
 
 def test_connecting_to_a_synthetic_address_sends_the_name(
@@ -212,7 +167,7 @@ def test_connecting_to_a_synthetic_address_sends_the_name(
         assert s.getpeername() == sockaddr
     (record,) = socks_server.records
     assert (record.command, record.atyp, record.dst_addr) == (CMD_CONNECT, ATYP_DOMAIN, "localhost")
-    assert "localhost" not in resolver.names()
+    assert "localhost" not in resolver.hosts()
 
 
 def test_create_connection_sends_the_name(
@@ -223,7 +178,7 @@ def test_create_connection_sends_the_name(
     with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
         echo(s)
     assert [r.dst_addr for r in socks_server.records] == ["localhost"]
-    assert "localhost" not in resolver.names()
+    assert "localhost" not in resolver.hosts()
 
 
 def test_ip_literals_go_to_the_proxy_as_they_are(
@@ -291,7 +246,7 @@ def test_local_dns_mode_resolves_locally(
     assert socket.gethostbyname("localhost") == "127.0.0.1"
     with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
         echo(s)
-    assert "localhost" in resolver.names()
+    assert "localhost" in resolver.hosts()
     assert socks_server.records[0].atyp != ATYP_DOMAIN
 
 
@@ -435,7 +390,7 @@ def test_udp_true_goes_through_the_relay(
         s.sendto(b"ping", sockaddr)
         assert s.recvfrom(10)[0] == b"ping"
     assert len(socks_server.associations) == 1
-    assert "localhost" not in resolver.names()
+    assert "localhost" not in resolver.hosts()
 
 
 # --------------------------------------------------------------------------

@@ -43,13 +43,11 @@ program of that test (``python test_patch_clients.py --netns-child``).
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import dataclasses
 import ftplib
 import http.client
 import http.server
-import ipaddress
 import json
 import os
 import shutil
@@ -68,6 +66,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from dns_recorder import Resolver, install_recorder
 
 import socks5client
 
@@ -93,67 +92,7 @@ _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 
 
 # ---------------------------------------------------------------------------
-# The resolver recorder (a copy of test_patch.py's approach)
-
-
-def is_ip_literal(host: Any) -> bool:
-    if not isinstance(host, str):
-        return True  # None (a service lookup) or a port: no name
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-class Resolver:
-    """Records every real lookup made off daemon threads; refuses the forbidden names."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.forbidden: set[str] = set()
-
-    def record(self, what: str, host: Any) -> None:
-        thread = threading.current_thread()
-        if thread.daemon:
-            return  # the reference servers and the destinations resolve for themselves
-        text = host.decode() if isinstance(host, (bytes, bytearray)) else host
-        self.calls.append((what, text))
-        if isinstance(text, str) and text.lower().rstrip(".") in self.forbidden:
-            raise socket.gaierror(socket.EAI_NONAME, f"DNS LEAK: {what}({text!r})")
-
-    def names(self) -> list[tuple[str, Any]]:
-        """The recorded lookups of names (not IP literals)."""
-        return [(what, host) for what, host in self.calls if not is_ip_literal(host)]
-
-
-def install_recorder(monkeypatch: pytest.MonkeyPatch) -> Resolver:
-    """Put a :class:`Resolver` under the socket module (before any patch saves it)."""
-    rec = Resolver()
-    real_gai = _socket.getaddrinfo
-
-    def gai(host: Any, *args: Any, **kwargs: Any) -> Any:
-        rec.record("getaddrinfo", host)
-        return real_gai(host, *args, **kwargs)
-
-    monkeypatch.setattr(_socket, "getaddrinfo", gai)
-    for name in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr"):
-        real = getattr(socket, name)
-
-        def wrapper(host: Any, *args: Any, _real: Any = real, _name: str = name) -> Any:
-            rec.record(_name, host)
-            return _real(host, *args)
-
-        monkeypatch.setattr(socket, name, wrapper)
-    real_gni = socket.getnameinfo
-
-    def gni(sockaddr: Any, flags: int) -> Any:
-        if not flags & socket.NI_NUMERICHOST:
-            rec.record("getnameinfo", sockaddr[0])
-        return real_gni(sockaddr, flags)
-
-    monkeypatch.setattr(socket, "getnameinfo", gni)
-    return rec
+# The resolver recorder (tests/dns_recorder.py)
 
 
 def patch_for(resolver: Resolver, proxy_url: str, *names: str, **options: Any) -> None:
