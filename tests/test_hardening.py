@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from dns_recorder import install_recorder
 
 import socks5client
 from socks5client import _negotiate, errors
@@ -295,49 +296,33 @@ def test_wrap_module_sends_create_connection_names_unresolved(
     socks_server: SocksServer,
     echo_server: tuple[str, int],
     wrapped_socket_module: None,
-    mocker: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Under the resolver, before wrap_module replaces anything: every real
+    # lookup is seen (the reference server's own, on its threads, are not).
+    resolver = install_recorder(monkeypatch)
     socks5client.set_default_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
     socks5client.wrap_module(http.client)
-    lookups: list[Any] = []
-    real = socket.getaddrinfo
-
-    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
-        # The reference server runs in this process, on its own threads,
-        # and resolves the name itself: only this thread's lookups count.
-        if threading.current_thread() is threading.main_thread():
-            lookups.append(host)
-        return real(host, *args, **kwargs)
-
-    mocker.patch("socket.getaddrinfo", side_effect=spy)
     with socket.create_connection(("localhost", echo_server[1]), timeout=5) as s:
         round_trip(s)
     (record,) = socks_server.records
     assert (record.command, record.atyp, record.dst_addr) == (CMD_CONNECT, ATYP_DOMAIN, "localhost")
     # The only lookup made here is the proxy's own (an IP literal).
-    assert "localhost" not in lookups
+    assert "localhost" not in resolver.hosts()
 
 
 def test_wrap_module_http_client_does_not_resolve_locally(
-    socks_server: SocksServer, wrapped_socket_module: None, mocker: Any
+    socks_server: SocksServer, wrapped_socket_module: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    resolver = install_recorder(monkeypatch)
     socks5client.set_default_proxy(f"socks5h://127.0.0.1:{socks_server.port}")
     socks5client.wrap_module(http.client)
-    lookups: list[Any] = []
-    real = socket.getaddrinfo
-
-    def spy(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread() is threading.main_thread():
-            lookups.append(host)
-        return real(host, *args, **kwargs)
-
-    mocker.patch("socket.getaddrinfo", side_effect=spy)
     conn = http.client.HTTPConnection("never-resolved.test", 80, timeout=5)
     with pytest.raises(OSError):
         conn.request("GET", "/")  # the reference server cannot resolve it either
     conn.close()
     assert [r.dst_addr for r in socks_server.records] == ["never-resolved.test"]
-    assert "never-resolved.test" not in lookups
+    assert "never-resolved.test" not in resolver.hosts()
 
 
 # --------------------------------------------------------------------------
