@@ -23,9 +23,8 @@ so a proxy that floods garbage is stopped after a few bytes.
 from __future__ import annotations
 
 import enum
-import ipaddress
+import socket
 import struct
-from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar, Union
 
 from .errors import ProxyProtocolError
@@ -53,6 +52,7 @@ __all__ = [
     "parse_reply",
     "parse_udp_datagram",
     "peek_reply_code",
+    "split_udp_datagram",
     "udp_header_size",
 ]
 
@@ -112,12 +112,26 @@ class NeedData(NamedTuple):
     size: int
 
 
-@dataclass(frozen=True)
 class Parsed(Generic[_T]):
     """A complete message and how many bytes of the input it used."""
 
-    message: _T
-    consumed: int
+    # A plain class rather than a dataclass: importing dataclasses pulls in
+    # inspect and ast, which cost more import time than this whole package.
+    __slots__ = ("consumed", "message")
+
+    def __init__(self, message: _T, consumed: int) -> None:
+        self.message = message
+        self.consumed = consumed
+
+    def __repr__(self) -> str:
+        return f"Parsed(message={self.message!r}, consumed={self.consumed})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Parsed):
+            return NotImplemented
+        return (self.message, self.consumed) == (other.message, other.consumed)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class MethodSelection(NamedTuple):
@@ -169,8 +183,10 @@ class UDPDatagram(NamedTuple):
 # microsecond, which matters once per datagram.
 _ATYPS = {int(a): a for a in AddressType}
 
-# The shortest valid reply: VER REP RSV, ATYP 3 with a one-byte name, PORT.
-_MIN_REPLY = 3 + 1 + 1 + 1 + 2
+#: The shortest valid reply: VER REP RSV, ATYP 3 with a one-byte name, PORT.
+#: A reader may always ask for this many bytes first without reading past
+#: the end of any reply.
+MIN_REPLY_SIZE = _MIN_REPLY = 3 + 1 + 1 + 1 + 2
 
 _ParseResult = Union[NeedData, Parsed[_T]]
 _Buffer = Union[bytes, bytearray, memoryview]
@@ -196,6 +212,11 @@ def _check_port(port: object) -> int:
     return port
 
 
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+
+
 def encode_host(host: str) -> tuple[AddressType, bytes]:
     """Return the ATYP and the DST.ADDR bytes for ``host``.
 
@@ -205,23 +226,27 @@ def encode_host(host: str) -> tuple[AddressType, bytes]:
     UTS 46 mapping (``faß.de`` -> ``xn--fa-hia.de``).  The result must fit
     the one-byte length field.
     """
-    if isinstance(host, (bytes, bytearray)):
-        try:
-            host = bytes(host).decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError("a hostname given as bytes must be ASCII") from None
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if type(host) is not str:
+        if isinstance(host, (bytes, bytearray)):
+            try:
+                host = bytes(host).decode("ascii")
+            except UnicodeDecodeError:
+                raise ValueError("a hostname given as bytes must be ASCII") from None
+        elif isinstance(host, str):
+            host = str(host)
+        else:
+            raise TypeError(f"host must be a str, not {type(host).__name__}")
     if not host:
         raise ValueError("the destination hostname is empty")
+    # inet_pton is the C parser (strict dotted quads, RFC 4291 text), many
+    # times cheaper than ipaddress, and this runs for every request and
+    # every datagram.  A failure just means "not a literal of that family".
     try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
-    except ValueError:
+        if ":" in host:
+            return AddressType.IPV6, _inet_pton(_AF_INET6, host.split("%", 1)[0])
+        return AddressType.IPV4, _inet_pton(_AF_INET, host)
+    except (OSError, ValueError):
         pass
-    else:
-        if ip.version == 4:
-            return AddressType.IPV4, ip.packed
-        return AddressType.IPV6, ip.packed
     if host.isascii():
         name = host.encode("ascii")
     else:
@@ -240,14 +265,14 @@ def encode_host(host: str) -> tuple[AddressType, bytes]:
         )
     if not name:
         raise ValueError("the destination hostname is empty")
-    return AddressType.DOMAIN, bytes([len(name)]) + name
+    return AddressType.DOMAIN, bytes((len(name),)) + name
 
 
 def encode_address(host: str, port: int) -> bytes:
     """ATYP, DST.ADDR and DST.PORT for ``(host, port)``."""
     port = _check_port(port)
     atyp, addr = encode_host(host)
-    return bytes([atyp]) + addr + struct.pack("!H", port)
+    return bytes((atyp,)) + addr + port.to_bytes(2, "big")
 
 
 def encode_greeting(methods: list[int]) -> bytes:
@@ -286,9 +311,16 @@ def encode_userpass(username: str | bytes, password: str | bytes) -> bytes:
     return bytes([USERPASS_VERSION, len(user)]) + user + bytes([len(pw)]) + pw
 
 
+_COMMANDS = frozenset(int(c) for c in Command)
+
+
 def encode_request(command: Command, host: str, port: int) -> bytes:
     """A CONNECT, BIND or UDP ASSOCIATE request for ``(host, port)``."""
-    return bytes([SOCKS_VERSION, Command(command), 0x00]) + encode_address(host, port)
+    if command not in _COMMANDS:
+        raise ValueError(f"{command!r} is not a SOCKS5 command")
+    port = _check_port(port)
+    atyp, addr = encode_host(host)
+    return bytes((SOCKS_VERSION, command, 0x00, atyp)) + addr + port.to_bytes(2, "big")
 
 
 def encode_udp_header(host: str, port: int, frag: int = 0) -> bytes:
@@ -369,7 +401,7 @@ def _decode_address(data: _Buffer, offset: int, what: str) -> tuple[AddressType,
         host = _ipv4_text(data, offset + 1)
         end = offset + 5
     elif atyp == AddressType.IPV6:
-        host = str(ipaddress.IPv6Address(bytes(data[offset + 1 : offset + 17])))
+        host = socket.inet_ntop(_AF_INET6, bytes(data[offset + 1 : offset + 17]))
         end = offset + 17
     else:
         n = data[offset + 1]
@@ -443,3 +475,27 @@ def parse_udp_datagram(data: _Buffer) -> UDPDatagram:
         raise ProxyProtocolError("UDP datagram is truncated inside its header")
     atyp, host, port = _decode_address(data, 3, "UDP header")
     return UDPDatagram(data[2], atyp, host, port, bytes(data[3 + length :]))
+
+
+def split_udp_datagram(data: bytes) -> tuple[bytes, bytes]:
+    """Split a whole UDP datagram from the relay into ``(header, payload)``.
+
+    Checks as much as finding the header's end needs (its length, RSV, a
+    known ATYP, a non-empty name) and decodes nothing: a caller that sees the
+    same few headers over and over keeps what :func:`parse_udp_datagram`
+    made of each ``header`` (which checks the rest) and looks it up by the
+    header's bytes.  Whatever this refuses, :func:`parse_udp_datagram`
+    refuses too, with the same :class:`ProxyProtocolError`.
+    """
+    size = len(data)
+    if size >= 10 and data[3] == 1 and not data[0] and not data[1]:
+        # IPv4, the common case: one test per datagram.
+        return data[:10], data[10:]
+    if size < 4:
+        raise ProxyProtocolError(f"UDP datagram of {size} bytes is too short for a header")
+    if data[0] != 0 or data[1] != 0:
+        raise ProxyProtocolError("UDP datagram has a non-zero RSV field")
+    length = _address_length(data, 3, "UDP header")
+    if isinstance(length, NeedData) or size < 3 + length:
+        raise ProxyProtocolError("UDP datagram is truncated inside its header")
+    return data[: 3 + length], data[3 + length :]

@@ -13,15 +13,19 @@ sends right behind the reply stays there for the application.
 
 from __future__ import annotations
 
-import logging
+import _socket
+import errno
+import os
+import select
 import socket
+import sys
 import time
-from typing import Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from . import _codec, _resolve
 from ._codec import NeedData, Parsed, Reply
 from ._secret import Secret
-from .auth import AuthMethod, methods_for
+from .auth import AuthMethod, AuthPlan, plan_for
 from .errors import (
     GeneralProxyError,
     ProxyConnectionError,
@@ -32,13 +36,13 @@ from .errors import (
     SOCKS5AuthError,
     error_for_reply_code,
 )
-from .proxy import Proxy
+
+if TYPE_CHECKING:
+    import logging
+
+    from .proxy import Proxy
 
 _T = TypeVar("_T")
-
-#: Debug-level lines about each handshake.  They name the proxy by host and
-#: port, and a rejected user by name; never a password.
-log = logging.getLogger("socks5client")
 
 #: The socket class as it was when socks5client was imported.  Internal calls
 #: go through it, never through ``socket.socket``: once a program has
@@ -46,6 +50,21 @@ log = logging.getLogger("socks5client")
 #: looking it up again would route the library's own connections back into
 #: itself.
 PlainSocket = socket.socket
+
+# The C methods, looked up once: the handshake calls them a dozen times.
+_recv = PlainSocket.recv
+_send = PlainSocket.send
+_sendall = PlainSocket.sendall
+_connect = PlainSocket.connect
+_connect_ex = PlainSocket.connect_ex
+_gettimeout = PlainSocket.gettimeout
+_settimeout = PlainSocket.settimeout
+_monotonic = time.monotonic
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+#: poll(2) takes an int of milliseconds: about 24.8 days at most per call.
+_MAX_POLL_MS = 2**31 - 1
+_IN_PROGRESS = frozenset([errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY])
 
 # A deadline is a time.monotonic() value, or None for "wait forever".
 Deadline = Optional[float]
@@ -57,6 +76,31 @@ Deadline = Optional[float]
 #: so the exchange runs blocking, bounded by this (or by
 #: ``socket.getdefaulttimeout()`` when that is shorter and positive).
 NONBLOCKING_HANDSHAKE_TIMEOUT = 5.0
+
+#: Appended to the errors of a pipelined handshake that the proxy broke.
+PIPELINE_HINT = (
+    "; pipelining is on (the greeting, credentials and request went in one write),"
+    " which some proxies (microsocks) do not accept: turn it off with"
+    " Proxy(..., pipeline=False) or by removing ?pipeline=1 from the proxy URL"
+)
+
+_logger: logging.Logger | None = None
+
+
+def debug_logger() -> logging.Logger | None:
+    """The ``socks5client`` logger if it logs debug lines, else ``None``.
+
+    ``logging`` is not imported for this: a program that never imported it
+    cannot have configured a handler, and importing it would double the
+    time ``import socks5client`` takes.
+    """
+    global _logger
+    if _logger is None:
+        logging = sys.modules.get("logging")
+        if logging is None:
+            return None
+        _logger = logging.getLogger("socks5client")
+    return _logger if _logger.isEnabledFor(10) else None  # 10: logging.DEBUG
 
 
 class Budget:
@@ -72,7 +116,7 @@ class Budget:
     def __init__(self, timeout: float | None, nonblocking: bool = False) -> None:
         self.timeout = timeout
         self.nonblocking = nonblocking
-        self.deadline: Deadline = None if timeout is None else time.monotonic() + timeout
+        self.deadline: Deadline = None if timeout is None else _monotonic() + timeout
 
     @classmethod
     def for_socket(cls, sock_timeout: float | None) -> Budget:
@@ -89,7 +133,7 @@ class Budget:
         """Seconds left (may be negative), or None for no limit."""
         if self.deadline is None:
             return None
-        return self.deadline - time.monotonic()
+        return self.deadline - _monotonic()
 
     def describe(self) -> str:
         """``within N s`` for messages, with the non-blocking bound explained."""
@@ -118,24 +162,36 @@ class _Truncated(Exception):
         self.data = data
 
 
+def _payload(data: bytes | Secret[bytes]) -> bytes:
+    return data.reveal() if type(data) is Secret else data  # type: ignore[return-value]
+
+
 class SocketChannel:
-    """A connected socket to the proxy plus the call's time budget."""
+    """A connected socket to the proxy plus the call's time budget.
+
+    Without a deadline the descriptor is blocking and every call is the
+    plain C one.  With a deadline it is non-blocking, and each wait is a
+    ``poll`` bounded by what is left of the budget: one ``settimeout`` per
+    step would cost a system call each (``settimeout`` always rewrites the
+    descriptor's flags), and the socket's own timeout would restart for
+    every call instead of counting down one deadline.  The caller restores
+    the socket's timeout when the handshake is over.
+    """
+
+    __slots__ = ("_budget", "_deadline", "_heard", "_hint", "_poller", "_proxy", "_sock")
 
     def __init__(self, sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
         self._sock = sock
         self._proxy = proxy
         self._budget = budget
+        self._deadline = budget.deadline
+        self._poller: Any = None
+        # Added to transport errors: set while a pipelined handshake is read.
+        self._hint = ""
         # Whether the endpoint has sent anything at all: a timeout before
         # its first byte suggests it is not a SOCKS5 server.
         self._heard = False
-
-    def _arm(self, waiting_for: str) -> None:
-        left = self._budget.remaining()
-        if left is not None and left <= 0:
-            raise self._timed_out(waiting_for)
-        # settimeout(None) blocks; a positive value bounds the next call only,
-        # so each call gets what is left of the handshake's time.
-        PlainSocket.settimeout(self._sock, left)
+        set_mode(sock, budget)
 
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
         hint = (
@@ -147,7 +203,7 @@ class SocketChannel:
         return ProxyTimeoutError(
             f"proxy {describe(self._proxy.host, self._proxy.port)} did not complete the"
             f" SOCKS5 handshake {self._budget.describe()} (waiting for the {waiting_for})"
-            f"{hint}"
+            f"{hint}{self._hint}"
         )
 
     def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
@@ -155,69 +211,180 @@ class SocketChannel:
             return self._timed_out(waiting_for)
         return GeneralProxyError(
             f"connection to proxy {describe(self._proxy.host, self._proxy.port)} failed"
-            f" during the SOCKS5 handshake (waiting for the {waiting_for})",
+            f" during the SOCKS5 handshake (waiting for the {waiting_for}){self._hint}",
             exc,
         )
+
+    def _wait(self, event: int, waiting_for: str) -> None:
+        """Wait until the socket is ready for ``event``, or raise at the deadline."""
+        assert self._deadline is not None
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+        # register() on a registered descriptor replaces its event mask.
+        poller.register(self._sock.fileno(), event)
+        while True:
+            left = self._deadline - _monotonic()
+            if left <= 0:
+                raise self._timed_out(waiting_for)
+            wait_ms = min(_MAX_POLL_MS, int(left * 1000) + 1)
+            if poller.poll(wait_ms):
+                return
 
     def send(self, data: bytes | Secret[bytes]) -> None:
         """Send all of ``data`` before the deadline.
 
         A :class:`Secret` (the RFC 1929 request) is unwrapped only inside the
-        ``sendall`` call, so no local of this frame, which the traceback of a
-        timeout keeps, holds the password.
+        call that writes it, so no local of this frame, which the traceback
+        of a timeout keeps, holds the password.
         """
-        self._arm("proxy to accept our request")
+        what = "proxy to accept our request"
         try:
-            self._sock.sendall(data.reveal() if isinstance(data, Secret) else data)
+            if self._deadline is None:
+                _sendall(self._sock, _payload(data))
+                return
+            total = len(_payload(data))
+            sent = 0
+            while True:
+                if _monotonic() >= self._deadline:
+                    raise self._timed_out(what)
+                try:
+                    sent += _send(self._sock, _payload(data)[sent:])
+                except BlockingIOError:
+                    self._wait(_POLLOUT, what)
+                    continue
+                if sent >= total:
+                    return
+        except ProxyError:
+            raise
         except OSError as exc:
-            raise self._lost(exc, "proxy to accept our request") from exc
+            raise self._lost(exc, what) from exc
 
-    def receive(self, parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> _T:
-        """Read one message, never a byte more; raise on EOF or timeout."""
-        buf = bytearray()
+    def recv_some(self, size: int, what: str, ready: bool = False) -> bytes:
+        """At most ``size`` bytes, at least one; ``b""`` when the proxy closed.
+
+        ``ready`` says that part of the message has arrived, so the rest is
+        probably there already: try before waiting.
+        """
+        sock = self._sock
+        try:
+            if self._deadline is None:
+                chunk = _recv(sock, size)
+            else:
+                if not ready:
+                    self._wait(_POLLIN, what)
+                while True:
+                    try:
+                        chunk = _recv(sock, size)
+                        break
+                    except BlockingIOError:
+                        self._wait(_POLLIN, what)
+        except ProxyError:
+            raise
+        except OSError as exc:
+            raise self._lost(exc, what) from exc
+        if chunk:
+            self._heard = True
+        return chunk
+
+    def receive(
+        self,
+        parser: Callable[[bytearray], NeedData | Parsed[_T]],
+        what: str,
+        buf: bytearray | None = None,
+    ) -> _T:
+        """Read one message, never a byte more; raise on EOF or timeout.
+
+        ``buf`` holds what has been read of the message already.  An empty
+        read (the proxy closed) raises ``_Truncated`` with what came before.
+        """
+        if buf is None:
+            buf = bytearray()
+        elif not buf:
+            raise _Truncated(b"")
         while True:
             result = parser(buf)
-            if isinstance(result, Parsed):
-                return result.message
-            self._arm(what)
-            try:
-                chunk = self._sock.recv(result.size)
-            except OSError as exc:
-                raise self._lost(exc, what) from exc
+            if type(result) is not NeedData:
+                return result.message  # type: ignore[union-attr]
+            chunk = self.recv_some(result.size, what, bool(buf))
             if not chunk:
                 raise _Truncated(bytes(buf))
-            self._heard = True
             buf += chunk
+
+
+def set_mode(sock: socket.socket, budget: Budget) -> None:
+    """Make ``sock`` blocking (no deadline) or non-blocking (a deadline), if it is not."""
+    current = _gettimeout(sock)
+    if budget.deadline is None:
+        if current is not None:
+            _settimeout(sock, None)
+    elif current != 0.0:
+        _settimeout(sock, 0.0)
 
 
 def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
     """Connect ``sock`` (unconnected, TCP) to the proxy, trying each address.
 
-    Only addresses of the socket's own family can be used.
+    Only addresses of the socket's own family can be used.  Leaves the
+    socket blocking or non-blocking as :func:`set_mode` does.
     """
-    where = describe(proxy.host, proxy.port)
-    try:
-        infos = _resolve.getaddrinfo(proxy.host, proxy.port, sock.family, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise _unresolvable(proxy, sock.family, exc) from exc
-    last: OSError | None = None
-    for _family, _type, _proto, _canon, addr in infos:
-        left = budget.remaining()
-        if left is not None and left <= 0:
-            raise ProxyConnectionTimeoutError(
-                f"connecting to proxy {where} did not succeed {budget.describe()}", last
-            )
-        PlainSocket.settimeout(sock, left)
+    set_mode(sock, budget)
+    family = _family_of(sock)
+    addrs = proxy._literal_sockaddrs(family)
+    if addrs is None:
         try:
-            PlainSocket.connect(sock, addr)
+            infos = _resolve.getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise _unresolvable(proxy, family, exc) from exc
+        addrs = [info[4] for info in infos]
+    deadline = budget.deadline
+    last: OSError | None = None
+    for addr in addrs:
+        if deadline is None:
+            try:
+                _connect(sock, addr)
+                return
+            except OSError as exc:
+                last = exc
+                continue
+        if _monotonic() >= deadline:
+            raise _connect_timeout(proxy, budget, last)
+        code = _connect_ex(sock, addr)
+        if code in _IN_PROGRESS:
+            code = _finish_connect(sock, proxy, budget)
+        if not code:
             return
-        except socket.timeout as exc:
-            raise ProxyConnectionTimeoutError(
-                f"connecting to proxy {where} did not succeed {budget.describe()}", exc
-            ) from exc
-        except OSError as exc:
-            last = exc
-    raise ProxyConnectionError(f"cannot connect to proxy {where}", last) from last
+        last = OSError(code, os.strerror(code))
+    raise ProxyConnectionError(
+        f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last
+    ) from last
+
+
+#: The C attribute: ``socket.socket.family`` converts to an enum on each read.
+_family_of: Callable[[socket.socket], int] = _socket.socket.family.__get__
+
+
+def _finish_connect(sock: socket.socket, proxy: Proxy, budget: Budget) -> int:
+    """Wait for a non-blocking connect to complete; its errno (0: connected)."""
+    assert budget.deadline is not None
+    poller = select.poll()
+    poller.register(sock.fileno(), _POLLOUT)
+    while True:
+        left = budget.deadline - _monotonic()
+        if left <= 0:
+            raise _connect_timeout(proxy, budget, None)
+        if poller.poll(min(_MAX_POLL_MS, int(left * 1000) + 1)):
+            return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+
+
+def _connect_timeout(
+    proxy: Proxy, budget: Budget, last: OSError | None
+) -> ProxyConnectionTimeoutError:
+    return ProxyConnectionTimeoutError(
+        f"connecting to proxy {describe(proxy.host, proxy.port)} did not succeed"
+        f" {budget.describe()}",
+        last,
+    )
 
 
 def _unresolvable(proxy: Proxy, family: int, exc: OSError) -> ProxyConnectionError:
@@ -235,34 +402,48 @@ def _unresolvable(proxy: Proxy, family: int, exc: OSError) -> ProxyConnectionErr
     )
 
 
+def _method_selection(channel: SocketChannel, where: str) -> int:
+    data = channel.recv_some(2, "method selection")
+    if len(data) == 2 and data[0] == _codec.SOCKS_VERSION:
+        return data[1]  # the usual case: the whole message in one read
+    try:
+        return channel.receive(
+            _codec.parse_method_selection, "method selection", bytearray(data)
+        ).method
+    except _Truncated as exc:
+        raise _closed(where, "method selection", exc.data, channel._hint) from None
+
+
+def _chosen(choice: int, offered: dict[int, AuthMethod], where: str, hint: str = "") -> AuthMethod:
+    """The offered method the proxy chose; raise if it chose none or another."""
+    method = offered.get(choice)
+    if method is not None:
+        return method
+    if choice == _codec.Method.NO_ACCEPTABLE:
+        names = ", ".join(_codec.Method(c).name.replace("_", " ").lower() for c in offered)
+        raise SOCKS5AuthError(
+            f"proxy {where} accepts none of the authentication methods offered ({names}){hint}"
+        )
+    raise ProxyProtocolError(
+        f"proxy {where} chose authentication method {choice:#04x}, which was not offered{hint}"
+    )
+
+
 def authenticate(channel: SocketChannel, methods: list[AuthMethod], where: str) -> None:
     """Offer ``methods``, follow the proxy's choice and run that method."""
     offered = {m.code: m for m in methods}
     channel.send(_codec.encode_greeting(list(offered)))
-    try:
-        choice = channel.receive(_codec.parse_method_selection, "method selection").method
-    except _Truncated as exc:
-        raise _closed(where, "method selection", exc.data) from None
-    if choice == _codec.Method.NO_ACCEPTABLE:
-        names = ", ".join(_codec.Method(c).name.replace("_", " ").lower() for c in offered)
-        raise SOCKS5AuthError(
-            f"proxy {where} accepts none of the authentication methods offered ({names})"
-        )
-    method = offered.get(choice)
-    if method is None:
-        raise ProxyProtocolError(
-            f"proxy {where} chose authentication method {choice:#04x}, which was not offered"
-        )
+    method = _chosen(_method_selection(channel, where), offered, where)
     try:
         method.authenticate(channel)
     except _Truncated as exc:
         raise _closed(where, "authentication reply", exc.data) from None
 
 
-def _closed(where: str, what: str, data: bytes) -> ProxyProtocolError:
+def _closed(where: str, what: str, data: bytes, hint: str = "") -> ProxyProtocolError:
     got = f" after {len(data)} bytes of it" if data else ""
     return ProxyProtocolError(
-        f"proxy {where} closed the connection while we waited for the {what}{got}"
+        f"proxy {where} closed the connection while we waited for the {what}{got}{hint}"
     )
 
 
@@ -281,41 +462,55 @@ def request(
     return read_reply(channel, context, where, name)
 
 
-def read_reply(channel: SocketChannel, context: str, where: str, name: str | None = None) -> Reply:
+def read_reply(
+    channel: SocketChannel, context: str | Callable[[], str], where: str, name: str | None = None
+) -> Reply:
     """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0.
 
     ``name`` is the hostname the request asked the proxy to resolve, if
     any: the error then says that resolving it may be what failed.
+    ``context`` may be a function, called only to word an error.
     """
-    seen = bytearray()
-
-    def parse(data: bytearray) -> NeedData | Parsed[Reply]:
-        seen[:] = data
-        code = _codec.peek_reply_code(data)
-        if code:
-            # The verdict is known from the second byte: a failing proxy
-            # that stops there (and keeps the connection open) must not
-            # make us wait out the timeout for an address we do not need.
-            raise error_for_reply_code(code, context, name)
-        return _codec.parse_reply(data)
-
+    buf = bytearray()
+    size = _codec.MIN_REPLY_SIZE
     try:
-        reply = channel.receive(parse, "reply")
+        while True:
+            chunk = channel.recv_some(size, "reply", bool(buf))
+            if not chunk:
+                raise _Truncated(bytes(buf))
+            buf += chunk
+            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+                # The verdict is known from the second byte: a failing proxy
+                # that stops there (and keeps the connection open) must not
+                # make us wait out the timeout for an address we do not need.
+                raise error_for_reply_code(buf[1], _text(context), name)
+            result = _codec.parse_reply(buf)
+            if type(result) is not NeedData:
+                break
+            size = result.size
     except _Truncated as exc:
-        code = _codec.peek_reply_code(exc.data)
-        if code:
-            # A failing proxy may hang up before the address part; its
-            # verdict is still the useful thing to report.
-            raise error_for_reply_code(code, context, name) from None
-        raise _closed(where, f"reply to {context}", exc.data) from None
+        raise _closed(where, f"reply to {_text(context)}", exc.data, channel._hint) from None
     except ProxyProtocolError as exc:
-        code = _codec.peek_reply_code(seen)
-        if code:
-            raise error_for_reply_code(code, context, name) from exc
+        if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+            raise error_for_reply_code(buf[1], _text(context), name) from exc
+        if channel._hint:
+            raise _hinted(exc, channel._hint) from None
         raise
-    if not reply.succeeded:
-        raise error_for_reply_code(reply.reply_code, context, name)
+    reply: Reply = result.message  # type: ignore[union-attr]
+    if reply.reply_code:
+        raise error_for_reply_code(reply.reply_code, _text(context), name)
     return reply
+
+
+def _text(context: str | Callable[[], str]) -> str:
+    return context if isinstance(context, str) else context()
+
+
+def _hinted(exc: ProxyError, hint: str) -> ProxyError:
+    """``exc`` again, with ``hint`` at the end of its message."""
+    new = type(exc)(exc.msg + hint)
+    new.socket_err = exc.socket_err
+    return new
 
 
 def handshake(
@@ -323,31 +518,86 @@ def handshake(
     proxy: Proxy,
     budget: Budget,
     request_bytes: bytes | Callable[[], bytes],
-    context: str,
+    context: str | Callable[[], str],
     name: str | None = None,
 ) -> tuple[SocketChannel, Reply]:
     """Connect ``sock`` to ``proxy``, authenticate and send one request.
 
     ``request_bytes`` may be a function, called once connected, for a
     request that depends on the connection (UDP ASSOCIATE names our own
-    address).  ``budget`` is the calling operation's one deadline; all of
-    the handshake fits in what is left of it.  Returns the channel (BIND
-    reads a second reply from it) and the reply.  Raises a
-    :class:`ProxyError`; the caller closes the socket.
+    address).  ``context`` names the request in messages; it may be a
+    function, called only when a message needs it.  ``budget`` is the
+    calling operation's one deadline; all of the handshake fits in what is
+    left of it.  Returns the channel (BIND reads a second reply from it)
+    and the reply.  Raises a :class:`ProxyError`; the caller closes the
+    socket.  The socket is left blocking or non-blocking (see
+    :class:`SocketChannel`): the caller sets the timeout it wants.
     """
     where = describe(proxy.host, proxy.port)
-    log.debug("%s: connecting to proxy %s", context, where)
+    log = debug_logger()
+    if log is not None:
+        log.debug("%s: connecting to proxy %s", _text(context), where)
     try:
         connect_to_proxy(sock, proxy, budget)
         channel = SocketChannel(sock, proxy, budget)
-        authenticate(channel, methods_for(proxy.username, proxy.password), where)
         if callable(request_bytes):
             request_bytes = request_bytes()
-        reply = request(channel, request_bytes, context, where, name)
+        plan = plan_for(proxy)
+        if proxy.pipeline and plan.pipelined is not None:
+            reply = _pipelined(channel, plan, request_bytes, context, where, name)
+        else:
+            channel.send(plan.greeting)
+            method = _chosen(_method_selection(channel, where), plan.offered, where)
+            try:
+                method.authenticate(channel)
+            except _Truncated as exc:
+                raise _closed(where, "authentication reply", exc.data) from None
+            channel.send(request_bytes)
+            reply = read_reply(channel, context, where, name)
     except ProxyError as exc:
-        log.debug("%s via proxy %s failed: %s", context, where, exc)
+        if log is not None:
+            log.debug("%s via proxy %s failed: %s", _text(context), where, exc)
         raise
-    log.debug(
-        "%s via proxy %s succeeded (BND %s)", context, where, describe(reply.host, reply.port)
-    )
+    if log is not None:
+        log.debug(
+            "%s via proxy %s succeeded (BND %s)",
+            _text(context),
+            where,
+            describe(reply.host, reply.port),
+        )
     return channel, reply
+
+
+def _pipelined(
+    channel: SocketChannel,
+    plan: AuthPlan,
+    request_bytes: bytes,
+    context: str | Callable[[], str],
+    where: str,
+    name: str | None,
+) -> Reply:
+    """Greeting, credentials and request in one write; then the replies in order.
+
+    Only the one method whose messages are known in advance is offered, so
+    the proxy's choice cannot make the credentials mean something else.
+    """
+    method = plan.pipelined
+    assert method is not None
+    first = method.first_message()
+    greeting = plan.pipelined_greeting
+    if type(first) is Secret:
+        channel.send(Secret(greeting + first.reveal() + request_bytes))
+    else:
+        channel.send(greeting + first + request_bytes)  # type: ignore[operator]
+    channel._hint = PIPELINE_HINT
+    try:
+        _chosen(_method_selection(channel, where), {method.code: method}, where, PIPELINE_HINT)
+        try:
+            method.finish(channel)
+        except _Truncated as exc:
+            raise _closed(where, "authentication reply", exc.data, PIPELINE_HINT) from None
+        except ProxyProtocolError as exc:
+            raise _hinted(exc, PIPELINE_HINT) from None
+        return read_reply(channel, context, where, name)
+    finally:
+        channel._hint = ""

@@ -16,7 +16,6 @@ chain.  Two tools serve that:
 from __future__ import annotations
 
 import functools
-import traceback
 from typing import Any, Callable, Generic, TypeVar, cast
 
 __all__ = ["Secret", "guard_secrets"]
@@ -85,6 +84,8 @@ def guard_secrets(func: _F) -> _F:
             # this one, all finished) drops the credentials at once even if
             # something still refers to it.  Frames still executing raise
             # RuntimeError, which clear_frames ignores.
+            import traceback  # here: only errors need it, and it is slow to import
+
             traceback.clear_frames(exc.__traceback__)
         raise clean
 

@@ -28,16 +28,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import ipaddress
-import logging
 import socket
 import threading
 from collections.abc import Iterator, Sequence
 from types import ModuleType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _resolve, _synthetic
-from ._negotiate import Budget, PlainSocket
+from . import _resolve
+from ._negotiate import Budget, PlainSocket, debug_logger
 from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args, set_default_proxy
 from .sock import _UNSET, _direct_connection, _errno_of, _unsupported, socksocket
 from .sock import create_connection as _proxied_create_connection
@@ -52,9 +50,27 @@ __all__ = [
     "wrap_module",
 ]
 
-log = logging.getLogger("socks5client")
 
 #: The names patch() replaces in the socket module, in this order.
+class _LazySynthetic:
+    """``socks5client._synthetic``, imported on first use.
+
+    Only a patched process makes synthetic addresses; importing the table
+    (and ipaddress) up front would cost every program that imports
+    socks5client and never patches.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        from . import _synthetic as module
+
+        return getattr(module, name)
+
+
+if TYPE_CHECKING:
+    from . import _synthetic
+else:
+    _synthetic = _LazySynthetic()
+
 _NAMES = (
     "socket",
     "create_connection",
@@ -326,6 +342,8 @@ class _PatchedSocket(socksocket):
 
 def _is_ip(host: str) -> bool:
     try:
+        import ipaddress
+
         ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
@@ -416,7 +434,9 @@ def _getaddrinfo(
         infos = real(host, port, family, type, proto, flags)
         _remember_if_direct(active, host, [str(info[4][0]) for info in infos])
         return infos
-    log.debug("getaddrinfo(%r): synthetic address, the proxy resolves the name", name)
+    log = debug_logger()
+    if log is not None:
+        log.debug("getaddrinfo(%r): synthetic address, the proxy resolves the name", name)
     return _synthetic_infos(active, name, port, family, type, proto, flags)
 
 
@@ -571,7 +591,9 @@ def patch(
         _active = active
         for name in _NAMES:
             setattr(socket, name, _REPLACEMENTS[name])
-    log.debug("patched the socket module: proxy %s", settings.proxy)
+    log = debug_logger()
+    if log is not None:
+        log.debug("patched the socket module: proxy %s", settings.proxy)
 
 
 def unpatch() -> None:
@@ -593,7 +615,9 @@ def unpatch() -> None:
         _active = None
         _resolve._saved.clear()
         _synthetic.forget_all()
-    log.debug("unpatched the socket module")
+    log = debug_logger()
+    if log is not None:
+        log.debug("unpatched the socket module")
 
 
 @contextlib.contextmanager

@@ -9,13 +9,17 @@ traceback (see :mod:`socks5client._secret`).
 
 from __future__ import annotations
 
-import re
+import socket
 import threading
-from typing import Any, Union
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Union
 
 from ._codec import encode_userpass
 from ._secret import Secret, guard_secrets
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+    from .auth import AuthPlan
 
 __all__ = [
     "HTTP",
@@ -41,9 +45,27 @@ DEFAULT_PORT = 1080
 
 _SCHEMES = {"socks5": False, "socks5h": True}  # scheme -> remote DNS
 _MASK = "***"
-# RFC 3986's scheme syntax: only text of this shape is quoted back in an
-# error, so a malformed URL cannot get its user info echoed as a "scheme".
-_SCHEME_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+#: Values of the ``pipeline`` URL query parameter.
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS.update({"0": False, "false": False, "no": False, "off": False})
+#: Parsed proxy URLs, so that ``set_proxy(url)`` on every new socket does not
+#: parse the same URL again (a Proxy is immutable, so sharing one is safe).
+#: Bounded: emptied when full.
+_url_cache: dict[str, Proxy] = {}
+_URL_CACHE_SIZE = 64
+
+
+def _scheme_syntax_ok(scheme: str) -> bool:
+    """RFC 3986's scheme syntax: only text of this shape is quoted back in an error.
+
+    So a malformed URL cannot get its user info echoed as a "scheme".
+    """
+    return (
+        scheme[:1].isascii()
+        and scheme[:1].isalpha()
+        and all(c.isascii() and (c.isalnum() or c in "+.-") for c in scheme)
+    )
+
 
 Credential = Union[str, bytes]
 
@@ -75,6 +97,11 @@ class Proxy:
     :param remote_dns: when true (the default, ``socks5h``), destination
         hostnames are sent to the proxy to resolve; when false
         (``socks5``), they are resolved locally first.
+    :param pipeline: when true, each handshake sends its greeting, the
+        credentials and the request in one write and then reads the
+        replies, which saves one round trip (two with a username).  Off by
+        default: some proxies (microsocks) do not accept it.  See
+        ``docs/performance.md`` for the servers known to.
 
     An empty (or ``None``) username with an empty (or ``None``) password
     means no authentication, as PySocks-style callers (``requests``) pass
@@ -83,12 +110,27 @@ class Proxy:
     is RFC 1929 with an empty password.
     """
 
-    __slots__ = ("_password", "host", "port", "remote_dns", "username")
+    __slots__ = (
+        "_literal",
+        "_password",
+        "_plan",
+        "host",
+        "pipeline",
+        "port",
+        "remote_dns",
+        "username",
+    )
 
     host: str
     port: int
     username: Credential | None
     remote_dns: bool
+    pipeline: bool
+    # Caches for the handshake, not part of the value: the socket address of
+    # an IP-literal host (no getaddrinfo per connection) and the greeting
+    # and methods to offer (socks5client.auth.plan_for).
+    _literal: tuple[int, tuple[Any, ...]] | None
+    _plan: AuthPlan | None
     # Wrapped, so that code looking into a Proxy's slots (debuggers, error
     # reporters expanding traceback locals) sees it masked too.
     _password: Secret[Credential] | None
@@ -102,6 +144,7 @@ class Proxy:
         username: Credential | None = None,
         password: Credential | None = None,
         remote_dns: bool = True,
+        pipeline: bool = False,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("the proxy host must be a non-empty string")
@@ -132,8 +175,18 @@ class Proxy:
             ("username", username),
             ("_password", None if password is None else Secret(password)),
             ("remote_dns", bool(remote_dns)),
+            ("pipeline", bool(pipeline)),
+            ("_literal", _literal_sockaddr(host, port)),
+            ("_plan", None),
         ):
             object.__setattr__(self, name, value)
+
+    def _literal_sockaddrs(self, family: int) -> list[tuple[Any, ...]] | None:
+        """``[sockaddr]`` when the host is an IP literal of ``family``, else ``None``."""
+        literal = self._literal
+        if literal is not None and literal[0] == family:
+            return [literal[1]]
+        return None
 
     @property
     def password(self) -> Credential | None:
@@ -155,12 +208,28 @@ class Proxy:
         """
         if not isinstance(url, str):
             raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
+        if cls is Proxy:
+            cached = _url_cache.get(url)
+            if cached is not None:
+                return cached
+        proxy = cls._parse_url(url)
+        if cls is Proxy:
+            if len(_url_cache) >= _URL_CACHE_SIZE:
+                _url_cache.clear()
+            _url_cache[url] = proxy
+        return proxy
+
+    @classmethod
+    @guard_secrets
+    def _parse_url(cls, url: str) -> Proxy:
+        from urllib.parse import unquote
+
         scheme, sep, _ = url.partition("://")
         if not sep:
             raise ValueError("proxy URL has no scheme; expected socks5:// or socks5h://")
         remote_dns = _SCHEMES.get(scheme.lower())
         if remote_dns is None:
-            shown = repr(scheme) if _SCHEME_SYNTAX.fullmatch(scheme) else "(not a valid scheme)"
+            shown = repr(scheme) if _scheme_syntax_ok(scheme) else "(not a valid scheme)"
             hint = ""
             if scheme.lower() in ("socks", "socks4", "socks4a", "socks5a"):
                 hint = (
@@ -171,8 +240,9 @@ class Proxy:
                 f"unsupported proxy scheme {shown}; expected socks5:// or socks5h://{hint}"
             )
         parts = _split_url(url)
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("a proxy URL has no path, query or fragment")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError("a proxy URL has no path or fragment")
+        pipeline = _query_flags(parts.query)
         host = parts.hostname
         if not host:
             raise ValueError("proxy URL has no host")
@@ -186,11 +256,20 @@ class Proxy:
             raise ValueError("proxy URL has port 0; a proxy port is 1-65535")
         username = unquote(parts.username) if parts.username is not None else None
         password = unquote(parts.password) if parts.password is not None else None
-        return cls(host, port, username=username, password=password, remote_dns=remote_dns)
+        return cls(
+            host,
+            port,
+            username=username,
+            password=password,
+            remote_dns=remote_dns,
+            pipeline=pipeline,
+        )
 
     @property
     def url(self) -> str:
         """The proxy as a URL, with the password masked."""
+        from urllib.parse import quote
+
         scheme = "socks5h" if self.remote_dns else "socks5"
         host = f"[{self.host}]" if ":" in self.host else self.host
         auth = ""
@@ -200,7 +279,8 @@ class Proxy:
             if self._password is not None:
                 auth += ":" + _MASK
             auth += "@"
-        return f"{scheme}://{auth}{host}:{self.port}"
+        query = "?pipeline=1" if self.pipeline else ""
+        return f"{scheme}://{auth}{host}:{self.port}{query}"
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Proxy is immutable")
@@ -210,7 +290,14 @@ class Proxy:
 
     def _key(self) -> tuple[object, ...]:
         # Not for display: it holds the password in the clear.
-        return (self.host, self.port, self.username, self.password, self.remote_dns)
+        return (
+            self.host,
+            self.port,
+            self.username,
+            self.password,
+            self.remote_dns,
+            self.pipeline,
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Proxy):
@@ -223,7 +310,10 @@ class Proxy:
     def __repr__(self) -> str:
         pw = "" if self._password is None else f", password={_MASK!r}"
         user = "" if self.username is None else f", username={self.username!r}"
-        return f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns})"
+        pipeline = ", pipeline=True" if self.pipeline else ""
+        return (
+            f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns}{pipeline})"
+        )
 
     def __str__(self) -> str:
         return self.url
@@ -241,6 +331,8 @@ def _split_url(url: str) -> SplitResult:
     the problem only, and is raised outside the ``except`` block so the
     original is not chained to it.
     """
+    from urllib.parse import urlsplit
+
     try:
         return urlsplit(url)
     except ValueError as exc:
@@ -255,14 +347,47 @@ def _split_url(url: str) -> SplitResult:
     raise ValueError("proxy URL has a malformed host: brackets must hold an IPv6 address")
 
 
+def _query_flags(query: str) -> bool:
+    """The ``pipeline`` setting from a proxy URL's query (the only parameter)."""
+    pipeline = False
+    for item in query.split("&") if query else ():
+        key, sep, value = item.partition("=")
+        if key != "pipeline":
+            raise ValueError(
+                "a proxy URL's query may only be ?pipeline=1 (or 0); it has another parameter"
+            )
+        flag = _FLAGS.get(value.lower()) if sep else True
+        if flag is None:
+            raise ValueError("a proxy URL's pipeline parameter must be 1 or 0 (true or false)")
+        pipeline = flag
+    return pipeline
+
+
+def _literal_sockaddr(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
+    """``(family, sockaddr)`` for an IPv4 or IPv6 literal (no scope), else ``None``."""
+    for family, sockaddr in (
+        (socket.AF_INET, (host, port)),
+        (socket.AF_INET6, (host, port, 0, 0)),
+    ):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return family, sockaddr
+    return None
+
+
 def _make_proxy(
     host: str,
     port: int,
     username: Credential | None,
     password: Credential | None,
     remote_dns: bool,
+    pipeline: bool = False,
 ) -> Proxy:
-    return Proxy(host, port, username=username, password=password, remote_dns=remote_dns)
+    return Proxy(
+        host, port, username=username, password=password, remote_dns=remote_dns, pipeline=pipeline
+    )
 
 
 #: What the API accepts wherever a proxy is expected.

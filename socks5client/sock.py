@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import _codec, _negotiate, _resolve, _synthetic
+from . import _codec, _negotiate, _resolve
 from ._codec import Command
 from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
@@ -43,6 +43,13 @@ _TCP_PROTOS = frozenset(
 _UDP_PROTOS = frozenset([0, socket.IPPROTO_UDP])
 _MSG_FASTOPEN = int(getattr(socket, "MSG_FASTOPEN", 0))
 _UNSET: Any = object()
+# The C attributes and methods: socket.socket's family and type properties
+# convert to enums on every read, and these run on every connection.
+_c_family: Callable[[socket.socket], int] = _socket.socket.family.__get__
+_c_type: Callable[[socket.socket], int] = _socket.socket.type.__get__
+_gettimeout = PlainSocket.gettimeout
+_settimeout = PlainSocket.settimeout
+_DOMAIN = _codec.AddressType.DOMAIN
 
 
 def _option(level: str, name: str, buflen: int | None = None) -> list[tuple[int, int, int | None]]:
@@ -123,9 +130,11 @@ def _split_address(address: Any) -> tuple[str, int]:
         host = bytes(host).decode("ascii")
     if not isinstance(host, str):
         raise TypeError(f"destination host must be a str, not {type(host).__name__}")
-    if host[:3] in ("240", "fd5", "FD5") and _synthetic.is_synthetic(host):
+    if _is_synthetic(host):
         # An address socks5client.patch() made up for a name: the proxy
         # gets the name, never the made-up address.
+        from . import _synthetic
+
         name = _synthetic.name_for(host)
         if name is None:
             raise OSError(
@@ -168,9 +177,21 @@ def _c_int(value: Any) -> int:
     return value if type(value) is int else int.__index__(value)
 
 
+def _is_synthetic(host: object) -> bool:
+    """Whether ``host`` is in the ranges ``socks5client.patch()`` makes addresses up from."""
+    if not isinstance(host, str) or host[:3] not in ("240", "fd5", "FD5", "fD5", "Fd5"):
+        return False
+    # Imported only for such an address: the patching machinery (and
+    # ipaddress) costs import time that programs which never patch should
+    # not pay.
+    from . import _synthetic
+
+    return _synthetic.is_synthetic(host)
+
+
 def _check_not_synthetic(address: Any) -> None:
     """Refuse a direct connection to an address ``socks5client.patch()`` made up."""
-    if isinstance(address, tuple) and address and _synthetic.is_synthetic(address[0]):
+    if isinstance(address, tuple) and address and _is_synthetic(address[0]):
         raise OSError(
             errno.EHOSTUNREACH,
             f"{address[0]} is a synthetic address from socks5client.patch(), which only"
@@ -240,7 +261,7 @@ class socksocket(socket.socket):
         self._options: list[tuple[Any, ...]] = []
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
-        kind = (int(self.family), int(self.type), self.proto)
+        kind = (_c_family(self), _c_type(self), self.proto)
         if fileno is not None:
             # A descriptor's object says what it was told; the kernel says
             # what it is.  A UDP descriptor declared SOCK_STREAM must not be
@@ -500,27 +521,32 @@ class socksocket(socket.socket):
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         host, port = _split_address(address)
-        # encode_host also refuses empty and over-long names, in both modes.
-        if proxy.remote_dns or _is_ip_literal(host):
+        # Encoding refuses a bad destination (empty or over-long name, bad
+        # port) with a ValueError before any byte goes to the proxy.
+        request = _codec.encode_request(Command.CONNECT, host, port)
+        is_name = request[3] == _DOMAIN
+        if proxy.remote_dns or not is_name:
             targets = [host]
+            requests = [request]
         else:
             targets = _resolve_locally(host, port)
-        # Encode every request first: a bad destination is refused with a
-        # ValueError before any byte goes to the proxy.
-        requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
-        shown = _negotiate.describe(host, port)
-        user_timeout = self.gettimeout()
+            requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
+        user_timeout = _gettimeout(self)
         last: ProxyError | None = None
         try:
-            for i, (target, req) in enumerate(zip(targets, requests)):
+            for i, target in enumerate(targets):
                 if i:
                     self._renew_fd()
-                context = (
-                    f"CONNECT to {shown}" if target == host else (f"CONNECT to {shown} ({target})")
-                )
-                name = host if target == host and not _is_ip_literal(host) else None
+                name = host if is_name and target == host else None
                 try:
-                    _, reply = _negotiate.handshake(self, proxy, budget, req, context, name)
+                    _, reply = _negotiate.handshake(
+                        self,
+                        proxy,
+                        budget,
+                        requests[i],
+                        lambda target=target: _connect_context(host, port, target),  # type: ignore[misc]
+                        name,
+                    )
                 except SOCKS5Error as exc:
                     # Like socket.create_connection: a failure for one
                     # address of the destination is a reason to try the next.
@@ -528,7 +554,8 @@ class socksocket(socket.socket):
                     continue
                 self._peername = self._sockaddr(address, host, port)
                 self._proxy_sockname = (reply.host, reply.port)
-                PlainSocket.settimeout(self, user_timeout)
+                if _gettimeout(self) != user_timeout:
+                    _settimeout(self, user_timeout)
                 return
             assert last is not None
             raise last
@@ -538,7 +565,7 @@ class socksocket(socket.socket):
             elif self.fileno() != -1:
                 try:
                     self._renew_fd()
-                    PlainSocket.settimeout(self, user_timeout)
+                    _settimeout(self, user_timeout)
                 except OSError:
                     self.close()
             raise
@@ -547,7 +574,7 @@ class socksocket(socket.socket):
         """An address in the shape this socket's family uses (4-tuples for AF_INET6)."""
         if len(address) == 4:
             return (host, port, address[2], address[3])
-        if self.family == socket.AF_INET6:
+        if _c_family(self) == socket.AF_INET6:
             return (host, port, 0, 0)
         return (host, port)
 
@@ -770,6 +797,12 @@ class socksocket(socket.socket):
     def get_proxy_peername(self) -> Any:
         """The address of the proxy this socket is connected to."""
         return super().getpeername()
+
+
+def _connect_context(host: str, port: int, target: str) -> str:
+    """``CONNECT to host:port`` for messages, with the address tried if resolved here."""
+    shown = _negotiate.describe(host, port)
+    return f"CONNECT to {shown}" if target == host else f"CONNECT to {shown} ({target})"
 
 
 def _errno_of(call: Callable[..., None], *args: Any) -> int:
@@ -996,4 +1029,5 @@ def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy
         username=proxy.username,
         password=proxy.password,
         remote_dns=proxy.remote_dns if remote_dns is None else remote_dns,
+        pipeline=proxy.pipeline,
     )

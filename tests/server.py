@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import errno
 import ipaddress
+import select
 import selectors
 import socket
 import sys
@@ -201,6 +202,9 @@ class Record:
     #: from DST (a zero DST.ADDR means the control connection's peer; port 0
     #: means any port).
     udp_client_address: tuple[str, int] | None = None
+    #: Whether the client's next message was already waiting when the server
+    #: had read the greeting: the client pipelined its handshake.
+    pipelined: bool = False
 
 
 #: What a test may pass as ``script``: a callable run instead of the protocol,
@@ -394,6 +398,12 @@ def decode_udp_datagram(raw: bytes) -> Datagram:
         addr = socket.inet_ntop(family, raw[start:end])
     port = int.from_bytes(raw[end : end + 2], "big")
     return Datagram(frag, atyp, addr, port, raw[end + 2 :])
+
+
+def _readable_now(conn: socket.socket) -> bool:
+    """Whether ``conn`` has bytes waiting (or EOF) right now."""
+    readable, _, _ = select.select([conn], [], [], 0)
+    return bool(readable)
 
 
 def _reply_for_address(rep: int, sockaddr: tuple[Any, ...], *, zero: bool = False) -> bytes:
@@ -806,6 +816,12 @@ class SocksServer(_ThreadedTCPServer):
       is due (a peer connected, or ``bind_timeout`` ran out): an ``int`` is a
       REP code (sent with a zero address), ``bytes`` go as they are (``b""``
       sends nothing); then the connection closes.
+    * ``strict_order`` -- answer each message before reading the next, as
+      microsocks does: bytes that arrive before the server has answered
+      the greeting (a pipelined handshake) are read and thrown away, and
+      the server then waits for a request that never comes.  Otherwise
+      (the default, like Dante and ``ssh -D``) it reads exactly one
+      message at a time and pipelining works.
     """
 
     def __init__(
@@ -821,8 +837,10 @@ class SocksServer(_ThreadedTCPServer):
         bind_first_reply: int | None = None,
         bind_second_reply: int | bytes | None = None,
         udp_reply_zero_address: bool = False,
+        strict_order: bool = False,
     ) -> None:
         super().__init__(host, port)
+        self.strict_order = strict_order
         self.users = users
         self.script = script
         self.bind_timeout = bind_timeout
@@ -906,6 +924,11 @@ class SocksServer(_ThreadedTCPServer):
 
     def _serve_socks(self, conn: socket.socket, record: Record) -> None:
         methods = read_greeting(conn, record)
+        record.pipelined = _readable_now(conn)
+        if record.pipelined and self.strict_order:
+            # What microsocks does: the greeting was parsed out of one read
+            # and the rest of that read is gone.
+            conn.recv(_RELAY_CHUNK)
         wanted = METHOD_NO_AUTH if self.users is None else METHOD_USERPASS
         if wanted not in methods:
             record.error = "no acceptable method"

@@ -35,3 +35,15 @@ class AuthMethod(Protocol):
 
     def authenticate(self, channel: Channel) -> None:
         """Run the sub-negotiation once the proxy has chosen this method."""
+
+    def first_message(self) -> bytes | Secret[bytes] | None:
+        """What the sub-negotiation sends first, if known before the proxy answers.
+
+        ``None`` for a method that cannot be pipelined (GSSAPI's first token
+        depends on nothing the proxy says, but the exchange that follows
+        does).  A pipelined handshake sends this right behind the greeting,
+        then calls :meth:`finish`.
+        """
+
+    def finish(self, channel: Channel) -> None:
+        """The rest of the sub-negotiation after :meth:`first_message` was sent."""

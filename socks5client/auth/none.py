@@ -13,3 +13,10 @@ class NoAuth:
 
     def authenticate(self, channel: Channel) -> None:
         """Nothing is exchanged for this method."""
+
+    def first_message(self) -> bytes:
+        """Nothing: the request follows the greeting directly."""
+        return b""
+
+    def finish(self, channel: Channel) -> None:
+        """Nothing is exchanged for this method."""

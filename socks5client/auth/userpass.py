@@ -28,6 +28,14 @@ class UsernamePasswordAuth:
     def authenticate(self, channel: Channel) -> None:
         """Send the credentials; raise :class:`SOCKS5AuthError` if refused."""
         channel.send(self._request)
+        self.finish(channel)
+
+    def first_message(self) -> Secret[bytes]:
+        """The RFC 1929 request (wrapped: it holds the password)."""
+        return self._request
+
+    def finish(self, channel: Channel) -> None:
+        """Read the proxy's verdict on the credentials; raise if refused."""
         reply = channel.receive(parse_auth_reply, "username/password reply")
         if not reply.ok:
             raise SOCKS5AuthError(
