@@ -22,24 +22,23 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
-from . import _codec, _resolve
-from ._codec import NeedData, Parsed, Reply
+from . import _conversation, _resolve
+from ._codec import Reply
+from ._conversation import RECV, SEND
 from ._secret import Secret
-from .auth import AuthMethod, AuthPlan, plan_for
+from .auth import plan_for
 from .errors import (
     GeneralProxyError,
     ProxyConnectionError,
     ProxyConnectionTimeoutError,
     ProxyError,
-    ProxyProtocolError,
     ProxyTimeoutError,
-    SOCKS5AuthError,
-    error_for_reply_code,
 )
 
 if TYPE_CHECKING:
     import logging
 
+    from ._conversation import Steps
     from .proxy import Proxy
 
 _T = TypeVar("_T")
@@ -76,13 +75,6 @@ Deadline = Optional[float]
 #: so the exchange runs blocking, bounded by this (or by
 #: ``socket.getdefaulttimeout()`` when that is shorter and positive).
 NONBLOCKING_HANDSHAKE_TIMEOUT = 5.0
-
-#: Appended to the errors of a pipelined handshake that the proxy broke.
-PIPELINE_HINT = (
-    "; pipelining is on (the greeting, credentials and request went in one write),"
-    " which some proxies (microsocks) do not accept: turn it off with"
-    " Proxy(..., pipeline=False) or by removing ?pipeline=1 from the proxy URL"
-)
 
 _logger: logging.Logger | None = None
 
@@ -152,14 +144,6 @@ class Budget:
 def describe(host: str, port: int) -> str:
     """``host:port`` with brackets around IPv6 literals, for messages."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class _Truncated(Exception):
-    """The proxy closed the connection before a message was complete."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.data = data
 
 
 def _payload(data: bytes | Secret[bytes]) -> bytes:
@@ -287,29 +271,23 @@ class SocketChannel:
             self._heard = True
         return chunk
 
-    def receive(
-        self,
-        parser: Callable[[bytearray], NeedData | Parsed[_T]],
-        what: str,
-        buf: bytearray | None = None,
-    ) -> _T:
-        """Read one message, never a byte more; raise on EOF or timeout.
-
-        ``buf`` holds what has been read of the message already.  An empty
-        read (the proxy closed) raises ``_Truncated`` with what came before.
-        """
-        if buf is None:
-            buf = bytearray()
-        elif not buf:
-            raise _Truncated(b"")
-        while True:
-            result = parser(buf)
-            if type(result) is not NeedData:
-                return result.message  # type: ignore[union-attr]
-            chunk = self.recv_some(result.size, what, bool(buf))
-            if not chunk:
-                raise _Truncated(bytes(buf))
-            buf += chunk
+    def run(self, steps: Steps[_T]) -> _T:
+        """Drive a conversation (``socks5client._conversation``) over this connection."""
+        result: bytes | None = None
+        try:
+            while True:
+                step = steps.send(result)
+                kind = step[0]
+                if kind == RECV:
+                    result = self.recv_some(step[1], step[2], step[3])
+                elif kind == SEND:
+                    self.send(step[1])
+                    result = None
+                else:
+                    self._hint = step[1]
+                    result = None
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
 
 def set_mode(sock: socket.socket, budget: Budget) -> None:
@@ -402,115 +380,11 @@ def _unresolvable(proxy: Proxy, family: int, exc: OSError) -> ProxyConnectionErr
     )
 
 
-def _method_selection(channel: SocketChannel, where: str) -> int:
-    data = channel.recv_some(2, "method selection")
-    if len(data) == 2 and data[0] == _codec.SOCKS_VERSION:
-        return data[1]  # the usual case: the whole message in one read
-    try:
-        return channel.receive(
-            _codec.parse_method_selection, "method selection", bytearray(data)
-        ).method
-    except _Truncated as exc:
-        raise _closed(where, "method selection", exc.data, channel._hint) from None
-
-
-def _chosen(choice: int, offered: dict[int, AuthMethod], where: str, hint: str = "") -> AuthMethod:
-    """The offered method the proxy chose; raise if it chose none or another."""
-    method = offered.get(choice)
-    if method is not None:
-        return method
-    if choice == _codec.Method.NO_ACCEPTABLE:
-        names = ", ".join(_codec.Method(c).name.replace("_", " ").lower() for c in offered)
-        raise SOCKS5AuthError(
-            f"proxy {where} accepts none of the authentication methods offered ({names}){hint}"
-        )
-    raise ProxyProtocolError(
-        f"proxy {where} chose authentication method {choice:#04x}, which was not offered{hint}"
-    )
-
-
-def authenticate(channel: SocketChannel, methods: list[AuthMethod], where: str) -> None:
-    """Offer ``methods``, follow the proxy's choice and run that method."""
-    offered = {m.code: m for m in methods}
-    channel.send(_codec.encode_greeting(list(offered)))
-    method = _chosen(_method_selection(channel, where), offered, where)
-    try:
-        method.authenticate(channel)
-    except _Truncated as exc:
-        raise _closed(where, "authentication reply", exc.data) from None
-
-
-def _closed(where: str, what: str, data: bytes, hint: str = "") -> ProxyProtocolError:
-    got = f" after {len(data)} bytes of it" if data else ""
-    return ProxyProtocolError(
-        f"proxy {where} closed the connection while we waited for the {what}{got}{hint}"
-    )
-
-
-def request(
-    channel: SocketChannel,
-    request_bytes: bytes,
-    context: str,
-    where: str,
-    name: str | None = None,
-) -> Reply:
-    """Send an encoded request and read its reply; a failure REP raises.
-
-    ``context`` names the request in messages (``"CONNECT to host:port"``).
-    """
-    channel.send(request_bytes)
-    return read_reply(channel, context, where, name)
-
-
 def read_reply(
     channel: SocketChannel, context: str | Callable[[], str], where: str, name: str | None = None
 ) -> Reply:
-    """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0.
-
-    ``name`` is the hostname the request asked the proxy to resolve, if
-    any: the error then says that resolving it may be what failed.
-    ``context`` may be a function, called only to word an error.
-    """
-    buf = bytearray()
-    size = _codec.MIN_REPLY_SIZE
-    try:
-        while True:
-            chunk = channel.recv_some(size, "reply", bool(buf))
-            if not chunk:
-                raise _Truncated(bytes(buf))
-            buf += chunk
-            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
-                # The verdict is known from the second byte: a failing proxy
-                # that stops there (and keeps the connection open) must not
-                # make us wait out the timeout for an address we do not need.
-                raise error_for_reply_code(buf[1], _text(context), name)
-            result = _codec.parse_reply(buf)
-            if type(result) is not NeedData:
-                break
-            size = result.size
-    except _Truncated as exc:
-        raise _closed(where, f"reply to {_text(context)}", exc.data, channel._hint) from None
-    except ProxyProtocolError as exc:
-        if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
-            raise error_for_reply_code(buf[1], _text(context), name) from exc
-        if channel._hint:
-            raise _hinted(exc, channel._hint) from None
-        raise
-    reply: Reply = result.message  # type: ignore[union-attr]
-    if reply.reply_code:
-        raise error_for_reply_code(reply.reply_code, _text(context), name)
-    return reply
-
-
-def _text(context: str | Callable[[], str]) -> str:
-    return context if isinstance(context, str) else context()
-
-
-def _hinted(exc: ProxyError, hint: str) -> ProxyError:
-    """``exc`` again, with ``hint`` at the end of its message."""
-    new = type(exc)(exc.msg + hint)
-    new.socket_err = exc.socket_err
-    return new
+    """Read one reply on ``channel``; raise the matching :class:`SOCKS5Error` unless REP is 0."""
+    return channel.run(_conversation.read_reply(context, where, name))
 
 
 def handshake(
@@ -536,68 +410,26 @@ def handshake(
     where = describe(proxy.host, proxy.port)
     log = debug_logger()
     if log is not None:
-        log.debug("%s: connecting to proxy %s", _text(context), where)
+        log.debug("%s: connecting to proxy %s", _conversation.text(context), where)
     try:
         connect_to_proxy(sock, proxy, budget)
         channel = SocketChannel(sock, proxy, budget)
         if callable(request_bytes):
             request_bytes = request_bytes()
-        plan = plan_for(proxy)
-        if proxy.pipeline and plan.pipelined is not None:
-            reply = _pipelined(channel, plan, request_bytes, context, where, name)
-        else:
-            channel.send(plan.greeting)
-            method = _chosen(_method_selection(channel, where), plan.offered, where)
-            try:
-                method.authenticate(channel)
-            except _Truncated as exc:
-                raise _closed(where, "authentication reply", exc.data) from None
-            channel.send(request_bytes)
-            reply = read_reply(channel, context, where, name)
+        reply = channel.run(
+            _conversation.handshake(
+                plan_for(proxy), proxy.pipeline, request_bytes, context, where, name
+            )
+        )
     except ProxyError as exc:
         if log is not None:
-            log.debug("%s via proxy %s failed: %s", _text(context), where, exc)
+            log.debug("%s via proxy %s failed: %s", _conversation.text(context), where, exc)
         raise
     if log is not None:
         log.debug(
             "%s via proxy %s succeeded (BND %s)",
-            _text(context),
+            _conversation.text(context),
             where,
             describe(reply.host, reply.port),
         )
     return channel, reply
-
-
-def _pipelined(
-    channel: SocketChannel,
-    plan: AuthPlan,
-    request_bytes: bytes,
-    context: str | Callable[[], str],
-    where: str,
-    name: str | None,
-) -> Reply:
-    """Greeting, credentials and request in one write; then the replies in order.
-
-    Only the one method whose messages are known in advance is offered, so
-    the proxy's choice cannot make the credentials mean something else.
-    """
-    method = plan.pipelined
-    assert method is not None
-    first = method.first_message()
-    greeting = plan.pipelined_greeting
-    if type(first) is Secret:
-        channel.send(Secret(greeting + first.reveal() + request_bytes))
-    else:
-        channel.send(greeting + first + request_bytes)  # type: ignore[operator]
-    channel._hint = PIPELINE_HINT
-    try:
-        _chosen(_method_selection(channel, where), {method.code: method}, where, PIPELINE_HINT)
-        try:
-            method.finish(channel)
-        except _Truncated as exc:
-            raise _closed(where, "authentication reply", exc.data, PIPELINE_HINT) from None
-        except ProxyProtocolError as exc:
-            raise _hinted(exc, PIPELINE_HINT) from None
-        return read_reply(channel, context, where, name)
-    finally:
-        channel._hint = ""

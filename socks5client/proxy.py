@@ -55,6 +55,11 @@ _url_cache: dict[str, Proxy] = {}
 _URL_CACHE_SIZE = 64
 
 
+def cached_url(url: str) -> Proxy | None:
+    """The :class:`Proxy` already parsed from ``url``, if any (no parsing here)."""
+    return _url_cache.get(url)
+
+
 def _scheme_syntax_ok(scheme: str) -> bool:
     """RFC 3986's scheme syntax: only text of this shape is quoted back in an error.
 

@@ -30,7 +30,14 @@ from ._codec import Command
 from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
 from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
-from .proxy import Credential, Proxy, ProxyLike, get_default_proxy, proxy_from_args
+from .proxy import (
+    Credential,
+    Proxy,
+    ProxyLike,
+    cached_url,
+    get_default_proxy,
+    proxy_from_args,
+)
 
 __all__ = ["create_connection", "socksocket"]
 
@@ -308,6 +315,12 @@ class socksocket(socket.socket):
         ``rdns=True`` sends hostnames to the proxy unresolved.  With no
         arguments the socket connects directly, ignoring any default proxy.
         """
+        if type(proxy_type) is str and addr is None and port is None and rdns is True:
+            # A URL alone, the usual call for every new socket: parsed once.
+            cached = cached_url(proxy_type)
+            if cached is not None and username is None and password is None:
+                self._proxy = cached
+                return
         self._proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
 
     #: PySocks' older name for :meth:`set_proxy`.

@@ -308,7 +308,7 @@ def test_deadline_passed_before_sending_the_credentials(auth_server: SocksServer
     with socket.create_connection(auth_server.address, timeout=5) as sock:
         channel = SocketChannel(sock, proxy, Budget(0.0))
         method = UsernamePasswordAuth(USER, PASSWORD)
-        exc = _failure(lambda: method.authenticate(channel))
+        exc = _failure(lambda: channel.run(method.negotiate()))
     assert isinstance(exc, errors.ProxyTimeoutError)
     assert any(tb.tb_frame.f_code.co_name == "send" for tb in _tracebacks(exc))
     assert_no_secret(exc)

@@ -1,9 +1,9 @@
 """Authentication methods: one module per method, all behind one small interface.
 
-A method object has the RFC 1928 method ``code`` it answers to and an
-``authenticate(channel)`` that runs the method's sub-negotiation over a
-:class:`Channel`.  The channel hides the socket and the deadline, so methods
-are written against messages, not I/O.
+A method object has the RFC 1928 method ``code`` it answers to and a
+``negotiate()`` conversation (``socks5client._conversation``): a generator of
+send and receive steps that the blocking and the asyncio drivers run, so
+methods are written against messages, not I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._codec import encode_greeting
 from .._secret import guard_secrets
-from .base import AuthMethod, Channel
+from .base import AuthMethod
 from .none import NoAuth
 from .userpass import UsernamePasswordAuth
 
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthMethod",
     "AuthPlan",
-    "Channel",
     "NoAuth",
     "UsernamePasswordAuth",
     "methods_for",

@@ -2,48 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol
 
-from .._codec import NeedData, Parsed
-from .._secret import Secret
+if TYPE_CHECKING:
+    from .._conversation import Steps
+    from .._secret import Secret
 
-__all__ = ["AuthMethod", "Channel"]
-
-_T = TypeVar("_T")
-
-
-class Channel(Protocol):
-    """The handshake's connection to the proxy, as an auth method sees it."""
-
-    def send(self, data: bytes | Secret[bytes]) -> None:
-        """Send all of ``data`` within the handshake's deadline.
-
-        Bytes that hold a password come wrapped in a :class:`Secret`; the
-        channel unwraps them only inside the call that writes them.
-        """
-
-    def receive(self, parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> _T:
-        """Read exactly one message with ``parser``; ``what`` names it in errors."""
+__all__ = ["AuthMethod"]
 
 
 class AuthMethod(Protocol):
-    """One SOCKS5 authentication method."""
+    """One SOCKS5 authentication method.
+
+    Its sub-negotiation is a conversation (see ``socks5client._conversation``):
+    a generator yielding send and receive steps, so the blocking and the
+    asyncio clients run the same code.
+    """
 
     @property
     def code(self) -> int:
         """The METHOD byte offered in the greeting."""
 
-    def authenticate(self, channel: Channel) -> None:
+    def negotiate(self) -> Steps[None]:
         """Run the sub-negotiation once the proxy has chosen this method."""
 
     def first_message(self) -> bytes | Secret[bytes] | None:
         """What the sub-negotiation sends first, if known before the proxy answers.
 
-        ``None`` for a method that cannot be pipelined (GSSAPI's first token
-        depends on nothing the proxy says, but the exchange that follows
-        does).  A pipelined handshake sends this right behind the greeting,
-        then calls :meth:`finish`.
+        ``None`` for a method that cannot be pipelined (one whose later
+        messages depend on the proxy's answers, such as GSSAPI).  A
+        pipelined handshake sends this right behind the greeting, then
+        runs :meth:`finish`.
         """
 
-    def finish(self, channel: Channel) -> None:
+    def finish(self) -> Steps[None]:
         """The rest of the sub-negotiation after :meth:`first_message` was sent."""

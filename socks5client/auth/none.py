@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._codec import Method
-from .base import Channel
+
+if TYPE_CHECKING:
+    from .._conversation import Steps
 
 
 class NoAuth:
@@ -11,12 +15,13 @@ class NoAuth:
 
     code = Method.NO_AUTH
 
-    def authenticate(self, channel: Channel) -> None:
+    def negotiate(self) -> Steps[None]:
         """Nothing is exchanged for this method."""
+        return
+        yield  # a generator that yields nothing
 
     def first_message(self) -> bytes:
         """Nothing: the request follows the greeting directly."""
         return b""
 
-    def finish(self, channel: Channel) -> None:
-        """Nothing is exchanged for this method."""
+    finish = negotiate

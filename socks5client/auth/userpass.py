@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._codec import Method, encode_userpass, parse_auth_reply
+from .._conversation import SEND, receive
 from .._secret import Secret, guard_secrets
 from ..errors import SOCKS5AuthError
-from .base import Channel
+
+if TYPE_CHECKING:
+    from .._conversation import Steps
 
 
 class UsernamePasswordAuth:
@@ -25,18 +30,18 @@ class UsernamePasswordAuth:
     def __repr__(self) -> str:
         return f"UsernamePasswordAuth(username={self._username!r}, password='***')"
 
-    def authenticate(self, channel: Channel) -> None:
+    def negotiate(self) -> Steps[None]:
         """Send the credentials; raise :class:`SOCKS5AuthError` if refused."""
-        channel.send(self._request)
-        self.finish(channel)
+        yield (SEND, self._request)
+        yield from self.finish()
 
     def first_message(self) -> Secret[bytes]:
         """The RFC 1929 request (wrapped: it holds the password)."""
         return self._request
 
-    def finish(self, channel: Channel) -> None:
+    def finish(self) -> Steps[None]:
         """Read the proxy's verdict on the credentials; raise if refused."""
-        reply = channel.receive(parse_auth_reply, "username/password reply")
+        reply = yield from receive(parse_auth_reply, "username/password reply")
         if not reply.ok:
             raise SOCKS5AuthError(
                 f"proxy rejected the username/password for user {self._username!r}"

@@ -1,0 +1,244 @@
+"""The SOCKS5 handshake as a conversation, with no I/O: what to send, what to read next.
+
+A conversation is a generator.  It yields *steps* and is resumed with their
+results:
+
+* ``(SEND, data)`` -- write all of ``data`` (``bytes``, or a
+  :class:`~socks5client._secret.Secret` holding a password, to be unwrapped
+  only inside the write); resumed with ``None``;
+* ``(RECV, size, what, ready)`` -- read at most ``size`` bytes (at least
+  one; ``b""`` means the proxy closed the connection).  ``what`` names the
+  awaited message for timeout messages; ``ready`` says part of the message
+  has arrived, so the rest is probably there already;
+* ``(HINT, text)`` -- from now on, end transport error messages (timeouts,
+  a lost connection) with ``text``; resumed with ``None``.
+
+It returns the proxy's :class:`~socks5client._codec.Reply`, or raises the
+library's errors for whatever the proxy said.  Timeouts and transport
+errors are the driver's: the blocking one in ``_negotiate`` and the asyncio
+one each bring their own clock and socket, and share every byte and every
+decision here.  Byte layouts stay in ``_codec``.
+
+Reads never ask for more than the message still needs, so data the
+destination sends right behind the reply stays in the socket for the
+application.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from . import _codec
+from ._codec import NeedData, Parsed, Reply
+from ._secret import Secret
+from .errors import (
+    ProxyError,
+    ProxyProtocolError,
+    SOCKS5AuthError,
+    error_for_reply_code,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from .auth import AuthMethod, AuthPlan
+
+    #: A step (see the module docstring) and a conversation yielding them.
+    Step = tuple[Any, ...]
+    Steps = Generator[Step, "bytes | None", "_T"]
+
+_T = TypeVar("_T")
+
+SEND = 0
+RECV = 1
+HINT = 2
+
+#: Appended to the errors of a pipelined handshake that the proxy broke.
+PIPELINE_HINT = (
+    "; pipelining is on (the greeting, credentials and request went in one write),"
+    " which some proxies (microsocks) do not accept: turn it off with"
+    " Proxy(..., pipeline=False) or by removing ?pipeline=1 from the proxy URL"
+)
+
+
+class Truncated(Exception):
+    """The proxy closed the connection before a message was complete."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data
+
+
+def receive(parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> Steps[_T]:
+    """Read one message with ``parser``, never a byte more.
+
+    Raises :class:`Truncated` (with what came) if the proxy closes first.
+    """
+    buf = bytearray()
+    while True:
+        result = parser(buf)
+        if type(result) is not NeedData:
+            return result.message  # type: ignore[union-attr]
+        chunk = yield (RECV, result.size, what, bool(buf))
+        if not chunk:
+            raise Truncated(bytes(buf))
+        buf += chunk
+
+
+def handshake(
+    plan: AuthPlan,
+    pipeline: bool,
+    request: bytes,
+    context: str | Callable[[], str],
+    where: str,
+    name: str | None = None,
+) -> Steps[Reply]:
+    """Greet, authenticate, send ``request`` and read its reply (REP 0, else raise).
+
+    ``where`` names the proxy and ``context`` the request in messages
+    (``context`` may be a function, called only to word an error); ``name``
+    is the hostname the proxy was asked to resolve, if any.
+    """
+    if pipeline and plan.pipelined is not None:
+        return (yield from _pipelined(plan, request, context, where, name))
+    yield (SEND, plan.greeting)
+    choice = yield from method_selection(where)
+    method = chosen(choice, plan.offered, where)
+    try:
+        yield from method.negotiate()
+    except Truncated as exc:
+        raise closed(where, "authentication reply", exc.data) from None
+    yield (SEND, request)
+    return (yield from read_reply(context, where, name))
+
+
+def _pipelined(
+    plan: AuthPlan,
+    request: bytes,
+    context: str | Callable[[], str],
+    where: str,
+    name: str | None,
+) -> Steps[Reply]:
+    """Greeting, credentials and request in one write; then the replies in order.
+
+    Only the one method whose messages are known in advance is offered, so
+    the proxy's choice cannot make the credentials mean something else.
+    """
+    method = plan.pipelined
+    assert method is not None
+    first = method.first_message()
+    if type(first) is Secret:
+        yield (SEND, Secret(plan.pipelined_greeting + first.reveal() + request))
+    else:
+        yield (SEND, plan.pipelined_greeting + first + request)  # type: ignore[operator]
+    yield (HINT, PIPELINE_HINT)
+    choice = yield from method_selection(where, PIPELINE_HINT)
+    chosen(choice, {method.code: method}, where, PIPELINE_HINT)
+    try:
+        yield from method.finish()
+    except Truncated as exc:
+        raise closed(where, "authentication reply", exc.data, PIPELINE_HINT) from None
+    except ProxyProtocolError as exc:
+        raise hinted(exc, PIPELINE_HINT) from None
+    reply = yield from read_reply(context, where, name, PIPELINE_HINT)
+    yield (HINT, "")
+    return reply
+
+
+def method_selection(where: str, hint: str = "") -> Steps[int]:
+    """The METHOD byte of the proxy's method selection."""
+    data = (yield (RECV, 2, "method selection", False)) or b""
+    if len(data) == 2 and data[0] == _codec.SOCKS_VERSION:
+        return data[1]  # the usual case: all of it in one read
+    buf = bytearray(data)
+    try:
+        if not buf:
+            raise Truncated(b"")
+        while True:
+            result = _codec.parse_method_selection(buf)
+            if type(result) is not NeedData:
+                return result.message.method  # type: ignore[union-attr]
+            chunk = yield (RECV, result.size, "method selection", True)
+            if not chunk:
+                raise Truncated(bytes(buf))
+            buf += chunk
+    except Truncated as exc:
+        raise closed(where, "method selection", exc.data, hint) from None
+    except ProxyProtocolError as exc:
+        if hint:
+            raise hinted(exc, hint) from None
+        raise
+
+
+def chosen(choice: int, offered: dict[int, AuthMethod], where: str, hint: str = "") -> AuthMethod:
+    """The offered method the proxy chose; raise if it chose none or another."""
+    method = offered.get(choice)
+    if method is not None:
+        return method
+    if choice == _codec.Method.NO_ACCEPTABLE:
+        names = ", ".join(_codec.Method(c).name.replace("_", " ").lower() for c in offered)
+        raise SOCKS5AuthError(
+            f"proxy {where} accepts none of the authentication methods offered ({names}){hint}"
+        )
+    raise ProxyProtocolError(
+        f"proxy {where} chose authentication method {choice:#04x}, which was not offered{hint}"
+    )
+
+
+def read_reply(
+    context: str | Callable[[], str], where: str, name: str | None = None, hint: str = ""
+) -> Steps[Reply]:
+    """Read one reply; raise the matching :class:`SOCKS5Error` unless REP is 0.
+
+    ``name`` is the hostname the request asked the proxy to resolve, if
+    any: the error then says that resolving it may be what failed.
+    """
+    buf = bytearray()
+    size = _codec.MIN_REPLY_SIZE
+    try:
+        while True:
+            chunk = yield (RECV, size, "reply", bool(buf))
+            if not chunk:
+                raise Truncated(bytes(buf))
+            buf += chunk
+            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+                # The verdict is known from the second byte: a failing proxy
+                # that stops there (and keeps the connection open) must not
+                # make us wait out the timeout for an address we do not need.
+                raise error_for_reply_code(buf[1], text(context), name)
+            result = _codec.parse_reply(buf)
+            if type(result) is not NeedData:
+                break
+            size = result.size
+    except Truncated as exc:
+        raise closed(where, f"reply to {text(context)}", exc.data, hint) from None
+    except ProxyProtocolError as exc:
+        if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+            raise error_for_reply_code(buf[1], text(context), name) from exc
+        if hint:
+            raise hinted(exc, hint) from None
+        raise
+    reply: Reply = result.message  # type: ignore[union-attr]
+    if reply.reply_code:
+        raise error_for_reply_code(reply.reply_code, text(context), name)
+    return reply
+
+
+def closed(where: str, what: str, data: bytes, hint: str = "") -> ProxyProtocolError:
+    """The error for a proxy that hung up in the middle of the ``what``."""
+    got = f" after {len(data)} bytes of it" if data else ""
+    return ProxyProtocolError(
+        f"proxy {where} closed the connection while we waited for the {what}{got}{hint}"
+    )
+
+
+def text(context: str | Callable[[], str]) -> str:
+    """A message's wording of the request: ``context`` itself, or what it returns."""
+    return context if isinstance(context, str) else context()
+
+
+def hinted(exc: ProxyError, hint: str) -> ProxyError:
+    """``exc`` again, with ``hint`` at the end of its message."""
+    new = type(exc)(exc.msg + hint)
+    new.socket_err = exc.socket_err
+    return new
