@@ -966,7 +966,13 @@ def create_connection(
     # One deadline for the whole call, however many proxy addresses it tries.
     budget = Budget.for_socket(timeout)
     try:
-        infos = _resolve.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
+        literal = chosen._literal
+        if literal is not None:
+            # An IP address: nothing to resolve, and the proxy is already
+            # described by the address each attempt connects to.
+            infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
+        else:
+            infos = _resolve.getaddrinfo(chosen.host, chosen.port, 0, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ProxyConnectionError(f"cannot resolve proxy host {chosen.host!r}", exc) from exc
     errors: list[OSError] = []
@@ -978,7 +984,8 @@ def create_connection(
             sock.settimeout(timeout)
             if source_address is not None:
                 sock.bind(source_address)
-            sock._connect_via(_with_host(chosen, str(sockaddr[0])), (host, port), budget)
+            via = chosen if literal is not None else _with_host(chosen, str(sockaddr[0]))
+            sock._connect_via(via, (host, port), budget)
             return sock
         except BaseException as exc:
             sock.close()
