@@ -47,6 +47,7 @@ __all__ = [
     "encode_request",
     "encode_udp_header",
     "encode_userpass",
+    "lookup_udp_datagram",
     "parse_auth_reply",
     "parse_method_selection",
     "parse_reply",
@@ -499,3 +500,29 @@ def split_udp_datagram(data: bytes) -> tuple[bytes, bytes]:
     if isinstance(length, NeedData) or size < 3 + length:
         raise ProxyProtocolError("UDP datagram is truncated inside its header")
     return data[: 3 + length], data[3 + length :]
+
+
+_V = TypeVar("_V")
+
+
+def lookup_udp_datagram(data: bytes, known: dict[bytes, _V]) -> tuple[_V, bytes] | None:
+    """``(known[header], payload)`` for a datagram whose header is in ``known``; else None.
+
+    ``known`` maps headers that :func:`split_udp_datagram` returned (and
+    :func:`parse_udp_datagram` accepted) to whatever the caller made of
+    them, so a header found there needs no check again: this is the
+    per-datagram fast path, one call.  Only IPv4 and IPv6 headers are looked
+    up; None sends the caller to :func:`split_udp_datagram` and the full
+    parse.
+    """
+    atyp = data[3] if len(data) > 3 else 0
+    if atyp == 1:
+        end = 10
+    elif atyp == 4:
+        end = 22
+    else:
+        return None
+    value = known.get(data[:end])
+    if value is None:
+        return None
+    return value, data[end:]

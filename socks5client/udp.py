@@ -25,11 +25,24 @@ is dropped silently and the call keeps waiting within its timeout -- the
 same thing a plain UDP socket's caller would see for a lost datagram.
 Fragments (FRAG != 0) are reassembled as the RFC describes; outgoing
 datagrams are never fragmented.
+
+The datagram path is kept short, since it runs per datagram: each
+association keeps the encoded header of every destination it has sent to
+and what every header the relay sent decodes to (both bounded), so that
+the common ``sendto`` is a dict lookup, a liveness ``poll`` of the control
+connection and the send, and the common ``recvfrom`` one ``poll`` on both
+sockets, the read, a tuple comparison with the relay's address and a dict
+lookup -- with every check above still made.  The sends and reads go
+through a private, timeout-less socket object on a duplicate of the
+descriptor (closed with the socket), because the socket's own methods would
+poll the descriptor once more before each call when it has a timeout: that
+way a datagram costs the same system calls as on a plain UDP socket.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import select
@@ -66,6 +79,12 @@ _END_OF_SEQUENCE = 0x80
 # (20) and UDP (8) headers; IPv6's payload length excludes its own header.
 _MAX_UDP_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 _RECV_BUFFER = 65536
+# How many destinations' headers and sources' decoded headers an association
+# keeps; past that the cache starts again (a program talking to more remotes
+# than this pays one encode or decode per datagram, as without a cache).
+_MAX_CACHED = 256
+_split_udp_datagram = _codec.split_udp_datagram
+_lookup_udp_datagram = _codec.lookup_udp_datagram
 # Plain ints: the socket module's MSG_* are IntFlag members, and a bitwise
 # operation on those costs more than the rest of a datagram's bookkeeping.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
@@ -175,7 +194,13 @@ def _sockaddr(six: bool, atyp: AddressType, host: str, port: int) -> Sockaddr:
     return (host, port)
 
 
+@functools.lru_cache(maxsize=256)
 def _same_host(a: str, b: str) -> bool:
+    """Whether two spellings name one IP address (case-blind for names).
+
+    Cached: a source spelled differently from the relay or the connected
+    remote would otherwise cost two ``ipaddress`` parses per datagram.
+    """
     try:
         return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
     except ValueError:
@@ -220,22 +245,49 @@ class _Association:
     :class:`_Endpoint`.
     """
 
-    def __init__(self, control: socket.socket, proxy: Proxy, relay: Sockaddr) -> None:
+    def __init__(self, control: socket.socket, proxy: Proxy, relay: Sockaddr, six: bool) -> None:
         self.control = control
         self.control_fd = control.fileno()
         self.proxy = proxy
+        # As recvfrom reports it, too: a datagram from the relay usually has
+        # exactly this source, and one tuple comparison accepts it.
         self.relay = relay
         self.relay_key = (str(relay[0]), int(relay[1]))
+        # Whether sources are reported as 4-tuples (an AF_INET6 socket).
+        self.six = six
+        # Encoded headers by destination as the caller gave it (only exact
+        # str/int tuples that need no lookup), and what the relay's headers
+        # decode to -- (host, port, source address) by the header's bytes
+        # (standalone datagrams only).  Plain dicts: a lookup or an insert
+        # is atomic, and two threads computing one entry agree on it.
+        self.headers: dict[Any, bytes] = {}
+        self.sources: dict[bytes, tuple[str, int, Sockaddr]] = {}
         self.reassembler = Reassembler()
         # Two threads (or two dups) may take fragments in at once.
         self.reassembly_lock = threading.Lock()
         self.closed_by_proxy = False
         self.closed = False
+        # Either of the two: what the fast paths test, one attribute.
+        self.ended = False
 
     def close(self) -> None:
         """Close the control connection (the last socket object using it has gone)."""
         self.closed = True
+        self.ended = True
         self.control.close()
+
+    def from_relay(self, source: Sockaddr) -> bool:
+        """Whether a datagram's source is the relay, however its address is spelled."""
+        relay_host, relay_port = self.relay_key
+        return source[1] == relay_port and (
+            source[0] == relay_host or _same_host(str(source[0]), relay_host)
+        )
+
+    def remember_header(self, address: Any, header: bytes) -> None:
+        headers = self.headers
+        if len(headers) >= _MAX_CACHED:
+            headers.clear()
+        headers[address] = header
 
     def check_alive(self, end: _Endpoint) -> None:
         """Raise if the proxy has closed the control connection.
@@ -262,10 +314,10 @@ class _Association:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self.closed_by_proxy = True
+            self.closed_by_proxy = self.ended = True
             raise self.ended_error(exc) from exc
         if not data:
-            self.closed_by_proxy = True
+            self.closed_by_proxy = self.ended = True
             raise self.ended_error()
         # RFC 1928 defines nothing the proxy may send here; ignore it.
 
@@ -280,12 +332,29 @@ class _Association:
 class _Endpoint:
     """One socket object's view of an association: poll objects on its own descriptor."""
 
-    __slots__ = ("both", "both_fds", "control", "control_fd", "control_fds", "six", "udp_fd")
+    __slots__ = (
+        "both",
+        "both_fds",
+        "control",
+        "control_fd",
+        "control_fds",
+        "io",
+        "poll_both",
+        "poll_control",
+        "six",
+        "udp_fd",
+    )
 
-    def __init__(self, udp_fd: int, control_fd: int, six: bool) -> None:
+    def __init__(self, udp_fd: int, control_fd: int, six: bool, io: socket.socket | None) -> None:
         self.udp_fd = udp_fd
         self.control_fd = control_fd
         self.six = six
+        # A plain socket object on a duplicate of the UDP descriptor, with
+        # no timeout of its own, for the fast paths' reads and writes (all
+        # with MSG_DONTWAIT): on the user's object, which has one, every
+        # call would first poll the descriptor once more, after this module
+        # has polled it already.  None if it could not be made.
+        self.io = io
         # Made once: one on the control connection, for the liveness check
         # before each send; one on both, for receiving.
         self.control_fds = (control_fd,)
@@ -295,6 +364,8 @@ class _Endpoint:
         self.both = select.poll()
         self.both.register(udp_fd, select.POLLIN)
         self.both.register(control_fd, select.POLLIN)
+        self.poll_control = self.control.poll
+        self.poll_both = self.both.poll
 
 
 class _Peer(NamedTuple):
@@ -306,6 +377,9 @@ class _Peer(NamedTuple):
     # destination, which only the proxy resolves.
     filter_host: str | None
     filter_port: int
+    # The header send() puts on each datagram; None when the destination
+    # needed a local lookup (then each send() encodes it as sendto() does).
+    header: bytes | None
 
 
 class _Shared:
@@ -373,9 +447,10 @@ class UDPSocksSocket(socksocket):
     # The association once this object has used it, and its endpoint.
     _assoc: _Association | None = None
     _end: _Endpoint | None = None
-    # The last destination and its encoded header: most programs send to
-    # one destination over and over.
-    _header_cache: tuple[Any, bytes] = (None, b"")
+    _io_close: weakref.finalize[Any, Any] | None = None
+    # The last destination and its encoded header, for destinations the
+    # association's own cache does not keep (or before there is one).
+    _header_cache: tuple[Any, bytes, bool] = (None, b"", False)
 
     # -- sharing one kernel socket --------------------------------------------
 
@@ -410,6 +485,9 @@ class UDPSocksSocket(socksocket):
         return share
 
     def _release(self) -> None:
+        io_close = self._io_close
+        if io_close is not None:
+            io_close()
         leave = self._leave
         if leave is not None:
             leave()
@@ -438,9 +516,35 @@ class UDPSocksSocket(socksocket):
         if fd == -1:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         # _end first: the fast paths read _assoc, then use _end.
-        self._end = _Endpoint(fd, assoc.control_fd, self.family == socket.AF_INET6)
+        self._end = _Endpoint(
+            fd, assoc.control_fd, self.family == socket.AF_INET6, self._io_socket(fd)
+        )
         self._assoc = assoc
         return assoc
+
+    def _io_socket(self, fd: int) -> socket.socket | None:
+        """A timeout-less socket object on a duplicate of ``fd``, closed with this object.
+
+        Never made while a default timeout is set: the constructor would
+        then make the shared descriptor non-blocking under a blocking
+        socket.  It is ours alone and only ever carries datagrams to and
+        from the relay, headers included.
+        """
+        if socket.getdefaulttimeout() is not None or self._io_close is not None:
+            return None
+        try:
+            dup = os.dup(fd)
+        except OSError:
+            return None
+        try:
+            io = PlainSocket(self.family, socket.SOCK_DGRAM, 0, dup)
+        except OSError:
+            os.close(dup)
+            return None
+        # Closed by close() and detach(), or quietly when this object is
+        # collected; until then it keeps the kernel socket open too.
+        self._io_close = weakref.finalize(self, io.close)
+        return io
 
     def _current(self) -> _Association | None:
         """The association this object's datagrams use, if one is open (nothing sent)."""
@@ -556,7 +660,7 @@ class UDPSocksSocket(socksocket):
         except BaseException:
             control.close()
             raise
-        return _Association(control, proxy, relay)
+        return _Association(control, proxy, relay, self.family == socket.AF_INET6)
 
     def _relay_address(self, control: socket.socket, reply: _codec.Reply) -> Sockaddr:
         host = reply.host
@@ -667,6 +771,7 @@ class UDPSocksSocket(socksocket):
             assoc = self._open(proxy, Budget.for_socket(self.gettimeout()))
         else:
             self._check_alive(assoc)
+        header, stable = self._header_for(host, port, assoc.proxy)
         if self.family == socket.AF_INET6:
             # The shape a plain AF_INET6 socket's getpeername() has.
             shown: Sockaddr = (
@@ -677,7 +782,9 @@ class UDPSocksSocket(socksocket):
         is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
         share = self._share
         assert share is not None
-        share.peer = _Peer((host, port), shown, None if is_name else host, port)
+        share.peer = _Peer(
+            (host, port), shown, None if is_name else host, port, header if stable else None
+        )
 
     def _peer(self) -> _Peer | None:
         share = self._share
@@ -718,14 +825,21 @@ class UDPSocksSocket(socksocket):
             host = str(_resolve.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
         return host, port
 
-    def _header_for(self, host: str, port: int, proxy: Proxy) -> bytes:
-        """The UDP header for ``(host, port)`` through ``proxy``; the last one is cached."""
+    def _header_for(self, host: str, port: int, proxy: Proxy) -> tuple[bytes, bool]:
+        """The UDP header for ``(host, port)`` through ``proxy``, and whether it may be kept.
+
+        It may not when the destination was looked up here (a name without
+        remote DNS): that lookup is made again for each new destination,
+        only the last one is kept.
+        """
         key = (host, port, proxy.remote_dns)
-        cached_key, header = self._header_cache
+        cached_key, header, stable = self._header_cache
         if cached_key != key:
-            header = _codec.encode_udp_header(*self._wire_destination(host, port, proxy))
-            self._header_cache = (key, header)
-        return header
+            wire = self._wire_destination(host, port, proxy)
+            header = _codec.encode_udp_header(*wire)
+            stable = wire[0] is host
+            self._header_cache = (key, header, stable)
+        return header, stable
 
     def _destination(self) -> tuple[str, int]:
         peer = self._peer()
@@ -743,15 +857,57 @@ class UDPSocksSocket(socksocket):
         if flags & _MSG_MORE:
             raise _merging_refused("MSG_MORE")
         host, port = _split(address)
-        header = self._header_for(host, port, proxy)
+        header, stable = self._header_for(host, port, proxy)
         if assoc is None:
             assoc = self._open(proxy, self._budget(flags)[0])
         else:
             self._check_alive(assoc)
+        if (
+            stable
+            and assoc.proxy is proxy
+            and type(address) is tuple
+            and host is address[0]
+            and type(host) is str
+            and type(port) is int
+        ):
+            # Kept for sendto()'s fast path, by the address as given: only
+            # a str host that _split kept as it is (not a name patch() made
+            # up an address for) and an int port, so that a key equal to
+            # another address is one that encodes the same.
+            assoc.remember_header(address, header)
         return header, assoc.relay
 
     def sendto(self, data: Any, *args: Any) -> int:
         """Send ``data`` to an address through the relay; return the payload size."""
+        assoc = self._assoc
+        if assoc is not None and len(args) == 1:
+            # The fast path: a destination whose header the association
+            # keeps (see _prepare_send), given as exactly such a tuple.
+            address = args[0]
+            try:
+                header = assoc.headers.get(address)
+            except TypeError:  # unhashable: the full path says what is wrong
+                header = None
+            if header is not None and type(address[1]) is int and not assoc.ended:
+                # The liveness check: one poll with no wait.  Anything but
+                # silence (bytes, the end, the poll object busy in another
+                # thread) goes down the full path, which sorts it out.
+                try:
+                    quiet = not self._end.poll_control(0)  # type: ignore[union-attr]
+                except RuntimeError:
+                    quiet = False
+                if quiet:
+                    if type(data) is not bytes:
+                        data = memoryview(data).cast("B")
+                    io = self._end.io  # type: ignore[union-attr]
+                    if io is not None:
+                        try:
+                            io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
+                            return len(data)
+                        except (BlockingIOError, InterruptedError):
+                            pass  # the send buffer is full: wait as the socket's timeout says
+                    PlainSocket.sendto(self, header + data, assoc.relay)
+                    return len(data)
         assoc = self._current()
         # The proxy is read once per call: another thread may change the
         # default proxy meanwhile.
@@ -773,6 +929,28 @@ class UDPSocksSocket(socksocket):
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send to the default destination set by :meth:`connect`."""
+        assoc = self._assoc
+        if assoc is not None and type(flags) is int and not flags:
+            share = self._share
+            peer = share.peer if share is not None else None
+            header = peer.header if peer is not None else None
+            if header is not None and not assoc.ended:
+                try:
+                    quiet = not self._end.poll_control(0)  # type: ignore[union-attr]
+                except RuntimeError:
+                    quiet = False
+                if quiet:
+                    if type(data) is not bytes:
+                        data = memoryview(data).cast("B")
+                    io = self._end.io  # type: ignore[union-attr]
+                    if io is not None:
+                        try:
+                            io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
+                            return len(data)
+                        except (BlockingIOError, InterruptedError):
+                            pass  # the send buffer is full: wait as the socket's timeout says
+                    PlainSocket.sendto(self, header + data, assoc.relay)
+                    return len(data)
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
@@ -828,6 +1006,18 @@ class UDPSocksSocket(socksocket):
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive one datagram's payload (truncated to ``bufsize``) and its real source."""
+        assoc = self._assoc
+        # The fast path: an association, exact ints and no flag (anything
+        # else is checked below as the C method would check it).
+        if (
+            assoc is not None
+            and type(bufsize) is int
+            and bufsize >= 0
+            and type(flags) is int
+            and not flags
+        ):
+            data, address = self._receive_fast(assoc)
+            return data[:bufsize], address
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
@@ -840,6 +1030,15 @@ class UDPSocksSocket(socksocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive one datagram's payload (truncated to ``bufsize``)."""
+        assoc = self._assoc
+        if (
+            assoc is not None
+            and type(bufsize) is int
+            and bufsize >= 0
+            and type(flags) is int
+            and not flags
+        ):
+            return self._receive_fast(assoc)[0][:bufsize]
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
@@ -926,7 +1125,7 @@ class UDPSocksSocket(socksocket):
     ) -> tuple[bytes, Any, list[tuple[int, int, bytes]], int]:
         """One valid datagram: payload, real source, ancillary data, kernel msg_flags.
 
-        ``ancbufsize`` -1 reads with ``recvfrom_into`` (no ancillary data).
+        ``ancbufsize`` -1 reads with ``recvfrom`` (no ancillary data).
         The association (if it must be opened) and the wait share one
         deadline; with MSG_DONTWAIT or a non-blocking socket nothing waits.
         """
@@ -948,79 +1147,164 @@ class UDPSocksSocket(socksocket):
         else:
             # The deadline Budget would compute, without making one per datagram.
             deadline = None if timeout is None else time.monotonic() + timeout
+        # The caller's MSG_TRUNC is about its buffer, not the one below.
+        kernel_flags = (flags | _MSG_DONTWAIT) & ~_MSG_TRUNC
+        return self._wait_for_datagram(assoc, kernel_flags, ancbufsize, nonblocking, deadline)
+
+    def _receive_fast(self, assoc: _Association) -> tuple[bytes, Any]:
+        """:meth:`_receive` without flags or ancillary data: ``(payload, source)``.
+
+        The common case inline -- one poll that finds a datagram from the
+        relay, one read -- and anything else (the control connection
+        readable, a datagram to drop, a timeout, a non-blocking socket) handed
+        to :meth:`_wait_for_datagram` with the same deadline.
+        """
+        timeout = self.gettimeout()
+        if timeout is None:
+            deadline = None
+            wait_ms: int | None = None
+        elif timeout:
+            deadline = time.monotonic() + timeout
+            wait_ms = int(timeout * 1000 + 0.999)
+        else:
+            return self._wait_for_datagram(assoc, _MSG_DONTWAIT, -1, True, None)[:2]
         end = self._end
         assert end is not None
-        if self.fileno() != end.udp_fd:
+        if (
+            not assoc.ended
+            and (wait_ms is None or wait_ms < _MAX_POLL_MS)
+            and self.fileno() == end.udp_fd
+        ):
+            try:
+                ready = end.poll_both(wait_ms)
+            except RuntimeError:  # another thread is in this poll object
+                ready = None
+            if ready and len(ready) == 1 and ready[0][0] == end.udp_fd:
+                io = end.io
+                try:
+                    if io is not None:
+                        data, source = io.recvfrom(_RECV_BUFFER, _MSG_DONTWAIT)
+                    else:
+                        data, source = PlainSocket.recvfrom(self, _RECV_BUFFER, _MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    pass  # another thread took it
+                else:
+                    if source is None:
+                        return b"", None  # shut down for reading, as a plain socket says
+                    # _accept_datagram's common case, inline: from the relay,
+                    # a known header, no fragments pending, and the connect()
+                    # filter (if any) passed by plain equality.  Anything
+                    # else gets the full treatment.
+                    if source == assoc.relay and not assoc.reassembler._pieces:
+                        hit = _lookup_udp_datagram(data, assoc.sources)
+                        if hit is not None:
+                            (host, port, address), payload = hit
+                            share = self._share
+                            peer = share.peer if share is not None else None
+                            if peer is None or (
+                                port == peer.filter_port
+                                and (peer.filter_host is None or host == peer.filter_host)
+                            ):
+                                return payload, address
+                    result = self._accept_datagram(assoc, data, source)
+                    if result is not None:
+                        return result
+        return self._wait_for_datagram(assoc, _MSG_DONTWAIT, -1, False, deadline)[:2]
+
+    def _wait_for_datagram(
+        self,
+        assoc: _Association,
+        kernel_flags: int,
+        ancbufsize: int,
+        nonblocking: bool,
+        deadline: float | None,
+    ) -> tuple[bytes, Any, list[tuple[int, int, bytes]], int]:
+        """Wait for a valid datagram (or the control connection's end) until ``deadline``.
+
+        One ``poll`` on both the UDP socket and the control connection per
+        wait, then a read that cannot block (``kernel_flags`` has
+        MSG_DONTWAIT); a datagram that is not valid is dropped and the wait
+        goes on.
+        """
+        end = self._end
+        assert end is not None
+        udp_fd = end.udp_fd
+        if self.fileno() != udp_fd:
             # Closed: the descriptor numbers in the poll objects may belong
             # to something else by now.
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-        # The caller's MSG_TRUNC is about its buffer, not the one below.
-        kernel_flags = (flags | _MSG_DONTWAIT) & ~_MSG_TRUNC
-        udp_fd, control_fd = end.udp_fd, end.control_fd
-        # One receive buffer per object, taken while in use: a second
-        # thread receiving meanwhile gets a fresh one (dict.pop is atomic).
-        buf = self.__dict__.pop("_spare", None) or bytearray(_RECV_BUFFER)
-        try:
-            while True:
-                if assoc.closed_by_proxy:
-                    raise assoc.ended_error()
-                if nonblocking:
-                    wait_ms: int | None = 0
-                elif deadline is None:
-                    wait_ms = None
-                else:
-                    left = deadline - time.monotonic()
-                    wait_ms = min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999)))
-                ready = dict(_poll(end.both, end.both_fds, wait_ms))
-                if control_fd in ready:
+        both = end.both
+        while True:
+            if assoc.closed_by_proxy:
+                raise assoc.ended_error()
+            if nonblocking:
+                wait_ms: int | None = 0
+            elif deadline is None:
+                wait_ms = None
+            else:
+                left = deadline - time.monotonic()
+                wait_ms = min(_MAX_POLL_MS, max(0, int(left * 1000 + 0.999)))
+            try:
+                ready = both.poll(wait_ms)
+            except RuntimeError:  # another thread is in this poll object
+                ready = _poll(both, end.both_fds, wait_ms)
+            if len(ready) != 1 or ready[0][0] != udp_fd:
+                # Not (only) a datagram: the control connection, or nothing.
+                fds = [fd for fd, _ in ready]
+                if end.control_fd in fds:
                     assoc.read_control()
-                if udp_fd not in ready:
-                    if control_fd in ready or wait_ms == _MAX_POLL_MS:
-                        continue  # (or a timeout longer than one poll can wait)
+                    if udp_fd not in fds:
+                        continue
+                elif udp_fd not in fds:
+                    if wait_ms == _MAX_POLL_MS:
+                        continue  # a timeout longer than one poll can wait
                     if nonblocking:
                         raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
                     raise socket.timeout("timed out")
-                try:
-                    if ancbufsize < 0:
-                        n, source = PlainSocket.recvfrom_into(self, buf, 0, kernel_flags)
-                        ancdata: list[tuple[int, int, bytes]] = []
-                        msg_flags = 0
-                    else:
-                        n, ancdata, msg_flags, source = PlainSocket.recvmsg_into(
-                            self, [buf], ancbufsize, kernel_flags
-                        )
-                except (BlockingIOError, InterruptedError):
-                    continue  # another thread took it
-                if source is None:
-                    # What a plain UDP socket returns once shut down for reading.
-                    return b"", None, ancdata, msg_flags
-                result = self._accept_datagram(assoc, end, buf, n, source)
-                if result is not None:
-                    return result[0], result[1], ancdata, msg_flags & ~_MSG_TRUNC
-        finally:
-            self._spare = buf
+            try:
+                if ancbufsize < 0:
+                    data, source = PlainSocket.recvfrom(self, _RECV_BUFFER, kernel_flags)
+                    ancdata: list[tuple[int, int, bytes]] = []
+                    msg_flags = 0
+                else:
+                    data, ancdata, msg_flags, source = PlainSocket.recvmsg(
+                        self, _RECV_BUFFER, ancbufsize, kernel_flags
+                    )
+            except (BlockingIOError, InterruptedError):
+                continue  # another thread took it
+            if source is None:
+                # What a plain UDP socket returns once shut down for reading.
+                return b"", None, ancdata, msg_flags
+            result = self._accept_datagram(assoc, data, source)
+            if result is not None:
+                return result[0], result[1], ancdata, msg_flags & ~_MSG_TRUNC
 
     def _accept_datagram(
-        self, assoc: _Association, end: _Endpoint, buf: bytearray, n: int, source: Sockaddr
+        self, assoc: _Association, data: bytes, source: Sockaddr
     ) -> tuple[bytes, Sockaddr] | None:
-        """The payload and source of a valid datagram; None for one to drop."""
-        relay_host, relay_port = assoc.relay_key
-        if source[1] != relay_port or (
-            source[0] != relay_host and not _same_host(str(source[0]), relay_host)
-        ):
+        """The payload and source of a valid datagram; None for one to drop.
+
+        A header seen before is looked up by its bytes; only a new one (or a
+        fragment, or any datagram while fragments are being collected) is
+        decoded.
+        """
+        if source != assoc.relay and not assoc.from_relay(source):
             return None
-        try:
-            dgram = _codec.parse_udp_datagram(memoryview(buf)[:n])
-        except ProxyProtocolError:
-            return None
-        if dgram.frag == 0 and not assoc.reassembler.pending:
-            atyp, host, port, data = dgram.atyp, dgram.host, dgram.port, dgram.data
+        hit = None if assoc.reassembler._pieces else _lookup_udp_datagram(data, assoc.sources)
+        if hit is not None:
+            known, payload = hit
         else:
-            with assoc.reassembly_lock:
-                complete = assoc.reassembler.push(dgram, time.monotonic())
-            if complete is None:
+            try:
+                header, payload = _split_udp_datagram(data)
+            except ProxyProtocolError:
                 return None
-            atyp, host, port, data = complete
+            cached = assoc.sources.get(header)  # (a name: not looked up above)
+            if cached is None or assoc.reassembler._pieces:
+                cached, payload = self._decode_datagram(assoc, header, payload)
+                if cached is None:
+                    return None
+            known = cached
+        host, port, address = known
         share = self._share
         peer = share.peer if share is not None else None
         if peer is not None:
@@ -1031,7 +1315,35 @@ class UDPSocksSocket(socksocket):
             want = peer.filter_host
             if want is not None and host != want and not _same_host(host, want):
                 return None
-        return data, _sockaddr(end.six, atyp, host, port)
+        return payload, address
+
+    def _decode_datagram(
+        self, assoc: _Association, header: bytes, payload: bytes
+    ) -> tuple[tuple[str, int, Sockaddr] | None, bytes]:
+        """Decode a header not seen before; reassemble fragments.
+
+        Returns ``((host, port, source address), payload)``, with None for a
+        datagram to drop (malformed, or a fragment of an unfinished sequence).
+        """
+        try:
+            dgram = _codec.parse_udp_datagram(header)
+        except ProxyProtocolError:
+            return None, b""
+        atyp, host, port = dgram.atyp, dgram.host, dgram.port
+        if dgram.frag == 0:
+            known = (host, port, _sockaddr(assoc.six, atyp, host, port))
+            sources = assoc.sources
+            if len(sources) >= _MAX_CACHED:
+                sources.clear()
+            sources[header] = known
+            if not assoc.reassembler._pieces:
+                return known, payload
+        with assoc.reassembly_lock:
+            complete = assoc.reassembler.push(dgram._replace(data=payload), time.monotonic())
+        if complete is None:
+            return None, b""
+        atyp, host, port, payload = complete
+        return (host, port, _sockaddr(assoc.six, atyp, host, port)), payload
 
     # -- buffer sizes ----------------------------------------------------------
 

@@ -1,0 +1,239 @@
+"""The UDP variant's fast paths keep every check the full path makes.
+
+``sendto``/``send`` keep each destination's encoded header, and the receive
+calls keep what each relay header decodes to, so that the common datagram
+costs no encoding, decoding or address parsing.  These tests warm those
+caches first and then check that nothing was skipped: the control
+connection is still watched, bad arguments are still refused, the
+``connect`` filter and fragment reassembly still apply, and no ``ipaddress``
+parse runs per datagram.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from test_udp import REMOTE, SHORT, MakeUDP, _dgram, associated, make_udp
+
+import socks5client.udp
+from socks5client import errors
+from socks5client.udp import UDPSocksSocket
+
+from server import SocksServer, UDPAssociation, UDPEchoServer
+
+__all__ = ["associated", "make_udp"]  # fixtures, used by name
+
+
+def test_cached_destination_still_checks_the_control_connection(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    sock.sendto(b"warm", REMOTE)
+    sock.sendto(b"warm again", REMOTE)
+    assert assoc.wait_until(lambda a: len(a.received) == 2)
+    assoc.close_control()
+    with pytest.raises(errors.UDPAssociationClosedError):
+        sock.sendto(b"x", REMOTE)
+    assert len(assoc.received) == 2
+
+
+def test_connected_send_still_checks_the_control_connection(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    sock.connect(REMOTE)
+    sock.send(b"warm")
+    assert assoc.wait_until(lambda a: len(a.received) == 1)
+    assoc.close_control()
+    with pytest.raises(errors.UDPAssociationClosedError):
+        sock.send(b"x")
+    with pytest.raises(errors.UDPAssociationClosedError):
+        sock.recv(10)
+
+
+@pytest.mark.parametrize("port", [5300.0, Decimal(5300)], ids=["float", "decimal"])
+def test_a_port_equal_to_a_cached_one_is_still_type_checked(
+    associated: tuple[UDPSocksSocket, UDPAssociation], port: Any
+) -> None:
+    sock, assoc = associated
+    sock.sendto(b"warm", REMOTE)
+    sock.sendto(b"warm again", REMOTE)
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", (REMOTE[0], port))
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", (REMOTE[0], True))  # True == 1, and hashes alike
+    sock.sendto(b"x", (REMOTE[0], 1))
+    sock.sendto(b"y", (REMOTE[0], 1))
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", (REMOTE[0], True))
+    assert assoc.wait_until(lambda a: len(a.received) == 4)
+
+
+def test_unhashable_destination_is_refused_as_before(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, _ = associated
+    sock.sendto(b"warm", REMOTE)
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", [REMOTE[0], REMOTE[1]])
+    with pytest.raises(TypeError):
+        sock.sendto(b"x", (REMOTE[0], [REMOTE[1]]))
+
+
+def test_buffers_other_than_bytes_take_the_fast_path_too(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    sock.sendto(b"warm", REMOTE)
+    assert sock.sendto(bytearray(b"abc"), REMOTE) == 3
+    assert sock.sendto(memoryview(b"defg"), REMOTE) == 4
+    sock.connect(REMOTE)
+    assert sock.send(memoryview(b"hi")) == 2
+    assert assoc.wait_until(lambda a: len(a.received) == 4)
+    assert [d.data for d in assoc.received] == [b"warm", b"abc", b"defg", b"hi"]
+
+
+def test_cached_source_is_still_filtered_after_connect(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    other = ("127.0.0.9", 5301)
+    assoc.send_to_client(_dgram(b"before", REMOTE))
+    assert sock.recvfrom(100) == (b"before", REMOTE)  # REMOTE's header now known
+    sock.connect(other)
+    assoc.send_to_client(_dgram(b"from the old remote", REMOTE))
+    assoc.send_to_client(_dgram(b"from the connected one", other))
+    assert sock.recvfrom(100) == (b"from the connected one", other)
+    sock.settimeout(SHORT)
+    with pytest.raises(socket.timeout):
+        sock.recv(100)
+
+
+def test_cached_header_from_a_foreign_source_is_still_dropped(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    assoc.send_to_client(_dgram(b"known", REMOTE))
+    assert sock.recvfrom(100) == (b"known", REMOTE)
+    assoc.send_from_foreign(_dgram(b"same header, not the relay", REMOTE))
+    assoc.send_to_client(_dgram(b"from the relay", REMOTE))
+    assert sock.recvfrom(100) == (b"from the relay", REMOTE)
+
+
+def test_known_standalone_header_still_abandons_a_pending_sequence(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    assoc.send_to_client(_dgram(b"one", REMOTE))
+    assert sock.recvfrom(100) == (b"one", REMOTE)
+    assoc.send_to_client(_dgram(b"ab", REMOTE, frag=1))
+    assoc.send_to_client(_dgram(b"two", REMOTE))
+    assert sock.recvfrom(100) == (b"two", REMOTE)
+    current = sock._assoc
+    assert current is not None
+    assert current.reassembler.abandoned == 1
+    # A complete sequence from the same source is still put together.
+    assoc.send_to_client(_dgram(b"ab", REMOTE, frag=1))
+    assoc.send_to_client(_dgram(b"cd", REMOTE, frag=0x82))
+    assert sock.recvfrom(100) == (b"abcd", REMOTE)
+
+
+def test_caches_are_bounded(associated: tuple[UDPSocksSocket, UDPAssociation]) -> None:
+    sock, assoc = associated
+    for port in range(1, 2 * socks5client.udp._MAX_CACHED + 2):
+        sock.sendto(b"x", ("127.0.0.9", port))
+        assoc.send_to_client(_dgram(b"y", ("127.0.0.9", port)))
+        assert sock.recvfrom(10) == (b"y", ("127.0.0.9", port))
+    current = sock._assoc
+    assert current is not None
+    assert 0 < len(current.headers) <= socks5client.udp._MAX_CACHED
+    assert 0 < len(current.sources) <= socks5client.udp._MAX_CACHED
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+def test_no_ipaddress_parse_per_datagram(
+    socks_server: SocksServer,
+    socks_server_v6: SocksServer,
+    udp_echo_server: UDPEchoServer,
+    udp_echo_server_v6: UDPEchoServer,
+    make_udp: MakeUDP,
+    monkeypatch: pytest.MonkeyPatch,
+    family: int,
+) -> None:
+    six = family == socket.AF_INET6
+    server = socks_server_v6 if six else socks_server
+    echo = (udp_echo_server_v6 if six else udp_echo_server).address
+    # Spelled differently from the sources the relay reports, so that the
+    # connect() filter has to compare addresses, not strings.
+    spelled = ("0:0:0:0:0:0:0:1" if six else "127.0.0.1", echo[1])
+    calls: list[str] = []
+    # Every parse makes an IPv4Address or an IPv6Address (ip_address too).
+    # Only this thread's count: the reference server parses in its own.
+    me = threading.get_ident()
+    for cls in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        real = cls.__init__
+
+        def counting(self: Any, *args: Any, _real: Any = real) -> None:
+            if threading.get_ident() == me:
+                calls.append(type(self).__name__)
+            _real(self, *args)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    sendto = make_udp(server, family)
+    connected = make_udp(server, family)
+    for _ in range(3):  # warm up: association, caches
+        sendto.sendto(b"ping", echo)
+        assert sendto.recvfrom(100)[0] == b"ping"
+    connected.connect(spelled)
+    for _ in range(3):
+        connected.send(b"ping")
+        assert connected.recv(100) == b"ping"
+    calls.clear()
+    for _ in range(50):
+        sendto.sendto(b"ping", echo)
+        data, source = sendto.recvfrom(100)
+        assert data == b"ping"
+        assert source[:2] == echo
+        connected.send(b"pong")
+        assert connected.recv(100) == b"pong"
+    assert calls == []
+
+
+def test_close_releases_the_kernel_socket_at_once(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    sock.sendto(b"warm", REMOTE)
+    assoc.send_to_client(_dgram(b"back", REMOTE))
+    assert sock.recvfrom(100) == (b"back", REMOTE)
+    port = sock.getsockname()[1]
+    sock.close()
+    # Nothing (such as the fast paths' duplicate descriptor) keeps the port.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("0.0.0.0", port))
+
+
+@pytest.mark.parametrize("default", [None, 3.0], ids=["no-default", "default-timeout"])
+def test_blocking_socket_stays_blocking(
+    socks_server: SocksServer,
+    udp_echo_server: UDPEchoServer,
+    make_udp: MakeUDP,
+    default: float | None,
+) -> None:
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(default)
+    try:
+        sock = make_udp(socks_server, timeout=None)
+        for _ in range(3):
+            sock.sendto(b"ping", udp_echo_server.address)
+            assert sock.recvfrom(100) == (b"ping", udp_echo_server.address)
+        assert sock.gettimeout() is None
+        assert os.get_blocking(sock.fileno())
+    finally:
+        socket.setdefaulttimeout(saved)
