@@ -1,8 +1,9 @@
 """SOCKS5 wire format, with no I/O: bytes in, messages out, and the reverse.
 
-This module knows RFC 1928 (SOCKS5) and RFC 1929 (username/password) byte
-layouts and nothing else: no sockets, no clock, no policy.  The socket layer
-(``sock.py``, ``udp.py``) owns the connection and calls in here.
+This module knows RFC 1928 (SOCKS5), RFC 1929 (username/password) and RFC
+1961 (GSS-API message framing) byte layouts and nothing else: no sockets, no
+clock, no policy.  The socket layer (``sock.py``, ``udp.py``) owns the
+connection and calls in here.
 
 Encoders validate their arguments where the bytes are built, so a value that
 does not fit its length field can never reach the wire (curl's
@@ -27,12 +28,14 @@ import socket
 import struct
 from typing import Generic, NamedTuple, TypeVar, Union
 
-from .errors import ProxyProtocolError
+from .errors import GSSAPIFramingError, ProxyProtocolError
 
 __all__ = [
     "AddressType",
     "AuthReply",
     "Command",
+    "GSSAPIFrame",
+    "GSSAPIMessage",
     "Method",
     "MethodSelection",
     "NeedData",
@@ -43,12 +46,14 @@ __all__ = [
     "UDPDatagram",
     "encode_address",
     "encode_greeting",
+    "encode_gssapi_frame",
     "encode_host",
     "encode_request",
     "encode_udp_header",
     "encode_userpass",
     "lookup_udp_datagram",
     "parse_auth_reply",
+    "parse_gssapi_frame",
     "parse_method_selection",
     "parse_reply",
     "parse_udp_datagram",
@@ -59,6 +64,9 @@ __all__ = [
 
 SOCKS_VERSION = 5
 USERPASS_VERSION = 1
+GSSAPI_VERSION = 1
+#: RFC 1961's LEN field is two octets.
+GSSAPI_MAX_TOKEN = 0xFFFF
 
 
 class Method(enum.IntEnum):
@@ -68,6 +76,15 @@ class Method(enum.IntEnum):
     GSSAPI = 0x01
     USERNAME_PASSWORD = 0x02
     NO_ACCEPTABLE = 0xFF
+
+
+class GSSAPIMessage(enum.IntEnum):
+    """RFC 1961 message types (MTYP)."""
+
+    CONTEXT = 0x01
+    PROTECTION = 0x02
+    ENCAPSULATED = 0x03
+    ABORT = 0xFF
 
 
 class Command(enum.IntEnum):
@@ -168,6 +185,13 @@ class Reply(NamedTuple):
     def succeeded(self) -> bool:
         """True when REP is 0."""
         return self.reply_code == ReplyCode.SUCCEEDED
+
+
+class GSSAPIFrame(NamedTuple):
+    """One RFC 1961 message: ``VER=1 MTYP LEN(2) TOKEN``, or the two-octet abort."""
+
+    mtyp: int
+    token: bytes
 
 
 class UDPDatagram(NamedTuple):
@@ -315,6 +339,16 @@ def encode_userpass(username: str | bytes, password: str | bytes) -> bytes:
 _COMMANDS = frozenset(int(c) for c in Command)
 
 
+def encode_gssapi_frame(mtyp: int, token: bytes) -> bytes:
+    """``01 MTYP LEN TOKEN``; a token longer than LEN can say is refused."""
+    if len(token) > GSSAPI_MAX_TOKEN:
+        raise ValueError(
+            f"a GSS-API token of {len(token)} bytes does not fit RFC 1961's"
+            f" {GSSAPI_MAX_TOKEN}-byte frame"
+        )
+    return struct.pack("!BBH", GSSAPI_VERSION, mtyp, len(token)) + token
+
+
 def encode_request(command: Command, host: str, port: int) -> bytes:
     """A CONNECT, BIND or UDP ASSOCIATE request for ``(host, port)``."""
     if command not in _COMMANDS:
@@ -371,6 +405,32 @@ def parse_auth_reply(data: _Buffer) -> _ParseResult[AuthReply]:
     return Parsed(AuthReply(data[1]), 2)
 
 
+def parse_gssapi_frame(data: _Buffer) -> _ParseResult[GSSAPIFrame]:
+    """Parse one RFC 1961 message; an abort (``01 FF``) is complete at two octets.
+
+    Raises :class:`~socks5client.errors.GSSAPIFramingError` for a VER other
+    than 1 or an unknown MTYP, as soon as the first two octets show it.
+    Whether the MTYP is the one expected now is the caller's to check.
+    """
+    if len(data) >= 1 and data[0] != GSSAPI_VERSION:
+        raise GSSAPIFramingError(
+            f"proxy sent a GSS-API message with version {data[0]:#04x}; RFC 1961 says 0x01"
+        )
+    if len(data) < 2:
+        return NeedData(2 - len(data))
+    mtyp = data[1]
+    if mtyp == GSSAPIMessage.ABORT:
+        return Parsed(GSSAPIFrame(mtyp, b""), 2)
+    if mtyp not in (GSSAPIMessage.CONTEXT, GSSAPIMessage.PROTECTION, GSSAPIMessage.ENCAPSULATED):
+        raise GSSAPIFramingError(f"proxy sent a GSS-API message of unknown type {mtyp:#04x}")
+    if len(data) < 4:
+        return NeedData(4 - len(data))
+    total = 4 + ((data[2] << 8) | data[3])
+    if len(data) < total:
+        return NeedData(total - len(data))
+    return Parsed(GSSAPIFrame(mtyp, bytes(data[4:total])), total)
+
+
 def _address_length(data: _Buffer, offset: int, what: str) -> int | NeedData:
     """Length of ATYP+ADDR+PORT starting at ``offset``, or what is missing."""
     if len(data) < offset + 1:
@@ -425,6 +485,21 @@ def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
     is a valid answer, and turning it into an error is the caller's policy.
     RSV is not checked (it carries no meaning and some servers fill it).
     """
+    size = len(data)
+    if size > 3 and data[3] == 1 and data[0] == SOCKS_VERSION:
+        # An IPv4 BND, what most servers answer: decoded inline, as this
+        # runs for every connection.
+        if size < 10:
+            return NeedData(10 - size)
+        return Parsed(
+            Reply(
+                data[1],
+                AddressType.IPV4,
+                f"{data[4]}.{data[5]}.{data[6]}.{data[7]}",
+                data[8] << 8 | data[9],
+            ),
+            10,
+        )
     _check_version(data, SOCKS_VERSION, "reply")
     if len(data) < 3:
         return NeedData(_MIN_REPLY - len(data))

@@ -13,8 +13,9 @@ results:
 * ``(HINT, text)`` -- from now on, end transport error messages (timeouts,
   a lost connection) with ``text``; resumed with ``None``.
 
-It returns the proxy's :class:`~socks5client._codec.Reply`, or raises the
-library's errors for whatever the proxy said.  Timeouts and transport
+It returns the proxy's :class:`~socks5client._codec.Reply` (the handshake
+also the per-message protection an authentication method agreed on), or
+raises the library's errors for whatever the proxy said.  Timeouts and transport
 errors are the driver's: the blocking one in ``_negotiate`` and the asyncio
 one each bring their own clock and socket, and share every byte and every
 decision here.  Byte layouts stay in ``_codec``.
@@ -26,12 +27,13 @@ application.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from . import _codec
 from ._codec import NeedData, Parsed, Reply
 from ._secret import Secret
 from .errors import (
+    GSSAPIFramingError,
     ProxyError,
     ProxyProtocolError,
     SOCKS5AuthError,
@@ -41,7 +43,11 @@ from .errors import (
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from .auth import AuthMethod, AuthPlan
+    from .auth import AuthMethod, AuthPlan, Protection
+
+    #: What a handshake agreed beyond the reply: the per-message protection
+    #: and the application bytes unwrapped past the reply, or None.
+    Protected = Optional[tuple[Protection, bytes]]
 
     #: A step (see the module docstring) and a conversation yielding them.
     Step = tuple[Any, ...]
@@ -92,24 +98,70 @@ def handshake(
     context: str | Callable[[], str],
     where: str,
     name: str | None = None,
-) -> Steps[Reply]:
+) -> Steps[tuple[Reply, Protected]]:
     """Greet, authenticate, send ``request`` and read its reply (REP 0, else raise).
 
     ``where`` names the proxy and ``context`` the request in messages
     (``context`` may be a function, called only to word an error); ``name``
-    is the hostname the proxy was asked to resolve, if any.
+    is the hostname the proxy was asked to resolve, if any.  Returns the
+    reply and, when the method agreed on per-message protection (GSS-API
+    integrity or confidentiality), that protection and the unwrapped bytes
+    that followed the reply in its last token; else ``None``.
     """
     if pipeline and plan.pipelined is not None:
-        return (yield from _pipelined(plan, request, context, where, name))
+        return (yield from _pipelined(plan, request, context, where, name)), None
     yield (SEND, plan.greeting)
     choice = yield from method_selection(where)
     method = chosen(choice, plan.offered, where)
     try:
-        yield from method.negotiate()
+        protection = yield from method.negotiate()
     except Truncated as exc:
         raise closed(where, "authentication reply", exc.data) from None
-    yield (SEND, request)
-    return (yield from read_reply(context, where, name))
+    if protection is None:
+        yield (SEND, request)
+        return (yield from read_reply(context, where, name)), None
+    # RFC 1961 section 5: from here on everything is wrapped, the request first.
+    token = protection.wrap(request)
+    yield (SEND, _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token))
+    reply, rest = yield from protected_reply(protection, context, where, name)
+    return reply, (protection, rest)
+
+
+def protected_reply(
+    protection: Protection,
+    context: str | Callable[[], str],
+    where: str,
+    name: str | None = None,
+    buffered: bytes = b"",
+) -> Steps[tuple[Reply, bytes]]:
+    """Read a reply from wrapped frames; return it and the plaintext that followed it.
+
+    The proxy's frames need not match its messages: the reply may span
+    frames, and application data may follow it in the same token.
+    ``buffered`` is plaintext already unwrapped (what followed an earlier
+    reply: BIND's second reply reads on from the first's).
+    """
+    buf = bytearray(buffered)
+    try:
+        while True:
+            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+                raise error_for_reply_code(buf[1], text(context), name)
+            result = _codec.parse_reply(buf)
+            if type(result) is not NeedData:
+                break
+            frame = yield from receive(_codec.parse_gssapi_frame, "reply (GSS-API wrapped)")
+            if frame.mtyp != _codec.GSSAPIMessage.ENCAPSULATED:
+                raise GSSAPIFramingError(
+                    f"proxy {where} sent GSS-API message type {frame.mtyp:#04x} where its"
+                    " wrapped reply (type 0x03) was due"
+                )
+            buf += protection.unwrap(frame.token)
+    except Truncated as exc:
+        raise closed(where, f"reply to {text(context)}", exc.data) from None
+    reply: Reply = result.message  # type: ignore[union-attr]
+    if reply.reply_code:
+        raise error_for_reply_code(reply.reply_code, text(context), name)
+    return reply, bytes(buf[result.consumed :])  # type: ignore[union-attr]
 
 
 def _pipelined(
@@ -193,28 +245,28 @@ def read_reply(
     ``name`` is the hostname the request asked the proxy to resolve, if
     any: the error then says that resolving it may be what failed.
     """
-    buf = bytearray()
-    size = _codec.MIN_REPLY_SIZE
+    data = (yield (RECV, _codec.MIN_REPLY_SIZE, "reply", False)) or b""
     try:
         while True:
-            chunk = yield (RECV, size, "reply", bool(buf))
-            if not chunk:
-                raise Truncated(bytes(buf))
-            buf += chunk
-            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
+            if not data:
+                raise Truncated(b"")
+            if len(data) > 1 and data[1] and data[0] == _codec.SOCKS_VERSION:
                 # The verdict is known from the second byte: a failing proxy
                 # that stops there (and keeps the connection open) must not
                 # make us wait out the timeout for an address we do not need.
-                raise error_for_reply_code(buf[1], text(context), name)
-            result = _codec.parse_reply(buf)
+                raise error_for_reply_code(data[1], text(context), name)
+            result = _codec.parse_reply(data)
             if type(result) is not NeedData:
                 break
-            size = result.size
+            chunk = yield (RECV, result.size, "reply", True)
+            if not chunk:
+                raise Truncated(data)
+            data += chunk
     except Truncated as exc:
         raise closed(where, f"reply to {text(context)}", exc.data, hint) from None
     except ProxyProtocolError as exc:
-        if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
-            raise error_for_reply_code(buf[1], text(context), name) from exc
+        if len(data) > 1 and data[1] and data[0] == _codec.SOCKS_VERSION:
+            raise error_for_reply_code(data[1], text(context), name) from exc
         if hint:
             raise hinted(exc, hint) from None
         raise

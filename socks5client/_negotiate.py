@@ -14,6 +14,7 @@ sends right behind the reply stays there for the application.
 from __future__ import annotations
 
 import _socket
+import contextlib
 import errno
 import os
 import select
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import logging
 
     from ._conversation import Steps
+    from .auth import Protection
     from .proxy import Proxy
 
 _T = TypeVar("_T")
@@ -63,6 +65,7 @@ _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
 #: poll(2) takes an int of milliseconds: about 24.8 days at most per call.
 _MAX_POLL_MS = 2**31 - 1
+_MAX_POLL_S = (_MAX_POLL_MS - 1) / 1000.0
 _IN_PROGRESS = frozenset([errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY])
 
 # A deadline is a time.monotonic() value, or None for "wait forever".
@@ -146,10 +149,6 @@ def describe(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _payload(data: bytes | Secret[bytes]) -> bytes:
-    return data.reveal() if type(data) is Secret else data  # type: ignore[return-value]
-
-
 class SocketChannel:
     """A connected socket to the proxy plus the call's time budget.
 
@@ -162,7 +161,17 @@ class SocketChannel:
     the socket's timeout when the handshake is over.
     """
 
-    __slots__ = ("_budget", "_deadline", "_heard", "_hint", "_poller", "_proxy", "_sock")
+    __slots__ = (
+        "_budget",
+        "_deadline",
+        "_heard",
+        "_hint",
+        "_poller",
+        "_proxy",
+        "_sock",
+        "pending",
+        "protection",
+    )
 
     def __init__(self, sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
         self._sock = sock
@@ -175,44 +184,76 @@ class SocketChannel:
         # Whether the endpoint has sent anything at all: a timeout before
         # its first byte suggests it is not a SOCKS5 server.
         self._heard = False
+        #: Set by :func:`handshake` when GSS-API agreed on per-message
+        #: protection: the protection, and the application bytes it
+        #: unwrapped past the reply (the socket's first bytes to read).
+        self.protection: Protection | None = None
+        self.pending = b""
         set_mode(sock, budget)
 
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
-        hint = (
-            ""
-            if self._heard
-            else "; it accepted the connection but sent nothing at all, so it may not"
-            " be a SOCKS5 server"
-        )
-        return ProxyTimeoutError(
-            f"proxy {describe(self._proxy.host, self._proxy.port)} did not complete the"
-            f" SOCKS5 handshake {self._budget.describe()} (waiting for the {waiting_for})"
-            f"{hint}{self._hint}"
-        )
+        return handshake_timeout(self._proxy, self._budget, waiting_for, self._heard, self._hint)
 
     def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
         if isinstance(exc, socket.timeout):
             return self._timed_out(waiting_for)
-        return GeneralProxyError(
-            f"connection to proxy {describe(self._proxy.host, self._proxy.port)} failed"
-            f" during the SOCKS5 handshake (waiting for the {waiting_for}){self._hint}",
-            exc,
-        )
+        return handshake_lost(self._proxy, exc, waiting_for, self._hint)
+
+    def connect(self) -> None:
+        """Connect the socket to the proxy, trying each of its addresses.
+
+        Only addresses of the socket's own family can be used.
+        """
+        sock, proxy, deadline = self._sock, self._proxy, self._deadline
+        family = _family_of(sock)
+        addrs = proxy._literal_sockaddrs(family)
+        if addrs is None:
+            try:
+                infos = _resolve.getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise _unresolvable(proxy, family, exc) from exc
+            addrs = [info[4] for info in infos]
+        last: OSError | None = None
+        for addr in addrs:
+            if deadline is None:
+                try:
+                    _connect(sock, addr)
+                    return
+                except OSError as exc:
+                    last = exc
+                    continue
+            if _monotonic() >= deadline:
+                raise _connect_timeout(proxy, self._budget, last)
+            code = _connect_ex(sock, addr)
+            if code in _IN_PROGRESS:
+                # The descriptor is non-blocking: wait for the outcome.
+                try:
+                    self._wait(_POLLOUT, "")
+                except ProxyTimeoutError:
+                    raise _connect_timeout(proxy, self._budget, last) from None
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if not code:
+                return
+            last = OSError(code, os.strerror(code))
+        raise connect_failed(proxy, last) from last
 
     def _wait(self, event: int, waiting_for: str) -> None:
         """Wait until the socket is ready for ``event``, or raise at the deadline."""
-        assert self._deadline is not None
+        deadline = self._deadline
+        assert deadline is not None
         poller = self._poller
         if poller is None:
+            # Made once per handshake; register() on a registered descriptor
+            # replaces its event mask.
             poller = self._poller = select.poll()
-        # register() on a registered descriptor replaces its event mask.
         poller.register(self._sock.fileno(), event)
         while True:
-            left = self._deadline - _monotonic()
+            left = deadline - _monotonic()
             if left <= 0:
                 raise self._timed_out(waiting_for)
-            wait_ms = min(_MAX_POLL_MS, int(left * 1000) + 1)
-            if poller.poll(wait_ms):
+            # Milliseconds, rounded up so that a wait never ends just short
+            # of the data and spins; poll(2) takes at most about 24.8 days.
+            if poller.poll(left * 1000.0 + 1.0 if left < _MAX_POLL_S else _MAX_POLL_MS):
                 return
 
     def send(self, data: bytes | Secret[bytes]) -> None:
@@ -222,27 +263,35 @@ class SocketChannel:
         call that writes it, so no local of this frame, which the traceback
         of a timeout keeps, holds the password.
         """
-        what = "proxy to accept our request"
         try:
             if self._deadline is None:
-                _sendall(self._sock, _payload(data))
+                _sendall(self._sock, data if isinstance(data, bytes) else data.reveal())
                 return
-            total = len(_payload(data))
-            sent = 0
-            while True:
-                if _monotonic() >= self._deadline:
-                    raise self._timed_out(what)
-                try:
-                    sent += _send(self._sock, _payload(data)[sent:])
-                except BlockingIOError:
-                    self._wait(_POLLOUT, what)
-                    continue
-                if sent >= total:
-                    return
+            if _monotonic() >= self._deadline:
+                raise self._timed_out("proxy to accept our request")
+            # The descriptor is non-blocking: a handshake message nearly
+            # always fits the send buffer, so one send() is the usual cost.
+            try:
+                sent = _send(self._sock, data if isinstance(data, bytes) else data.reveal())
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data if isinstance(data, bytes) else data.reveal()):
+                self._send_rest(data, sent)
         except ProxyError:
             raise
         except OSError as exc:
-            raise self._lost(exc, what) from exc
+            raise self._lost(exc, "proxy to accept our request") from exc
+
+    def _send_rest(self, data: bytes | Secret[bytes], sent: int) -> None:
+        """Send ``data`` from offset ``sent`` on, waiting for room before the deadline."""
+        while sent < len(data if isinstance(data, bytes) else data.reveal()):
+            self._wait(_POLLOUT, "proxy to accept our request")
+            with contextlib.suppress(BlockingIOError):
+                # No named local: a traceback must not keep a view of a password.
+                sent += _send(
+                    self._sock,
+                    memoryview(data if isinstance(data, bytes) else data.reveal())[sent:],
+                )
 
     def recv_some(self, size: int, what: str, ready: bool = False) -> bytes:
         """At most ``size`` bytes, at least one; ``b""`` when the proxy closed.
@@ -250,19 +299,15 @@ class SocketChannel:
         ``ready`` says that part of the message has arrived, so the rest is
         probably there already: try before waiting.
         """
-        sock = self._sock
         try:
-            if self._deadline is None:
-                chunk = _recv(sock, size)
-            else:
-                if not ready:
+            if not ready and self._deadline is not None:
+                self._wait(_POLLIN, what)
+            while True:
+                try:
+                    chunk = _recv(self._sock, size)
+                    break
+                except BlockingIOError:  # only ever on the non-blocking descriptor
                     self._wait(_POLLIN, what)
-                while True:
-                    try:
-                        chunk = _recv(sock, size)
-                        break
-                    except BlockingIOError:
-                        self._wait(_POLLIN, what)
         except ProxyError:
             raise
         except OSError as exc:
@@ -273,13 +318,27 @@ class SocketChannel:
 
     def run(self, steps: Steps[_T]) -> _T:
         """Drive a conversation (``socks5client._conversation``) over this connection."""
+        advance = steps.send
+        sock = self._sock
+        deadline = self._deadline
         result: bytes | None = None
         try:
             while True:
-                step = steps.send(result)
+                step = advance(result)
                 kind = step[0]
                 if kind == RECV:
-                    result = self.recv_some(step[1], step[2], step[3])
+                    # The usual read, inline: wait (with a deadline, unless
+                    # part of the message is here already), then one recv().
+                    if deadline is not None and not step[3]:
+                        self._wait(_POLLIN, step[2])
+                    try:
+                        result = _recv(sock, step[1])
+                    except BlockingIOError:
+                        result = self.recv_some(step[1], step[2], False)
+                    except OSError as exc:
+                        raise self._lost(exc, step[2]) from exc
+                    if result:
+                        self._heard = True
                 elif kind == SEND:
                     self.send(step[1])
                     result = None
@@ -288,6 +347,45 @@ class SocketChannel:
                     result = None
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+
+# The texts of transport errors, shared by the blocking driver (SocketChannel)
+# and the asyncio one (socks5client.asyncio), so both word them alike.
+
+
+def handshake_timeout(
+    proxy: Proxy, budget: Budget, waiting_for: str, heard: bool, hint: str = ""
+) -> ProxyTimeoutError:
+    """The error for a handshake past its deadline while waiting for ``waiting_for``.
+
+    ``heard`` says whether the proxy sent anything at all: silence suggests
+    it is not a SOCKS5 server.
+    """
+    silent = (
+        ""
+        if heard
+        else "; it accepted the connection but sent nothing at all, so it may not"
+        " be a SOCKS5 server"
+    )
+    return ProxyTimeoutError(
+        f"proxy {describe(proxy.host, proxy.port)} did not complete the"
+        f" SOCKS5 handshake {budget.describe()} (waiting for the {waiting_for})"
+        f"{silent}{hint}"
+    )
+
+
+def handshake_lost(proxy: Proxy, exc: OSError, waiting_for: str, hint: str = "") -> ProxyError:
+    """The error for a connection to the proxy that failed mid-handshake (not a timeout)."""
+    return GeneralProxyError(
+        f"connection to proxy {describe(proxy.host, proxy.port)} failed"
+        f" during the SOCKS5 handshake (waiting for the {waiting_for}){hint}",
+        exc,
+    )
+
+
+def connect_failed(proxy: Proxy, last: OSError | None) -> ProxyConnectionError:
+    """The error for a proxy none of whose addresses accepted the connection."""
+    return ProxyConnectionError(f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last)
 
 
 def set_mode(sock: socket.socket, budget: Budget) -> None:
@@ -300,59 +398,15 @@ def set_mode(sock: socket.socket, budget: Budget) -> None:
         _settimeout(sock, 0.0)
 
 
-def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
-    """Connect ``sock`` (unconnected, TCP) to the proxy, trying each address.
-
-    Only addresses of the socket's own family can be used.  Leaves the
-    socket blocking or non-blocking as :func:`set_mode` does.
-    """
-    set_mode(sock, budget)
-    family = _family_of(sock)
-    addrs = proxy._literal_sockaddrs(family)
-    if addrs is None:
-        try:
-            infos = _resolve.getaddrinfo(proxy.host, proxy.port, family, socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise _unresolvable(proxy, family, exc) from exc
-        addrs = [info[4] for info in infos]
-    deadline = budget.deadline
-    last: OSError | None = None
-    for addr in addrs:
-        if deadline is None:
-            try:
-                _connect(sock, addr)
-                return
-            except OSError as exc:
-                last = exc
-                continue
-        if _monotonic() >= deadline:
-            raise _connect_timeout(proxy, budget, last)
-        code = _connect_ex(sock, addr)
-        if code in _IN_PROGRESS:
-            code = _finish_connect(sock, proxy, budget)
-        if not code:
-            return
-        last = OSError(code, os.strerror(code))
-    raise ProxyConnectionError(
-        f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last
-    ) from last
+def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> SocketChannel:
+    """Connect ``sock`` (unconnected, TCP) to the proxy; return the channel on it."""
+    channel = SocketChannel(sock, proxy, budget)
+    channel.connect()
+    return channel
 
 
 #: The C attribute: ``socket.socket.family`` converts to an enum on each read.
 _family_of: Callable[[socket.socket], int] = _socket.socket.family.__get__
-
-
-def _finish_connect(sock: socket.socket, proxy: Proxy, budget: Budget) -> int:
-    """Wait for a non-blocking connect to complete; its errno (0: connected)."""
-    assert budget.deadline is not None
-    poller = select.poll()
-    poller.register(sock.fileno(), _POLLOUT)
-    while True:
-        left = budget.deadline - _monotonic()
-        if left <= 0:
-            raise _connect_timeout(proxy, budget, None)
-        if poller.poll(min(_MAX_POLL_MS, int(left * 1000) + 1)):
-            return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
 
 def _connect_timeout(
@@ -402,9 +456,10 @@ def handshake(
     address).  ``context`` names the request in messages; it may be a
     function, called only when a message needs it.  ``budget`` is the
     calling operation's one deadline; all of the handshake fits in what is
-    left of it.  Returns the channel (BIND reads a second reply from it)
-    and the reply.  Raises a :class:`ProxyError`; the caller closes the
-    socket.  The socket is left blocking or non-blocking (see
+    left of it.  Returns the channel (BIND reads a second reply from it;
+    its ``protection`` says whether the data must be wrapped) and the
+    reply.  Raises a :class:`ProxyError`; the caller closes the socket.
+    The socket is left blocking or non-blocking (see
     :class:`SocketChannel`): the caller sets the timeout it wants.
     """
     where = describe(proxy.host, proxy.port)
@@ -412,15 +467,17 @@ def handshake(
     if log is not None:
         log.debug("%s: connecting to proxy %s", _conversation.text(context), where)
     try:
-        connect_to_proxy(sock, proxy, budget)
-        channel = SocketChannel(sock, proxy, budget)
+        # Before connecting: a method that cannot work here (GSS-API without
+        # the gssapi package) is reported before anything reaches the proxy.
+        plan = plan_for(proxy)
+        channel = connect_to_proxy(sock, proxy, budget)
         if callable(request_bytes):
             request_bytes = request_bytes()
-        reply = channel.run(
-            _conversation.handshake(
-                plan_for(proxy), proxy.pipeline, request_bytes, context, where, name
-            )
+        reply, protected = channel.run(
+            _conversation.handshake(plan, proxy.pipeline, request_bytes, context, where, name)
         )
+        if protected is not None:
+            channel.protection, channel.pending = protected
     except ProxyError as exc:
         if log is not None:
             log.debug("%s via proxy %s failed: %s", _conversation.text(context), where, exc)

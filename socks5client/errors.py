@@ -23,6 +23,12 @@ import socket as _socket
 from typing import ClassVar
 
 __all__ = [
+    "GSSAPIAbortError",
+    "GSSAPIError",
+    "GSSAPIFramingError",
+    "GSSAPINoCredentialsError",
+    "GSSAPIProtectionRefusedError",
+    "GSSAPIUnknownServiceError",
     "GeneralProxyError",
     "HTTPError",
     "ProxyConnectionError",
@@ -153,6 +159,47 @@ class SOCKS5AuthError(ProxyError):
         if not msg.startswith(_AUTH_FAILED):
             msg = f"{_AUTH_FAILED}: {msg}"
         super().__init__(msg, socket_err)
+
+
+class GSSAPIError(SOCKS5AuthError):
+    """GSS-API (Kerberos, RFC 1961) authentication with the proxy failed.
+
+    The subclasses below name the usual causes; this class itself covers the
+    rest (the ``gssapi`` package missing, a context that does not complete,
+    no mutual authentication), each with its own message.
+    """
+
+
+class GSSAPINoCredentialsError(GSSAPIError):
+    """No usable Kerberos ticket: run ``kinit``, or point ``KRB5CCNAME`` at a cache."""
+
+
+class GSSAPIUnknownServiceError(GSSAPIError):
+    """The KDC does not know the proxy's service principal (see ``gssapi_service``)."""
+
+    default_errno = _errno.EHOSTUNREACH
+
+
+class GSSAPIAbortError(GSSAPIError):
+    """The proxy ended the GSS-API sub-negotiation with an abort message (MTYP 0xFF)."""
+
+
+class GSSAPIFramingError(GSSAPIError, ProxyProtocolError):
+    """The proxy broke RFC 1961's message framing (VER, MTYP or LEN).
+
+    Also a :class:`ProxyProtocolError`: the proxy, not the credentials, is at fault.
+    """
+
+    default_errno = _errno.EPROTO
+
+
+class GSSAPIProtectionRefusedError(GSSAPIError):
+    """The proxy and the ``gssapi_protection`` setting did not agree on a protection level.
+
+    Either the proxy answered a level the setting does not allow, or it
+    closed the connection when asked for one (Dante does that instead of
+    answering).
+    """
 
 
 class SOCKS4Error(ProxyError):

@@ -591,6 +591,10 @@ def patch(
         _active = active
         for name in _NAMES:
             setattr(socket, name, _REPLACEMENTS[name])
+        # Event loops: handshakes on the loop, never blocking it.
+        from . import _asyncio_patch
+
+        _asyncio_patch.install()
     log = debug_logger()
     if log is not None:
         log.debug("patched the socket module: proxy %s", settings.proxy)
@@ -608,6 +612,9 @@ def unpatch() -> None:
         active = _active
         if active is None:
             return
+        from . import _asyncio_patch
+
+        _asyncio_patch.uninstall()
         for name in _NAMES:
             setattr(socket, name, active.originals[name])
         for target, attribute, value in reversed(active.extra_restores):

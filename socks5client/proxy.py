@@ -45,7 +45,7 @@ DEFAULT_PORT = 1080
 
 _SCHEMES = {"socks5": False, "socks5h": True}  # scheme -> remote DNS
 _MASK = "***"
-#: Values of the ``pipeline`` URL query parameter.
+#: Values of the ``pipeline`` and ``gssapi`` URL query parameters.
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True}
 _FLAGS.update({"0": False, "false": False, "no": False, "off": False})
 #: Parsed proxy URLs, so that ``set_proxy(url)`` on every new socket does not
@@ -53,6 +53,9 @@ _FLAGS.update({"0": False, "false": False, "no": False, "off": False})
 #: Bounded: emptied when full.
 _url_cache: dict[str, Proxy] = {}
 _URL_CACHE_SIZE = 64
+#: RFC 1961 protection levels by ``gssapi_protection`` name.
+GSSAPI_PROTECTION_LEVELS = {"none": 0, "integrity": 1, "confidentiality": 2}
+DEFAULT_GSSAPI_SERVICE = "rcmd"
 
 
 def cached_url(url: str) -> Proxy | None:
@@ -107,6 +110,21 @@ class Proxy:
         replies, which saves one round trip (two with a username).  Off by
         default: some proxies (microsocks) do not accept it.  See
         ``docs/performance.md`` for the servers known to.
+    :param gssapi: authenticate with GSS-API (Kerberos, RFC 1961).  The
+        greeting then offers GSSAPI only, plus username/password when
+        credentials are given: never "no authentication".  Needs the
+        ``gssapi`` package (``pip install 'socks5client[gssapi]'``) and a
+        ticket (``kinit``).  See ``docs/kerberos.md``.
+    :param gssapi_service: the proxy's service.  A bare name (``"rcmd"``,
+        Dante's default) means the host-based service ``name@host`` on the
+        proxy's host as written here (an IP literal stays an IP literal:
+        no reverse DNS); ``"name@host"`` names the host explicitly; a name
+        with a ``/`` is a full Kerberos principal
+        (``"rcmd/proxy.example.com@EXAMPLE.COM"``).
+    :param gssapi_protection: the per-message protection to ask for:
+        ``"none"``, ``"integrity"`` or ``"confidentiality"``; a proxy that
+        answers a weaker level is refused.  ``None`` (the default) asks for
+        confidentiality and accepts the level the proxy answers.
 
     An empty (or ``None``) username with an empty (or ``None``) password
     means no authentication, as PySocks-style callers (``requests``) pass
@@ -116,9 +134,13 @@ class Proxy:
     """
 
     __slots__ = (
+        "_gssapi_host",
         "_literal",
         "_password",
         "_plan",
+        "gssapi",
+        "gssapi_protection",
+        "gssapi_service",
         "host",
         "pipeline",
         "port",
@@ -131,11 +153,17 @@ class Proxy:
     username: Credential | None
     remote_dns: bool
     pipeline: bool
+    gssapi: bool
+    gssapi_service: str
+    gssapi_protection: str | None
     # Caches for the handshake, not part of the value: the socket address of
     # an IP-literal host (no getaddrinfo per connection) and the greeting
     # and methods to offer (socks5client.auth.plan_for).
     _literal: tuple[int, tuple[Any, ...]] | None
     _plan: AuthPlan | None
+    # The host a GSS-API service name is built on when it is not ``host``:
+    # a proxy made for one resolved address of a named host keeps the name.
+    _gssapi_host: str | None
     # Wrapped, so that code looking into a Proxy's slots (debuggers, error
     # reporters expanding traceback locals) sees it masked too.
     _password: Secret[Credential] | None
@@ -150,6 +178,9 @@ class Proxy:
         password: Credential | None = None,
         remote_dns: bool = True,
         pipeline: bool = False,
+        gssapi: bool = False,
+        gssapi_service: str = DEFAULT_GSSAPI_SERVICE,
+        gssapi_protection: str | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise ValueError("the proxy host must be a non-empty string")
@@ -174,6 +205,7 @@ class Proxy:
                     )
             # Validates both lengths now rather than at the first connection.
             encode_userpass(username, password if password is not None else b"")
+        _check_gssapi(gssapi, gssapi_service, gssapi_protection)
         for name, value in (
             ("host", host),
             ("port", port),
@@ -181,8 +213,12 @@ class Proxy:
             ("_password", None if password is None else Secret(password)),
             ("remote_dns", bool(remote_dns)),
             ("pipeline", bool(pipeline)),
+            ("gssapi", bool(gssapi)),
+            ("gssapi_service", gssapi_service),
+            ("gssapi_protection", gssapi_protection),
             ("_literal", _literal_sockaddr(host, port)),
             ("_plan", None),
+            ("_gssapi_host", None),
         ):
             object.__setattr__(self, name, value)
 
@@ -208,8 +244,10 @@ class Proxy:
         goes in brackets (``socks5://[::1]:1080``); the port defaults to
         1080.  ``socks5h://@host`` and ``socks5h://:@host`` mean no
         authentication; ``user:@host`` is the user with an empty password.
-        Anything else raises :class:`ValueError` naming the problem, never
-        quoting the user info.
+        The query may set ``pipeline`` and ``gssapi`` (``1``/``0``) and
+        ``gssapi_service`` and ``gssapi_protection``
+        (``?gssapi=1&gssapi_protection=integrity``).  Anything else raises
+        :class:`ValueError` naming the problem, never quoting the user info.
         """
         if not isinstance(url, str):
             raise TypeError(f"a proxy URL must be a str, not {type(url).__name__}")
@@ -247,7 +285,7 @@ class Proxy:
         parts = _split_url(url)
         if parts.path not in ("", "/") or parts.fragment:
             raise ValueError("a proxy URL has no path or fragment")
-        pipeline = _query_flags(parts.query)
+        options = _query_options(parts.query)
         host = parts.hostname
         if not host:
             raise ValueError("proxy URL has no host")
@@ -267,7 +305,7 @@ class Proxy:
             username=username,
             password=password,
             remote_dns=remote_dns,
-            pipeline=pipeline,
+            **options,  # type: ignore[arg-type]
         )
 
     @property
@@ -284,7 +322,16 @@ class Proxy:
             if self._password is not None:
                 auth += ":" + _MASK
             auth += "@"
-        query = "?pipeline=1" if self.pipeline else ""
+        params = []
+        if self.pipeline:
+            params.append("pipeline=1")
+        if self.gssapi:
+            params.append("gssapi=1")
+            if self.gssapi_service != DEFAULT_GSSAPI_SERVICE:
+                params.append("gssapi_service=" + quote(self.gssapi_service, safe="/@"))
+            if self.gssapi_protection is not None:
+                params.append("gssapi_protection=" + self.gssapi_protection)
+        query = "?" + "&".join(params) if params else ""
         return f"{scheme}://{auth}{host}:{self.port}{query}"
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -302,6 +349,9 @@ class Proxy:
             self.password,
             self.remote_dns,
             self.pipeline,
+            self.gssapi,
+            self.gssapi_service,
+            self.gssapi_protection,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -315,10 +365,14 @@ class Proxy:
     def __repr__(self) -> str:
         pw = "" if self._password is None else f", password={_MASK!r}"
         user = "" if self.username is None else f", username={self.username!r}"
-        pipeline = ", pipeline=True" if self.pipeline else ""
-        return (
-            f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns}{pipeline})"
-        )
+        extra = ", pipeline=True" if self.pipeline else ""
+        if self.gssapi:
+            extra += ", gssapi=True"
+            if self.gssapi_service != DEFAULT_GSSAPI_SERVICE:
+                extra += f", gssapi_service={self.gssapi_service!r}"
+            if self.gssapi_protection is not None:
+                extra += f", gssapi_protection={self.gssapi_protection!r}"
+        return f"Proxy({self.host!r}, {self.port}{user}{pw}, remote_dns={self.remote_dns}{extra})"
 
     def __str__(self) -> str:
         return self.url
@@ -352,20 +406,49 @@ def _split_url(url: str) -> SplitResult:
     raise ValueError("proxy URL has a malformed host: brackets must hold an IPv6 address")
 
 
-def _query_flags(query: str) -> bool:
-    """The ``pipeline`` setting from a proxy URL's query (the only parameter)."""
-    pipeline = False
+_QUERY_KEYS = ("pipeline", "gssapi", "gssapi_service", "gssapi_protection")
+
+
+def _query_options(query: str) -> dict[str, object]:
+    """Proxy keyword arguments from a proxy URL's query.
+
+    ``pipeline`` and ``gssapi`` are flags (``1``/``0``, ``true``/``false``;
+    alone, true); ``gssapi_service`` and ``gssapi_protection`` take the
+    values :class:`Proxy` does (percent-decoded).  Nothing else is allowed.
+    """
+    from urllib.parse import unquote
+
+    options: dict[str, object] = {}
     for item in query.split("&") if query else ():
         key, sep, value = item.partition("=")
-        if key != "pipeline":
+        if key not in _QUERY_KEYS:
             raise ValueError(
-                "a proxy URL's query may only be ?pipeline=1 (or 0); it has another parameter"
+                "a proxy URL's query may only have pipeline, gssapi, gssapi_service and"
+                " gssapi_protection; it has another parameter"
             )
-        flag = _FLAGS.get(value.lower()) if sep else True
-        if flag is None:
-            raise ValueError("a proxy URL's pipeline parameter must be 1 or 0 (true or false)")
-        pipeline = flag
-    return pipeline
+        if key in ("pipeline", "gssapi"):
+            flag = _FLAGS.get(value.lower()) if sep else True
+            if flag is None:
+                raise ValueError(f"a proxy URL's {key} parameter must be 1 or 0 (true or false)")
+            options[key] = flag
+        else:
+            options[key] = unquote(value)
+    return options
+
+
+def _check_gssapi(gssapi: object, service: object, protection: object) -> None:
+    """Refuse GSS-API settings that cannot work, before any connection."""
+    if not isinstance(service, str) or not service or service != service.strip():
+        raise ValueError("gssapi_service must be a non-empty name without surrounding spaces")
+    if protection is not None and protection not in GSSAPI_PROTECTION_LEVELS:
+        raise ValueError(
+            "gssapi_protection must be 'none', 'integrity', 'confidentiality' or None"
+            " (the strongest the proxy accepts)"
+        )
+    if not gssapi and (service != DEFAULT_GSSAPI_SERVICE or protection is not None):
+        raise ValueError(
+            "gssapi_service and gssapi_protection need gssapi=True (or ?gssapi=1 in the URL)"
+        )
 
 
 def _literal_sockaddr(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
@@ -389,9 +472,20 @@ def _make_proxy(
     password: Credential | None,
     remote_dns: bool,
     pipeline: bool = False,
+    gssapi: bool = False,
+    gssapi_service: str = DEFAULT_GSSAPI_SERVICE,
+    gssapi_protection: str | None = None,
 ) -> Proxy:
     return Proxy(
-        host, port, username=username, password=password, remote_dns=remote_dns, pipeline=pipeline
+        host,
+        port,
+        username=username,
+        password=password,
+        remote_dns=remote_dns,
+        pipeline=pipeline,
+        gssapi=gssapi,
+        gssapi_service=gssapi_service,
+        gssapi_protection=gssapi_protection,
     )
 
 

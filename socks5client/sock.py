@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import _codec, _negotiate, _resolve
+from . import _codec, _conversation, _negotiate, _resolve
 from ._codec import Command
 from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
@@ -125,8 +125,40 @@ def _udp_class_for(cls: type) -> type:
         return made
 
 
+# Likewise, a TCP socksocket whose GSS-API handshake agreed on per-message
+# protection becomes the wrapping class (or one derived from its own class
+# and the wrapping class).
+_protected_classes: dict[type, type] = {}
+
+
+def _protected_class_for(cls: type) -> type:
+    from ._gssapi_socket import GSSAPISocket
+
+    if cls is socksocket or issubclass(cls, GSSAPISocket):
+        return GSSAPISocket if cls is socksocket else cls
+    with _udp_classes_lock:
+        made = _protected_classes.get(cls)
+        if made is None:
+            made = type(
+                cls.__name__,
+                (cls, GSSAPISocket),
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+            )
+            _protected_classes[cls] = made
+        return made
+
+
 def _split_address(address: Any) -> tuple[str, int]:
     """``(host, port)`` from a 2-tuple or an IPv6 4-tuple, type-checked."""
+    if type(address) is tuple and len(address) == 2:
+        host, port = address
+        if (
+            type(host) is str
+            and type(port) is int
+            and 0 <= port <= 0xFFFF
+            and host[:3] not in _SYNTHETIC_PREFIXES
+        ):
+            return host, port  # the usual case, checked in one test
     if not isinstance(address, tuple) or len(address) not in (2, 4):
         raise TypeError(
             "a SOCKS5 destination must be a (host, port) or (host, port, flowinfo,"
@@ -184,9 +216,12 @@ def _c_int(value: Any) -> int:
     return value if type(value) is int else int.__index__(value)
 
 
+_SYNTHETIC_PREFIXES = frozenset(["240", "fd5", "FD5", "fD5", "Fd5"])
+
+
 def _is_synthetic(host: object) -> bool:
     """Whether ``host`` is in the ranges ``socks5client.patch()`` makes addresses up from."""
-    if not isinstance(host, str) or host[:3] not in ("240", "fd5", "FD5", "fD5", "Fd5"):
+    if not isinstance(host, str) or host[:3] not in _SYNTHETIC_PREFIXES:
         return False
     # Imported only for such an address: the patching machinery (and
     # ipaddress) costs import time that programs which never patch should
@@ -245,6 +280,25 @@ class socksocket(socket.socket):
     _udp_variant = False
     #: True once listen() made this a local listener (a loopback bind).
     _listening = False
+    # Per-socket state, as class-level defaults: most sockets never change
+    # most of it, and setting each in __init__ costs every connection.
+    _proxy: Proxy | None = _UNSET
+    _peername: tuple[Any, ...] | None = None
+    _proxy_sockname: tuple[str, int] | None = None
+    #: After a SOCKS BIND: where the peer must connect; None otherwise.
+    _bind_address: tuple[Any, ...] | None = None
+    _bind_accepted = False
+    _bind_proxy: Proxy | None = None
+    #: After a SOCKS BIND whose GSS-API handshake agreed on protection: the
+    #: protection and the plaintext unwrapped past the first reply.
+    _bind_protection: Any = None
+    #: The address given to bind(), re-applied if the descriptor is renewed.
+    _local_bind: Any = None
+    #: setsockopt() calls made before the handshake, replayed on a renewed
+    #: descriptor (a tuple until the first one).
+    _options: list[tuple[Any, ...]] | tuple[()] = ()
+    #: Neither TCP nor UDP on AF_INET/AF_INET6 (raw, SCTP...): refused with a proxy.
+    _other = False
 
     def __init__(
         self,
@@ -254,29 +308,16 @@ class socksocket(socket.socket):
         fileno: int | None = None,
     ) -> None:
         super().__init__(family, type, proto, fileno)
-        self._proxy: Proxy | None = _UNSET
-        self._peername: tuple[Any, ...] | None = None
-        self._proxy_sockname: tuple[str, int] | None = None
-        # After a SOCKS BIND: where the peer must connect; None otherwise.
-        self._bind_address: tuple[Any, ...] | None = None
-        self._bind_accepted = False
-        self._bind_proxy: Proxy | None = None
-        # The address given to bind(), re-applied if the descriptor is renewed.
-        self._local_bind: Any = None
-        # setsockopt() calls made before the handshake, replayed on a renewed
-        # descriptor.
-        self._options: list[tuple[Any, ...]] = []
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
-        kind = (_c_family(self), _c_type(self), self.proto)
+        family, type_, proto = _c_family(self), _c_type(self), self.proto
         if fileno is not None:
             # A descriptor's object says what it was told; the kernel says
             # what it is.  A UDP descriptor declared SOCK_STREAM must not be
             # treated as TCP (its sendto would go straight to the address).
-            kind = _kernel_kind(self, *kind)
-        family, type_, proto = kind
-        self._inet = family in _PROXIED_FAMILIES
-        if fileno is not None and self._inet:
+            family, type_, proto = _kernel_kind(self, family, type_, proto)
+        inet = self._inet = family in _PROXIED_FAMILIES
+        if fileno is not None and inet:
             # Already connected (socket.accept() and fromfd() build these):
             # an existing connection is not this object's to route, so it
             # has no proxy; it may be detached (ssl) like any socket.
@@ -286,11 +327,13 @@ class socksocket(socket.socket):
                 pass
             else:
                 self._proxy = None
-        self._stream = self._inet and type_ == socket.SOCK_STREAM and proto in _TCP_PROTOS
-        udp = self._inet and type_ == socket.SOCK_DGRAM and proto in _UDP_PROTOS
+        stream = self._stream = inet and type_ == socket.SOCK_STREAM and proto in _TCP_PROTOS
+        if not inet or stream:
+            return
+        udp = type_ == socket.SOCK_DGRAM and proto in _UDP_PROTOS
         # An AF_INET/AF_INET6 socket that is neither TCP nor UDP (raw, SCTP,
         # ICMP...): SOCKS5 cannot carry it, so with a proxy it is refused.
-        self._other = self._inet and not self._stream and not udp
+        self._other = not udp
         if udp and not self._udp_variant:
             # The UDP variant overrides sendto/recvfrom; keeping it a
             # separate class keeps TCP's send/recv the C methods.
@@ -447,7 +490,7 @@ class socksocket(socket.socket):
         """
         PlainSocket.setsockopt(self, *args)
         if self._stream and self._peername is None:
-            self._options.append(args)
+            self._options = [*self._options, args]
 
     # -- sending before the handshake ------------------------------------------
 
@@ -552,7 +595,7 @@ class socksocket(socket.socket):
                     self._renew_fd()
                 name = host if is_name and target == host else None
                 try:
-                    _, reply = _negotiate.handshake(
+                    channel, reply = _negotiate.handshake(
                         self,
                         proxy,
                         budget,
@@ -569,6 +612,10 @@ class socksocket(socket.socket):
                 self._proxy_sockname = (reply.host, reply.port)
                 if _gettimeout(self) != user_timeout:
                     _settimeout(self, user_timeout)
+                if channel.protection is not None:
+                    # Only now, and only this socket, leaves the C data path.
+                    self.__class__ = _protected_class_for(self.__class__)
+                    self._start_protection(channel.protection, channel.pending)  # type: ignore[attr-defined]
                 return
             assert last is not None
             raise last
@@ -701,7 +748,7 @@ class socksocket(socket.socket):
         request = _codec.encode_request(Command.BIND, host, port)
         user_timeout = self.gettimeout()
         try:
-            _, reply = _negotiate.handshake(
+            channel, reply = _negotiate.handshake(
                 self,
                 proxy,
                 Budget.for_socket(user_timeout),
@@ -721,6 +768,9 @@ class socksocket(socket.socket):
         # accept() reads the second reply from this same proxy, whatever
         # happens to the default proxy meanwhile.
         self._bind_proxy = proxy
+        if channel.protection is not None:
+            # The second reply and the tunnel are wrapped too (RFC 1961).
+            self._bind_protection = (channel.protection, channel.pending)
         self._bind_address = self._sockaddr((bnd_host, reply.port), bnd_host, reply.port)
 
     def accept(self) -> tuple[socket.socket, Any]:
@@ -760,8 +810,17 @@ class socksocket(socket.socket):
                 f" (BIND via proxy {where}) {budget.describe()}"
             )
         channel = _negotiate.SocketChannel(self, proxy, budget)
+        protected = self._bind_protection
+        rest = b""
         try:
-            reply = _negotiate.read_reply(channel, "BIND (the peer's connection)", where)
+            if protected is None:
+                reply = _negotiate.read_reply(channel, "BIND (the peer's connection)", where)
+            else:
+                reply, rest = channel.run(
+                    _conversation.protected_reply(
+                        protected[0], "BIND (the peer's connection)", where, None, protected[1]
+                    )
+                )
         except BaseException:
             self.close()
             raise
@@ -778,6 +837,9 @@ class socksocket(socket.socket):
         conn.set_proxy()
         conn._peername = peer
         conn._proxy_sockname = self._proxy_sockname
+        if protected is not None:
+            conn.__class__ = _protected_class_for(type(conn))
+            conn._start_protection(protected[0], rest)  # type: ignore[attr-defined]
         # As socket.accept() does: the new socket starts with the default
         # timeout.  Setting it also resets the descriptor's O_NONBLOCK flag,
         # which the listening socket's timeout may have left on.
@@ -1042,12 +1104,22 @@ def _direct_connection(
 
 
 def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy:
-    """``proxy`` with another host (one of its addresses), and maybe another DNS mode."""
-    return Proxy(
+    """``proxy`` with another host (one of its addresses), and maybe another DNS mode.
+
+    A GSS-API service named by the host (``rcmd``) stays on the host the
+    user gave (``rcmd@proxy.example.com``): the address it resolved to has
+    no service principal.
+    """
+    made = Proxy(
         host,
         proxy.port,
         username=proxy.username,
         password=proxy.password,
         remote_dns=proxy.remote_dns if remote_dns is None else remote_dns,
         pipeline=proxy.pipeline,
+        gssapi=proxy.gssapi,
+        gssapi_service=proxy.gssapi_service,
+        gssapi_protection=proxy.gssapi_protection,
     )
+    object.__setattr__(made, "_gssapi_host", proxy._gssapi_host or proxy.host)
+    return made

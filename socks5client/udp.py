@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _codec, _negotiate, _resolve
 from ._codec import AddressType, Command
@@ -65,6 +65,9 @@ from .errors import (
 from .proxy import Proxy
 from .sock import _MAX_POLL_MS, _c_int, _errno_of, socksocket
 from .sock import _split_address as _split
+
+if TYPE_CHECKING:
+    from .auth import Protection
 
 __all__ = ["FRAGMENT_TIMEOUT", "MAX_REASSEMBLED", "Reassembler", "UDPSocksSocket"]
 
@@ -245,8 +248,18 @@ class _Association:
     :class:`_Endpoint`.
     """
 
-    def __init__(self, control: socket.socket, proxy: Proxy, relay: Sockaddr, six: bool) -> None:
+    def __init__(
+        self,
+        control: socket.socket,
+        proxy: Proxy,
+        relay: Sockaddr,
+        six: bool,
+        protection: Protection | None = None,
+    ) -> None:
         self.control = control
+        # GSS-API integrity or confidentiality (RFC 1961): every datagram
+        # each way is then one wrapped token in a 01 03 LEN frame.
+        self.protection = protection
         self.control_fd = control.fileno()
         self.proxy = proxy
         # As recvfrom reports it, too: a datagram from the relay usually has
@@ -284,6 +297,8 @@ class _Association:
         )
 
     def remember_header(self, address: Any, header: bytes) -> None:
+        if self.protection is not None:
+            return  # the fast paths send unwrapped: keep them off
         headers = self.headers
         if len(headers) >= _MAX_CACHED:
             headers.clear()
@@ -651,7 +666,7 @@ class UDPSocksSocket(socksocket):
 
         where = _negotiate.describe(proxy.host, proxy.port)
         try:
-            _, reply = _negotiate.handshake(
+            channel, reply = _negotiate.handshake(
                 control, proxy, budget, request, f"UDP ASSOCIATE via {where}"
             )
             relay = self._relay_address(control, reply)
@@ -660,7 +675,9 @@ class UDPSocksSocket(socksocket):
         except BaseException:
             control.close()
             raise
-        return _Association(control, proxy, relay, self.family == socket.AF_INET6)
+        return _Association(
+            control, proxy, relay, self.family == socket.AF_INET6, channel.protection
+        )
 
     def _relay_address(self, control: socket.socket, reply: _codec.Reply) -> Sockaddr:
         host = reply.host
@@ -877,6 +894,21 @@ class UDPSocksSocket(socksocket):
             assoc.remember_header(address, header)
         return header, assoc.relay
 
+    def _sealed(self, datagram: bytes) -> bytes:
+        """``datagram`` as it goes to the relay: wrapped and framed under GSS-API protection."""
+        assoc = self._assoc
+        protection = assoc.protection if assoc is not None else None
+        if protection is None:
+            return datagram
+        token = protection.wrap(datagram)
+        if len(token) > _codec.GSSAPI_MAX_TOKEN:
+            raise OSError(
+                errno.EMSGSIZE,
+                f"a {len(datagram)}-byte datagram does not fit one GSS-API token"
+                f" (at most {protection.max_payload} bytes with its header)",
+            )
+        return _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token)
+
     def sendto(self, data: Any, *args: Any) -> int:
         """Send ``data`` to an address through the relay; return the payload size."""
         assoc = self._assoc
@@ -924,7 +956,7 @@ class UDPSocksSocket(socksocket):
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
         payload = memoryview(data).cast("B")
         header, relay = self._prepare_send(assoc, proxy, flags, address)
-        PlainSocket.sendto(self, header + payload, flags, relay)
+        PlainSocket.sendto(self, self._sealed(header + payload), flags, relay)
         return len(payload)
 
     def send(self, data: Any, flags: int = 0) -> int:
@@ -934,7 +966,7 @@ class UDPSocksSocket(socksocket):
             share = self._share
             peer = share.peer if share is not None else None
             header = peer.header if peer is not None else None
-            if header is not None and not assoc.ended:
+            if header is not None and not assoc.ended and assoc.protection is None:
                 try:
                     quiet = not self._end.poll_control(0)  # type: ignore[union-attr]
                 except RuntimeError:
@@ -958,7 +990,7 @@ class UDPSocksSocket(socksocket):
         flags = _c_int(flags)
         payload = memoryview(data).cast("B")
         header, relay = self._prepare_send(assoc, proxy, flags, self._destination())
-        PlainSocket.sendto(self, header + payload, flags, relay)
+        PlainSocket.sendto(self, self._sealed(header + payload), flags, relay)
         return len(payload)
 
     def sendmsg(self, buffers: Any, *args: Any) -> int:
@@ -992,7 +1024,10 @@ class UDPSocksSocket(socksocket):
         if address is None:
             address = self._destination()
         header, relay = self._prepare_send(assoc, proxy, flags, address)
-        PlainSocket.sendmsg(self, [header, *views], ancdata, flags, relay)
+        parts: list[Any] = [header, *views]
+        if self._assoc is not None and self._assoc.protection is not None:
+            parts = [self._sealed(b"".join(parts))]
+        PlainSocket.sendmsg(self, parts, ancdata, flags, relay)
         return sum(len(v) for v in views)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
@@ -1290,6 +1325,14 @@ class UDPSocksSocket(socksocket):
         """
         if source != assoc.relay and not assoc.from_relay(source):
             return None
+        if assoc.protection is not None:
+            # Every datagram of such an association comes here: its decoded
+            # headers are never cached (see _decode_datagram), so the fast
+            # path's lookup, made before unwrapping, finds none of them.
+            unsealed = _unsealed(assoc.protection, data)
+            if unsealed is None:
+                return None
+            data = unsealed
         hit = None if assoc.reassembler._pieces else _lookup_udp_datagram(data, assoc.sources)
         if hit is not None:
             known, payload = hit
@@ -1332,10 +1375,14 @@ class UDPSocksSocket(socksocket):
         atyp, host, port = dgram.atyp, dgram.host, dgram.port
         if dgram.frag == 0:
             known = (host, port, _sockaddr(assoc.six, atyp, host, port))
-            sources = assoc.sources
-            if len(sources) >= _MAX_CACHED:
-                sources.clear()
-            sources[header] = known
+            if assoc.protection is None:
+                # Not under GSS-API: _receive_fast looks datagrams up here
+                # before anything is unwrapped, and a forged one in clear
+                # must not find its header.
+                sources = assoc.sources
+                if len(sources) >= _MAX_CACHED:
+                    sources.clear()
+                sources[header] = known
             if not assoc.reassembler._pieces:
                 return known, payload
         with assoc.reassembly_lock:
@@ -1354,18 +1401,24 @@ class UDPSocksSocket(socksocket):
         socket can send: a 255-byte domain name (262) when the proxy resolves
         names, else an IPv6 address (22; RFC 1928 says 20, but RSV, FRAG,
         ATYP, 16 address bytes and the port add up to 22).  No supported
-        authentication method adds per-datagram overhead.
+        authentication method adds per-datagram overhead, except GSS-API
+        with integrity or confidentiality: its frame and token are added.
         """
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
+        protection = assoc.protection if assoc is not None else None
+        # The frame's four octets and what wrapping adds (the most a token
+        # may carry is its size minus that).
+        sealing = 0 if protection is None else 4 + _MAX_GSS_TOKEN - protection.max_payload
         if address is not None:
             host, port = _split(address)
-            return len(_codec.encode_udp_header(*self._wire_destination(host, port, proxy)))
+            header = _codec.encode_udp_header(*self._wire_destination(host, port, proxy))
+            return len(header) + sealing
         if proxy is None:
             return 0
         if proxy.remote_dns:
-            return _codec.udp_header_size(AddressType.DOMAIN)
-        return _codec.udp_header_size(AddressType.IPV6)
+            return _codec.udp_header_size(AddressType.DOMAIN) + sealing
+        return _codec.udp_header_size(AddressType.IPV6) + sealing
 
     def max_payload(self, address: tuple[str, int] | None = None) -> int:
         """The largest payload one datagram can carry through the relay (to ``address``)."""
@@ -1395,6 +1448,22 @@ class UDPSocksSocket(socksocket):
         """Close the UDP socket; the control connection closes with the last dup of it."""
         self._release()
         super().close()
+
+
+#: The largest token socks5client.auth.gssapi puts in a frame.
+_MAX_GSS_TOKEN = 65531
+
+
+def _unsealed(protection: Protection, data: bytes) -> bytes | None:
+    """The datagram inside one ``01 03 LEN TOKEN`` frame; None for one to drop."""
+    if len(data) < 4 or data[0] != _codec.GSSAPI_VERSION or data[1] != 3:
+        return None
+    if len(data) != 4 + ((data[2] << 8) | data[3]):
+        return None
+    try:
+        return protection.unwrap(data[4:])
+    except ProxyProtocolError:
+        return None  # failed verification: dropped like any malformed datagram
 
 
 def _writable(buffer: Any, what: str) -> memoryview:

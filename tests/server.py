@@ -1,9 +1,11 @@
 """The reference SOCKS5 server that socks5client's tests talk to.
 
-It speaks RFC 1928 (SOCKS5) and RFC 1929 (username/password) with its own
-small encoder and parser and deliberately imports nothing from
-``socks5client``: if client and server shared a codec, a bug in it would be
-on both sides of every test and no test would see it.
+It speaks RFC 1928 (SOCKS5), RFC 1929 (username/password) and RFC 1961
+(GSS-API, as an acceptor on the ``gssapi`` package, with each protection
+level: see :class:`GSSStream`) with its own small encoder and parser and
+deliberately imports nothing from ``socks5client``: if client and server
+shared a codec, a bug in it would be on both sides of every test and no
+test would see it.
 
 What it offers:
 
@@ -24,7 +26,7 @@ import time, so it keeps working while a test patches ``socket.socket``.
 
 Run it on its own to try a client by hand::
 
-    python tests/server.py --host 127.0.0.1 --port 1080 [--user NAME --password PW]
+    python tests/server.py --host 127.0.0.1 --port 1080 [--user NAME --password PW] [--gssapi]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import ipaddress
 import select
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -51,11 +54,13 @@ __all__ = [
     "CMD_CONNECT",
     "CMD_UDP_ASSOCIATE",
     "MAX_STALL",
+    "METHOD_GSSAPI",
     "METHOD_NO_ACCEPTABLE",
     "METHOD_NO_AUTH",
     "METHOD_USERPASS",
     "Datagram",
     "EchoServer",
+    "GSSStream",
     "PeerClosed",
     "ProtocolViolation",
     "Record",
@@ -65,9 +70,11 @@ __all__ = [
     "UDPAssociation",
     "UDPEchoServer",
     "decode_udp_datagram",
+    "encode_gss_frame",
     "encode_reply",
     "encode_udp_datagram",
     "read_greeting",
+    "read_gss_frame",
     "read_request",
     "read_userpass",
     "recv_exact",
@@ -77,8 +84,15 @@ SOCKS_VERSION = 0x05
 USERPASS_VERSION = 0x01  # RFC 1929 sub-negotiation version
 
 METHOD_NO_AUTH = 0x00
+METHOD_GSSAPI = 0x01
 METHOD_USERPASS = 0x02
 METHOD_NO_ACCEPTABLE = 0xFF
+
+GSS_VERSION = 0x01  # RFC 1961 message version
+GSS_CONTEXT = 0x01
+GSS_PROTECTION = 0x02
+GSS_ENCAPSULATED = 0x03
+GSS_ABORT = 0xFF
 
 CMD_CONNECT = 0x01
 CMD_BIND = 0x02
@@ -205,6 +219,11 @@ class Record:
     #: Whether the client's next message was already waiting when the server
     #: had read the greeting: the client pipelined its handshake.
     pipelined: bool = False
+    #: GSS-API: the client's Kerberos principal once the context completed,
+    #: the protection level it asked for and the level the server answered.
+    gssapi_principal: str | None = None
+    gssapi_level_asked: int | None = None
+    gssapi_level: int | None = None
 
 
 #: What a test may pass as ``script``: a callable run instead of the protocol,
@@ -398,6 +417,85 @@ def decode_udp_datagram(raw: bytes) -> Datagram:
         addr = socket.inet_ntop(family, raw[start:end])
     port = int.from_bytes(raw[end : end + 2], "big")
     return Datagram(frag, atyp, addr, port, raw[end + 2 :])
+
+
+def encode_gss_frame(mtyp: int, token: bytes, *, ver: int = GSS_VERSION) -> bytes:
+    """RFC 1961's ``VER MTYP LEN TOKEN`` (any values, so tests can build bad ones)."""
+    return bytes([ver, mtyp]) + struct.pack("!H", len(token)) + token
+
+
+def read_gss_frame(conn: Any) -> tuple[int, bytes]:
+    """Read one RFC 1961 message; ``(MTYP, TOKEN)``, an abort being ``(0xFF, b"")``.
+
+    Raises :class:`ProtocolViolation` if VER is not 1.
+    """
+    ver, mtyp = recv_exact(conn, 2)
+    if ver != GSS_VERSION:
+        raise ProtocolViolation(f"GSS-API message has version {ver:#04x}, expected 0x01")
+    if mtyp == GSS_ABORT:
+        return mtyp, b""
+    (length,) = struct.unpack("!H", recv_exact(conn, 2))
+    return mtyp, recv_exact(conn, length)
+
+
+class GSSStream:
+    """The SOCKS stream inside RFC 1961 section 5 frames, for the server side.
+
+    ``recv``/``sendall`` make it usable where a socket is (``read_request``);
+    :meth:`feed` unwraps raw bytes for the relay.  Outgoing data is cut into
+    frames of at most ``frame_size`` plaintext bytes, so frame boundaries
+    need not match the messages (a small size splits the reply).
+    """
+
+    def __init__(self, conn: socket.socket, context: Any, level: int, frame_size: int) -> None:
+        self.conn = conn
+        self.context = context
+        self.encrypt = level == 2
+        self.frame_size = frame_size
+        self.plain = bytearray()  # unwrapped, not yet consumed
+        self.raw = bytearray()  # received, not yet a whole frame
+
+    def _unwrap(self, token: bytes) -> bytes:
+        result = self.context.unwrap(token)
+        if self.encrypt and not result.encrypted:
+            raise ProtocolViolation("a level 2 token arrived without confidentiality")
+        return bytes(result.message)
+
+    def wrap_frames(self, data: bytes) -> bytes:
+        """``data`` as encapsulation frames."""
+        out = bytearray()
+        for i in range(0, len(data), self.frame_size):
+            token = self.context.wrap(data[i : i + self.frame_size], self.encrypt).message
+            out += encode_gss_frame(GSS_ENCAPSULATED, token)
+        return bytes(out)
+
+    def sendall(self, data: bytes) -> None:
+        self.conn.sendall(self.wrap_frames(data))
+
+    def recv(self, n: int) -> bytes:
+        while not self.plain:
+            mtyp, token = read_gss_frame(self.conn)
+            if mtyp != GSS_ENCAPSULATED:
+                raise ProtocolViolation(f"GSS-API message type {mtyp:#04x} where 0x03 was due")
+            self.plain += self._unwrap(token)
+        data = bytes(self.plain[:n])
+        del self.plain[:n]
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        """Raw bytes in; the plaintext of every frame they complete out."""
+        self.raw += data
+        out = bytearray(self.plain)
+        self.plain.clear()
+        while len(self.raw) >= 4:
+            if self.raw[0] != GSS_VERSION or self.raw[1] != GSS_ENCAPSULATED:
+                raise ProtocolViolation(f"bad GSS-API frame header {bytes(self.raw[:2]).hex()}")
+            end = 4 + struct.unpack_from("!H", self.raw, 2)[0]
+            if len(self.raw) < end:
+                break
+            out += self._unwrap(bytes(self.raw[4:end]))
+            del self.raw[:end]
+        return bytes(out)
 
 
 def _readable_now(conn: socket.socket) -> bool:
@@ -816,6 +914,19 @@ class SocksServer(_ThreadedTCPServer):
       is due (a peer connected, or ``bind_timeout`` ran out): an ``int`` is a
       REP code (sent with a zero address), ``bytes`` go as they are (``b""``
       sends nothing); then the connection closes.
+    * ``gssapi`` -- offer GSS-API (method 0x01) and nothing else, as an
+      acceptor with the keytab ``KRB5_KTNAME`` names (the environment is
+      read when a client arrives).  Each level the client asks for is
+      granted if it is in ``gssapi_levels``; otherwise the connection is
+      closed, as Dante does (``gssapi_refuse="close"``) or answered with an
+      abort (``"abort"``).  ``gssapi_answer`` answers that level whatever
+      the client asks; ``gssapi_abort`` sends ``01 FF`` instead of the
+      ``"context"`` token or the ``"protection"`` answer;
+      ``gssapi_context_reply`` sends those bytes instead of the context
+      token.  At levels 1 and 2 the request, the replies and all relayed
+      data (CONNECT, BIND, and UDP datagrams) are wrapped, in frames of at most
+      ``gssapi_frame_size`` plaintext bytes; ``gssapi_banner`` is sent
+      right behind the reply, in the same token.
     * ``strict_order`` -- answer each message before reading the next, as
       microsocks does: bytes that arrive before the server has answered
       the greeting (a pipelined handshake) are read and thrown away, and
@@ -838,9 +949,25 @@ class SocksServer(_ThreadedTCPServer):
         bind_second_reply: int | bytes | None = None,
         udp_reply_zero_address: bool = False,
         strict_order: bool = False,
+        gssapi: bool = False,
+        gssapi_levels: tuple[int, ...] = (0, 1, 2),
+        gssapi_answer: int | None = None,
+        gssapi_refuse: str = "close",
+        gssapi_abort: str | None = None,
+        gssapi_context_reply: bytes | None = None,
+        gssapi_frame_size: int = 16384,
+        gssapi_banner: bytes = b"",
     ) -> None:
         super().__init__(host, port)
         self.strict_order = strict_order
+        self.gssapi = gssapi
+        self.gssapi_levels = gssapi_levels
+        self.gssapi_answer = gssapi_answer
+        self.gssapi_refuse = gssapi_refuse
+        self.gssapi_abort = gssapi_abort
+        self.gssapi_context_reply = gssapi_context_reply
+        self.gssapi_frame_size = gssapi_frame_size
+        self.gssapi_banner = gssapi_banner
         self.users = users
         self.script = script
         self.bind_timeout = bind_timeout
@@ -929,14 +1056,24 @@ class SocksServer(_ThreadedTCPServer):
             # What microsocks does: the greeting was parsed out of one read
             # and the rest of that read is gone.
             conn.recv(_RELAY_CHUNK)
-        wanted = METHOD_NO_AUTH if self.users is None else METHOD_USERPASS
+        if self.gssapi:
+            wanted = METHOD_GSSAPI
+        else:
+            wanted = METHOD_NO_AUTH if self.users is None else METHOD_USERPASS
         if wanted not in methods:
             record.error = "no acceptable method"
             conn.sendall(bytes([SOCKS_VERSION, METHOD_NO_ACCEPTABLE]))
             return
         conn.sendall(bytes([SOCKS_VERSION, wanted]))
-        if self.users is not None and not self._authenticate(conn, record):
+        if self.users is not None and not self.gssapi and not self._authenticate(conn, record):
             return
+        if self.gssapi:
+            stream = self._gssapi_negotiate(conn, record)
+            if stream is None:
+                return
+            if isinstance(stream, GSSStream):
+                self._serve_protected(conn, stream, record)
+                return
         try:
             cmd, atyp, addr, port = read_request(conn, record)
         except RequestError as exc:
@@ -947,6 +1084,95 @@ class SocksServer(_ThreadedTCPServer):
             self._fail(conn, record, REP_COMMAND_NOT_SUPPORTED, f"command {cmd:#04x}")
             return
         handler(conn, record, atyp, addr, port)
+
+    def _gssapi_negotiate(self, conn: socket.socket, record: Record) -> GSSStream | bool | None:
+        """RFC 1961 as the acceptor: ``None`` to hang up, ``True`` for level 0, else the stream."""
+        import gssapi
+
+        try:
+            context = gssapi.SecurityContext(
+                creds=gssapi.Credentials(usage="accept"), usage="accept"
+            )
+            while not context.complete:
+                mtyp, token = read_gss_frame(conn)
+                if mtyp != GSS_CONTEXT:
+                    raise ProtocolViolation(f"GSS-API message type {mtyp:#04x} where 0x01 was due")
+                if self.gssapi_abort == "context":
+                    record.error = "scripted GSS-API abort (context)"
+                    conn.sendall(bytes([GSS_VERSION, GSS_ABORT]))
+                    return None
+                if self.gssapi_context_reply is not None:
+                    record.error = "scripted GSS-API context reply"
+                    conn.sendall(self.gssapi_context_reply)
+                    return None
+                try:
+                    out = context.step(token)
+                except gssapi.exceptions.GSSError as exc:
+                    record.error = f"GSS-API context failed: {exc}"
+                    conn.sendall(bytes([GSS_VERSION, GSS_ABORT]))
+                    return None
+                # Like Dante: every client token gets a frame, empty if need be.
+                conn.sendall(encode_gss_frame(GSS_CONTEXT, out or b""))
+            record.gssapi_principal = str(context.initiator_name)
+            mtyp, token = read_gss_frame(conn)
+            if mtyp != GSS_PROTECTION:
+                raise ProtocolViolation(f"GSS-API message type {mtyp:#04x} where 0x02 was due")
+            asked = bytes(context.unwrap(token).message)
+            if len(asked) != 1:
+                raise ProtocolViolation(f"protection level of {len(asked)} octets")
+            record.gssapi_level_asked = asked[0]
+            if self.gssapi_abort == "protection":
+                record.error = "scripted GSS-API abort (protection)"
+                conn.sendall(bytes([GSS_VERSION, GSS_ABORT]))
+                return None
+            level = asked[0] if self.gssapi_answer is None else self.gssapi_answer
+            if self.gssapi_answer is None and level not in self.gssapi_levels:
+                record.error = f"protection level {level} refused"
+                if self.gssapi_refuse == "abort":
+                    conn.sendall(bytes([GSS_VERSION, GSS_ABORT]))
+                return None
+            record.gssapi_level = level
+            answer = context.wrap(bytes([level]), False).message
+            conn.sendall(encode_gss_frame(GSS_PROTECTION, answer))
+        except gssapi.exceptions.GSSError as exc:
+            raise ProtocolViolation(f"GSS-API: {exc}") from None
+        if level == 0:
+            return True
+        return GSSStream(conn, context, level, self.gssapi_frame_size)
+
+    def _serve_protected(self, conn: socket.socket, stream: GSSStream, record: Record) -> None:
+        """CONNECT with the request, the reply and the data wrapped (levels 1 and 2)."""
+        try:
+            cmd, atyp, addr, port = read_request(stream, record)  # type: ignore[arg-type]
+        except RequestError as exc:
+            record.reply_code, record.error = exc.reply_code, str(exc)
+            stream.sendall(encode_reply(exc.reply_code))
+            return
+        if cmd == CMD_UDP_ASSOCIATE and CMD_UDP_ASSOCIATE in self.commands:
+            self._do_udp_associate(conn, record, atyp, addr, port, gss=stream)
+            return
+        if cmd == CMD_BIND and CMD_BIND in self.commands:
+            self._do_bind(conn, record, atyp, addr, port, gss=stream)
+            return
+        if cmd != CMD_CONNECT:
+            record.reply_code, record.error = REP_COMMAND_NOT_SUPPORTED, f"command {cmd:#04x}"
+            stream.sendall(encode_reply(REP_COMMAND_NOT_SUPPORTED))
+            return
+        try:
+            outbound = self._open_outbound(addr, port)
+        except OSError as exc:
+            record.reply_code, record.error = _reply_code_for(exc), f"{exc}"
+            stream.sendall(encode_reply(record.reply_code))
+            return
+        try:
+            record.reply_code = REP_SUCCEEDED
+            reply = _reply_for_address(REP_SUCCEEDED, outbound.getsockname())
+            # The banner rides in the reply's last token, as if the
+            # destination had spoken at once.
+            stream.sendall(reply + self.gssapi_banner)
+            _relay_protected(conn, stream, outbound)
+        finally:
+            self.untrack(outbound)
 
     def _authenticate(self, conn: socket.socket, record: Record) -> bool:
         assert self.users is not None
@@ -981,15 +1207,24 @@ class SocksServer(_ThreadedTCPServer):
             self.untrack(outbound)
 
     def _do_bind(
-        self, conn: socket.socket, record: Record, atyp: int, addr: str, port: int
+        self,
+        conn: socket.socket,
+        record: Record,
+        atyp: int,
+        addr: str,
+        port: int,
+        gss: GSSStream | None = None,
     ) -> None:
+        # Replies go through the GSS-API stream when one is agreed; the
+        # descriptor itself is still what is waited on.
+        out: Any = gss or conn
         if self.bind_first_reply is not None:
-            self._fail(conn, record, self.bind_first_reply, "scripted first BIND reply")
+            self._fail(out, record, self.bind_first_reply, "scripted first BIND reply")
             return
         try:
             allowed = _allowed_hosts(atyp, addr)
         except OSError as exc:
-            self._fail(conn, record, REP_HOST_UNREACHABLE, f"{type(exc).__name__}: {exc}")
+            self._fail(out, record, REP_HOST_UNREACHABLE, f"{type(exc).__name__}: {exc}")
             return
         listener = _PlainSocket(conn.family, socket.SOCK_STREAM)
         self.track(listener)
@@ -998,12 +1233,12 @@ class SocksServer(_ThreadedTCPServer):
                 listener.bind((self.bind_host or conn.getsockname()[0], 0))
                 listener.listen(1)
             except OSError as exc:
-                self._fail(conn, record, REP_GENERAL_FAILURE, f"cannot listen: {exc}")
+                self._fail(out, record, REP_GENERAL_FAILURE, f"cannot listen: {exc}")
                 return
             sockname = listener.getsockname()
             record.bind_address = _host_port(sockname)
             record.reply_code = REP_SUCCEEDED
-            conn.sendall(
+            out.sendall(
                 _reply_for_address(REP_SUCCEEDED, sockname, zero=self.bind_reply_zero_address)
             )
             peer = self._await_peer(conn, listener)
@@ -1011,7 +1246,7 @@ class SocksServer(_ThreadedTCPServer):
             # One BIND, one connection: nobody else may connect from now on.
             self.untrack(listener)
         if peer is None:
-            self._second_reply(conn, record, REP_TTL_EXPIRED, "no peer within bind_timeout")
+            self._second_reply(out, record, REP_TTL_EXPIRED, "no peer within bind_timeout")
             return
         try:
             peername = peer.getpeername()
@@ -1021,10 +1256,13 @@ class SocksServer(_ThreadedTCPServer):
                 port != 0 and peer_port != port
             ):
                 reason = f"peer {peer_host}:{peer_port} is not the expected {addr}:{port}"
-                self._second_reply(conn, record, REP_NOT_ALLOWED, reason)
+                self._second_reply(out, record, REP_NOT_ALLOWED, reason)
                 return
-            if self._second_reply(conn, record, REP_SUCCEEDED, "", peername):
-                _relay(conn, peer)
+            if self._second_reply(out, record, REP_SUCCEEDED, "", peername):
+                if gss is None:
+                    _relay(conn, peer)
+                else:
+                    _relay_protected(conn, gss, peer)
         finally:
             self.untrack(peer)
 
@@ -1086,7 +1324,13 @@ class SocksServer(_ThreadedTCPServer):
         return succeeded
 
     def _do_udp_associate(
-        self, conn: socket.socket, record: Record, atyp: int, addr: str, port: int
+        self,
+        conn: socket.socket,
+        record: Record,
+        atyp: int,
+        addr: str,
+        port: int,
+        gss: GSSStream | None = None,
     ) -> None:
         host = addr
         if atyp == ATYP_DOMAIN:
@@ -1110,13 +1354,13 @@ class SocksServer(_ThreadedTCPServer):
             except OSError as exc:
                 self._fail(conn, record, REP_GENERAL_FAILURE, f"cannot open the relay: {exc}")
                 return
-            assoc = UDPAssociation(self, conn, relay, host, port)
+            assoc = UDPAssociation(self, conn, relay, host, port, gss)
             record.relay_address = assoc.relay_address
             with self._association_added:
                 self._associations.append(assoc)
                 self._association_added.notify_all()
             record.reply_code = REP_SUCCEEDED
-            conn.sendall(
+            (gss or conn).sendall(
                 _reply_for_address(
                     REP_SUCCEEDED, relay.getsockname(), zero=self.udp_reply_zero_address
                 )
@@ -1171,6 +1415,11 @@ class UDPAssociation:
     sent) and :attr:`dropped`; :meth:`wait_until` waits for a condition on
     them.  For hostile tests: :meth:`send_to_client`,
     :meth:`send_from_foreign`, :meth:`close_control` and :attr:`mute`.
+
+    With ``gss`` (a GSS-API association at level 1 or 2) every datagram each
+    way is ``01 03 LEN TOKEN``, the token wrapping the whole SOCKS datagram
+    (RFC 1961 section 5, as Dante does); :attr:`received` and
+    :attr:`forwarded` hold the unwrapped datagrams.
     """
 
     def __init__(
@@ -1180,8 +1429,10 @@ class UDPAssociation:
         relay: socket.socket,
         client_host: str,
         client_port: int,
+        gss: GSSStream | None = None,
     ) -> None:
         self.server = server
+        self.gss = gss
         self.control = control
         self.relay = relay
         #: The relay's real address.
@@ -1325,6 +1576,12 @@ class UDPAssociation:
         if self.mute:
             self._drop("muted", raw)
             return
+        if self.gss is not None:
+            try:
+                raw = self._unwrap(raw)
+            except (ValueError, ProtocolViolation) as exc:
+                self._drop(f"bad GSS-API datagram: {exc}", raw)
+                return
         try:
             dgram = decode_udp_datagram(raw)
         except ValueError as exc:
@@ -1342,6 +1599,18 @@ class UDPAssociation:
             self._outbound_for(family).sendto(dgram.data, dest)
         except OSError as exc:
             self._drop(f"cannot relay to {dgram.addr}:{dgram.port}: {exc}", raw)
+
+    def _unwrap(self, framed: bytes) -> bytes:
+        assert self.gss is not None
+        if len(framed) < 4 or framed[0] != GSS_VERSION or framed[1] != GSS_ENCAPSULATED:
+            raise ValueError("not a 01 03 frame")
+        (length,) = struct.unpack_from("!H", framed, 2)
+        if len(framed) != 4 + length:
+            raise ValueError(f"LEN {length} for a {len(framed) - 4}-byte token")
+        try:
+            return self.gss._unwrap(framed[4:])
+        except Exception as exc:  # gssapi's GSSError: a token that fails verification
+            raise ValueError(f"unwrap failed: {exc}") from None
 
     def _destination(self, dgram: Datagram) -> tuple[int, tuple[Any, ...]]:
         if dgram.atyp == ATYP_IPV4:
@@ -1371,6 +1640,9 @@ class UDPAssociation:
         host, port = _host_port(sockaddr)
         dgram = Datagram(0, ATYP_IPV6 if ":" in host else ATYP_IPV4, host, port, data)
         raw = encode_udp_datagram(*dgram)
+        if self.gss is not None:
+            token = self.gss.context.wrap(raw, self.gss.encrypt).message
+            raw = encode_gss_frame(GSS_ENCAPSULATED, token)
         client = self.client_address
         if self.mute:
             self._drop("muted", raw)
@@ -1433,6 +1705,36 @@ def _relay(a: socket.socket, b: socket.socket) -> None:
                     dst.shutdown(socket.SHUT_WR)
 
 
+def _relay_protected(conn: socket.socket, stream: GSSStream, outbound: socket.socket) -> None:
+    """:func:`_relay` with the client's side in GSS-API frames."""
+    pending = stream.feed(b"")  # anything unwrapped along with the request
+    if pending:
+        outbound.sendall(pending)
+    with selectors.DefaultSelector() as selector:
+        selector.register(conn, selectors.EVENT_READ)
+        selector.register(outbound, selectors.EVENT_READ)
+        open_directions = 2
+        while open_directions:
+            for key, _ in selector.select():
+                src = key.fileobj
+                assert isinstance(src, _PlainSocket)
+                data = src.recv(_RELAY_CHUNK)
+                if data:
+                    if src is conn:
+                        plain = stream.feed(data)
+                        if plain:
+                            outbound.sendall(plain)
+                    else:
+                        stream.sendall(data)
+                    continue
+                selector.unregister(src)
+                open_directions -= 1
+                if src is conn and stream.raw:
+                    raise ProtocolViolation("client closed in the middle of a GSS-API frame")
+                with contextlib.suppress(OSError):
+                    (outbound if src is conn else conn).shutdown(socket.SHUT_WR)
+
+
 # --------------------------------------------------------------------------
 # Command line.
 # --------------------------------------------------------------------------
@@ -1445,11 +1747,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=1080)
     parser.add_argument("--user", help="require RFC 1929 authentication as this user")
     parser.add_argument("--password", help="the password for --user")
+    parser.add_argument(
+        "--gssapi",
+        action="store_true",
+        help="require GSS-API (RFC 1961); the service key comes from KRB5_KTNAME",
+    )
     args = parser.parse_args(argv)
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
     users = None if args.user is None else {args.user: args.password}
-    server = SocksServer(args.host, args.port, users=users).start()
+    server = SocksServer(args.host, args.port, users=users, gssapi=args.gssapi).start()
     host, port = server.address
     shown = f"[{host}]" if ":" in host else host
     print(f"SOCKS5 server listening on {shown}:{port}", flush=True)

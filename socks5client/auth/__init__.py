@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .._codec import encode_greeting
 from .._secret import guard_secrets
-from .base import AuthMethod
+from .base import AuthMethod, Protection
 from .none import NoAuth
 from .userpass import UsernamePasswordAuth
 
@@ -23,6 +23,7 @@ __all__ = [
     "AuthMethod",
     "AuthPlan",
     "NoAuth",
+    "Protection",
     "UsernamePasswordAuth",
     "methods_for",
     "plan_for",
@@ -33,8 +34,20 @@ _NO_AUTH = NoAuth()
 
 
 @guard_secrets
-def methods_for(username: str | bytes | None, password: str | bytes | None) -> list[AuthMethod]:
-    """The methods to offer, in order of preference, for the given credentials."""
+def methods_for(
+    username: str | bytes | None, password: str | bytes | None, gssapi: AuthMethod | None = None
+) -> list[AuthMethod]:
+    """The methods to offer, in order of preference, for the given credentials.
+
+    With ``gssapi`` (the GSS-API method of a proxy configured for it) the
+    offer is GSSAPI, plus username/password if credentials were given, and
+    never "no authentication": a proxy (or someone on the path) choosing
+    that would silently drop the authentication the user asked for.
+    """
+    if gssapi is not None:
+        if username is None:
+            return [gssapi]
+        return [gssapi, UsernamePasswordAuth(username, password)]
     if username is None:
         return [_NO_AUTH]
     return [_NO_AUTH, UsernamePasswordAuth(username, password)]
@@ -54,9 +67,13 @@ class AuthPlan:
         self.offered = {m.code: m for m in methods}
         self.greeting = encode_greeting(list(self.offered))
         # The last method is the one the credentials were given for (no
-        # credentials: no authentication).
+        # credentials: no authentication).  With a method that cannot be
+        # pipelined on offer (GSSAPI), nothing is: offering only the last
+        # method would quietly trade GSSAPI for username/password.
         last = methods[-1]
-        self.pipelined: AuthMethod | None = last if last.first_message() is not None else None
+        self.pipelined: AuthMethod | None = (
+            last if all(m.first_message() is not None for m in methods) else None
+        )
         self.pipelined_greeting = encode_greeting([last.code])
 
 
@@ -64,7 +81,20 @@ def plan_for(proxy: Proxy) -> AuthPlan:
     """``proxy``'s :class:`AuthPlan`, made on first use and kept on the proxy."""
     plan: AuthPlan | None = proxy._plan
     if plan is None:
-        plan = AuthPlan(methods_for(proxy.username, proxy.password))
+        gssapi: AuthMethod | None = None
+        if proxy.gssapi:
+            # Imported only for a proxy that uses it (the gssapi package
+            # itself is imported later still, by the first handshake).
+            from .._negotiate import describe
+            from .gssapi import GSSAPIAuth
+
+            gssapi = GSSAPIAuth(
+                proxy._gssapi_host or proxy.host,
+                describe(proxy.host, proxy.port),
+                proxy.gssapi_service,
+                proxy.gssapi_protection,
+            )
+        plan = AuthPlan(methods_for(proxy.username, proxy.password, gssapi))
         # Proxy is immutable to its users; this cache is not part of its
         # value (equality and pickling ignore it), and two threads making
         # it at once make equal plans.

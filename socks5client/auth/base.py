@@ -8,7 +8,26 @@ if TYPE_CHECKING:
     from .._conversation import Steps
     from .._secret import Secret
 
-__all__ = ["AuthMethod"]
+__all__ = ["AuthMethod", "Protection"]
+
+
+class Protection(Protocol):
+    """Per-message protection a method agreed on (GSS-API integrity or confidentiality).
+
+    The handshake wraps the request and unwraps the reply with it, and the
+    socket then wraps all data (``socks5client._gssapi_socket``).
+    """
+
+    #: The RFC 1961 level: 1 integrity, 2 confidentiality.
+    level: int
+    #: The most plaintext one token may carry.
+    max_payload: int
+
+    def wrap(self, data: bytes) -> bytes:
+        """A token carrying ``data``."""
+
+    def unwrap(self, token: bytes) -> bytes:
+        """The plaintext a token from the proxy carries; raise if it fails verification."""
 
 
 class AuthMethod(Protocol):
@@ -23,8 +42,12 @@ class AuthMethod(Protocol):
     def code(self) -> int:
         """The METHOD byte offered in the greeting."""
 
-    def negotiate(self) -> Steps[None]:
-        """Run the sub-negotiation once the proxy has chosen this method."""
+    def negotiate(self) -> Steps[Protection | None]:
+        """Run the sub-negotiation once the proxy has chosen this method.
+
+        Returns the per-message protection it agreed on, or ``None`` for
+        none (the data then flows as it is).
+        """
 
     def first_message(self) -> bytes | Secret[bytes] | None:
         """What the sub-negotiation sends first, if known before the proxy answers.

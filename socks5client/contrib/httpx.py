@@ -18,10 +18,15 @@ to the proxy (``socks5h://``) or resolved here (``socks5://``) as the URL
 says, and socks5client's errors turned into httpx's (see
 :class:`SOCKSTransport`).
 
-Only synchronous clients are served for now: the asynchronous transport
-needs socks5client's asyncio client, which is still to come.  Given to
-``httpx.AsyncClient``, :class:`SOCKSTransport` raises :class:`TypeError`
-saying so.
+For ``httpx.AsyncClient`` there is :class:`AsyncSOCKSTransport`, with the
+same arguments and the same error mapping::
+
+    async with httpx.AsyncClient(transport=AsyncSOCKSTransport("socks5h://...")) as client:
+        await client.get("https://example.com/")
+
+On asyncio its handshakes run on the event loop (``socks5client.asyncio``);
+on trio (anyio's other backend) they run in a worker thread.  Each
+transport refuses the other kind of client with a :class:`TypeError`.
 
 This is the only module of socks5client that imports httpx and httpcore
 (``pip install socks5client[httpx]``).
@@ -35,7 +40,7 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, NoReturn, Union
 
 import httpcore
@@ -57,7 +62,14 @@ if not all(
         " NetworkBackend, NetworkStream and SOCKET_OPTION: pip install --upgrade httpx"
     )
 
-__all__ = ["SOCKSNetworkBackend", "SOCKSStream", "SOCKSTransport"]
+__all__ = [
+    "AsyncSOCKSNetworkBackend",
+    "AsyncSOCKSStream",
+    "AsyncSOCKSTransport",
+    "SOCKSNetworkBackend",
+    "SOCKSStream",
+    "SOCKSTransport",
+]
 
 #: What ``cert=`` takes, as in ``httpx.HTTPTransport``: a PEM file with the
 #: certificate and key, or ``(certfile, keyfile)``, or ``(certfile,
@@ -81,8 +93,12 @@ _DESTINATION_REPLIES = frozenset({3, 4, 5, 6})
 
 _SYNC_ONLY = (
     "socks5client.contrib.httpx.SOCKSTransport is synchronous: use it with httpx.Client."
-    " An asynchronous transport for httpx.AsyncClient needs socks5client's asyncio client,"
-    " which does not exist yet."
+    " For httpx.AsyncClient use socks5client.contrib.httpx.AsyncSOCKSTransport."
+)
+
+_ASYNC_ONLY = (
+    "socks5client.contrib.httpx.AsyncSOCKSTransport is asynchronous: use it with"
+    " httpx.AsyncClient.  For httpx.Client use socks5client.contrib.httpx.SOCKSTransport."
 )
 
 
@@ -359,7 +375,89 @@ class _ResponseStream(httpx.SyncByteStream):
                 close()
 
 
-class SOCKSTransport(httpx.BaseTransport):
+class _TransportBase:
+    """What the synchronous and the asynchronous transports share: settings and routes."""
+
+    @guard_secrets
+    def __init__(
+        self,
+        proxy: ProxyLike | None = None,
+        *,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        retries: int = 0,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> None:
+        if proxy is None and not trust_env:
+            raise ValueError(
+                f"{type(self).__name__} needs a proxy: give one, or leave trust_env on to take it"
+                " from the environment"
+            )
+        if http2 and importlib.util.find_spec("h2") is None:
+            # Said now, rather than at the first HTTP/2 connection.
+            raise ImportError("http2=True needs the 'h2' package: pip install httpx[http2]")
+        self._proxy: Proxy | None = None if proxy is None else proxy_from_args(proxy)
+        self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+        self._limits = limits
+        self._http1 = http1
+        self._http2 = http2
+        self._retries = retries
+        self._local_address = local_address
+        self._socket_options = None if socket_options is None else list(socket_options)
+        # One pool per route: the proxy, or None for direct connections.
+        # The network backend only sees host and port, so a pool cannot pick
+        # a proxy per request; the choice is made here, before the pool.
+        self._pools: dict[Proxy | None, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The proxy given, or ``None`` when each request takes its own from the environment."""
+        return self._proxy
+
+    def __repr__(self) -> str:
+        shown = "<from the environment>" if self._proxy is None else repr(self._proxy.url)
+        return f"{type(self).__name__}(proxy={shown})"
+
+    # -- choosing the route ------------------------------------------------
+
+    def _environment_route(self, request: httpx.Request) -> Proxy | None:
+        """The proxy the environment gives ``request``; ``None`` to go direct.
+
+        The rules are those every socks5client integration shares
+        (:func:`socks5client._environ.proxy_from_environment`): no variable,
+        a ``no_proxy`` match, or a variable naming a proxy that is not
+        SOCKS5 (an ``http://`` proxy, which httpx's own transport serves)
+        all mean direct.
+        """
+        problem: str | None = None
+        try:
+            proxy = proxy_from_environment(
+                request.url.scheme,
+                request.url.host,
+                port=request.url.port or {"http": 80, "https": 443}.get(request.url.scheme),
+            )
+        except ValueError as exc:
+            # A SOCKS4 or malformed SOCKS5 URL.  The message names the
+            # variable and the problem, never the URL's password; the
+            # exception itself is left behind, as its traceback holds frames
+            # whose locals have the URL.
+            problem = str(exc)
+            proxy = None
+        if problem is not None:
+            found = proxy_url_from_environment(request.url.scheme)
+            if found is not None and found[0] not in problem:
+                problem = f"{found[0]}: {problem}"
+            raise httpx.ProxyError(f"cannot use the proxy environment: {problem}", request=request)
+        return proxy
+
+
+class SOCKSTransport(_TransportBase, httpx.BaseTransport):
     """An httpx transport that sends every request through a SOCKS5 proxy.
 
     ``httpx.Client(transport=SOCKSTransport("socks5h://user:pass@proxy:1080"))``
@@ -425,87 +523,9 @@ class SOCKSTransport(httpx.BaseTransport):
       environment: ``httpx.ProxyError`` (no cause: the message says it).
 
     **Synchronous only.** Use it with ``httpx.Client``; with
-    ``httpx.AsyncClient`` it raises :class:`TypeError` (the asynchronous
-    transport will follow socks5client's asyncio client).
+    ``httpx.AsyncClient`` it raises :class:`TypeError`: use
+    :class:`AsyncSOCKSTransport` there.
     """
-
-    @guard_secrets
-    def __init__(
-        self,
-        proxy: ProxyLike | None = None,
-        *,
-        verify: VerifyTypes = True,
-        cert: CertTypes | None = None,
-        trust_env: bool = True,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = DEFAULT_LIMITS,
-        retries: int = 0,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> None:
-        if proxy is None and not trust_env:
-            raise ValueError(
-                "SOCKSTransport needs a proxy: give one, or leave trust_env on to take it"
-                " from the environment"
-            )
-        if http2 and importlib.util.find_spec("h2") is None:
-            # Said now, rather than at the first HTTP/2 connection.
-            raise ImportError("http2=True needs the 'h2' package: pip install httpx[http2]")
-        self._proxy: Proxy | None = None if proxy is None else proxy_from_args(proxy)
-        self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
-        self._limits = limits
-        self._http1 = http1
-        self._http2 = http2
-        self._retries = retries
-        self._local_address = local_address
-        self._socket_options = None if socket_options is None else list(socket_options)
-        # One pool per route: the proxy, or None for direct connections.
-        # The network backend only sees host and port, so a pool cannot pick
-        # a proxy per request; the choice is made here, before the pool.
-        self._pools: dict[Proxy | None, httpcore.ConnectionPool] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def proxy(self) -> Proxy | None:
-        """The proxy given, or ``None`` when each request takes its own from the environment."""
-        return self._proxy
-
-    def __repr__(self) -> str:
-        shown = "<from the environment>" if self._proxy is None else repr(self._proxy.url)
-        return f"{type(self).__name__}(proxy={shown})"
-
-    # -- choosing the route ------------------------------------------------
-
-    def _environment_route(self, request: httpx.Request) -> Proxy | None:
-        """The proxy the environment gives ``request``; ``None`` to go direct.
-
-        The rules are those every socks5client integration shares
-        (:func:`socks5client._environ.proxy_from_environment`): no variable,
-        a ``no_proxy`` match, or a variable naming a proxy that is not
-        SOCKS5 (an ``http://`` proxy, which httpx's own transport serves)
-        all mean direct.
-        """
-        problem: str | None = None
-        try:
-            proxy = proxy_from_environment(
-                request.url.scheme,
-                request.url.host,
-                port=request.url.port or {"http": 80, "https": 443}.get(request.url.scheme),
-            )
-        except ValueError as exc:
-            # A SOCKS4 or malformed SOCKS5 URL.  The message names the
-            # variable and the problem, never the URL's password; the
-            # exception itself is left behind, as its traceback holds frames
-            # whose locals have the URL.
-            problem = str(exc)
-            proxy = None
-        if problem is not None:
-            found = proxy_url_from_environment(request.url.scheme)
-            if found is not None and found[0] not in problem:
-                problem = f"{found[0]}: {problem}"
-            raise httpx.ProxyError(f"cannot use the proxy environment: {problem}", request=request)
-        return proxy
 
     def _pool_for(self, request: httpx.Request) -> httpcore.ConnectionPool:
         route = self._proxy if self._proxy is not None else self._environment_route(request)
@@ -581,3 +601,311 @@ class SOCKSTransport(httpx.BaseTransport):
     async def aclose(self) -> None:
         """Close the pools, so that ``AsyncClient.aclose()`` after the error is quiet."""
         self.close()
+
+
+# ---------------------------------------------------------------------------
+# The asynchronous side: httpx.AsyncClient
+
+
+@contextlib.contextmanager
+def _async_stream_errors(
+    timeout_error: type[Exception], other_error: type[Exception]
+) -> Iterator[None]:
+    """anyio's and the socket's errors of an established stream as httpcore's."""
+    import anyio
+
+    try:
+        yield
+    except _TIMEOUTS as exc:
+        raise _httpcore_error(timeout_error, exc) from exc
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        error = other_error(str(exc) or type(exc).__name__)
+        raise error from exc
+    except OSError as exc:
+        raise _httpcore_error(other_error, exc) from exc
+
+
+class AsyncSOCKSStream(httpcore.AsyncNetworkStream):
+    """One connection through the proxy, as httpcore's asynchronous side reads and writes it.
+
+    An anyio byte stream over the tunnel's socket (TLS with the destination
+    after :meth:`start_tls`).  Timeouts are per call, as httpcore gives them.
+    """
+
+    def __init__(self, stream: Any, server_addr: Any) -> None:
+        self._stream = stream
+        # The destination as requested, kept across start_tls().
+        self._server_addr = server_addr
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        import anyio
+
+        with _async_stream_errors(httpcore.ReadTimeout, httpcore.ReadError):
+            with anyio.fail_after(timeout):
+                try:
+                    data: bytes = await self._stream.receive(max_bytes)
+                except anyio.EndOfStream:
+                    return b""
+                return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        import anyio
+
+        with _async_stream_errors(httpcore.WriteTimeout, httpcore.WriteError):
+            with anyio.fail_after(timeout):
+                await self._stream.send(buffer)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncSOCKSStream:
+        """TLS with the destination, through the tunnel (SNI: the destination's name)."""
+        import anyio
+        from anyio.streams.tls import TLSStream
+
+        with _async_stream_errors(httpcore.ConnectTimeout, httpcore.ConnectError):
+            try:
+                with anyio.fail_after(timeout):
+                    tls = await TLSStream.wrap(
+                        self._stream,
+                        ssl_context=ssl_context,
+                        hostname=server_hostname,
+                        standard_compatible=False,
+                        server_side=False,
+                    )
+            except BaseException:
+                await self.aclose()
+                raise
+        return AsyncSOCKSStream(tls, self._server_addr)
+
+    def get_extra_info(self, info: str) -> Any:
+        """As :meth:`SOCKSStream.get_extra_info`."""
+        from anyio.abc import SocketAttribute
+        from anyio.streams.tls import TLSAttribute
+
+        if info == "ssl_object":
+            return self._stream.extra(TLSAttribute.ssl_object, None)
+        if info == "client_addr":
+            return self._stream.extra(SocketAttribute.local_address, None)
+        if info == "server_addr":
+            return self._server_addr
+        if info == "socket":
+            return self._stream.extra(SocketAttribute.raw_socket, None)
+        if info == "is_readable":
+            sock = self._stream.extra(SocketAttribute.raw_socket, None)
+            return True if sock is None else _is_readable(sock)
+        return None
+
+
+def _running_asyncio() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class AsyncSOCKSNetworkBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore asynchronous network backend whose TCP connections go through one proxy.
+
+    On asyncio the handshake runs on the event loop
+    (:func:`socks5client.asyncio.open_socket`: one deadline, cancellable);
+    on trio it is the blocking client's, in a worker thread.  The connected
+    socket is handed to anyio.  Failures are httpcore's exceptions, as for
+    :class:`SOCKSNetworkBackend`.
+    """
+
+    @guard_secrets
+    def __init__(self, proxy: ProxyLike) -> None:
+        import anyio.abc
+
+        if not hasattr(anyio.abc.SocketStream, "from_socket"):
+            raise ImportError(
+                "socks5client.contrib.httpx.AsyncSOCKSTransport needs anyio 4.7 or later"
+                " (SocketStream.from_socket): pip install --upgrade anyio"
+            )
+        chosen = proxy_from_args(proxy)
+        if chosen is None:  # pragma: no cover - proxy_from_args needs a proxy here
+            raise ValueError("a SOCKS5 proxy is required")
+        self._proxy = chosen
+
+    @property
+    def proxy(self) -> Proxy:
+        """The proxy every connection goes through."""
+        return self._proxy
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> AsyncSOCKSStream:
+        """A tunnel to ``(host, port)``, the whole handshake within ``timeout``."""
+        import anyio
+        import anyio.abc
+
+        options: list[Any] = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        options.extend(socket_options or ())
+        source = None if local_address is None else (local_address, 0)
+        try:
+            if _running_asyncio():
+                from ..asyncio import open_socket
+
+                sock = await open_socket(
+                    host, port, self._proxy, timeout=timeout, local_addr=source,
+                    socket_options=options,
+                )  # fmt: skip
+            else:
+                sock = await anyio.to_thread.run_sync(
+                    lambda: create_connection(
+                        (host, port), timeout, source, socket_options=options, proxy=self._proxy
+                    )
+                )
+        except OSError as exc:
+            raise _connect_failure(exc) from exc
+        try:
+            server_addr = sock.getpeername()
+            sock.setblocking(False)
+            if not _running_asyncio():
+                # trio wraps only sockets of exactly the socket module's
+                # class: the tunnel's descriptor goes into one.
+                sock = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            stream = await anyio.abc.SocketStream.from_socket(sock)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError):
+                raise _httpcore_error(httpcore.ConnectError, exc) from exc
+            raise
+        return AsyncSOCKSStream(stream, server_addr)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> NoReturn:
+        raise httpcore.ConnectError("a SOCKS5 proxy carries TCP connections, not Unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        import anyio
+
+        await anyio.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._proxy.url!r})"
+
+
+class _AsyncResponseStream(httpx.AsyncByteStream):
+    """httpcore's asynchronous response body, with httpcore's errors turned into httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes], request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self._request):
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._stream, "aclose", None)
+        if aclose is not None:
+            with _httpx_errors(self._request):
+                await aclose()
+
+
+class AsyncSOCKSTransport(_TransportBase, httpx.AsyncBaseTransport):
+    """The asynchronous twin of :class:`SOCKSTransport`, for ``httpx.AsyncClient``.
+
+    ``httpx.AsyncClient(transport=AsyncSOCKSTransport("socks5h://user:pass@proxy:1080"))``
+
+    Same arguments, same routes (a proxy given, or each request's from the
+    environment), same pooling and the same error mapping as
+    :class:`SOCKSTransport`; httpx's *connect* timeout is the one deadline
+    of the SOCKS5 handshake.  On asyncio (and uvloop) the handshake runs on
+    the event loop and is cancelled with the request; on trio it runs in a
+    worker thread.  Needs anyio 4.7 or later.  With ``httpx.Client`` it
+    raises :class:`TypeError`.
+    """
+
+    def _pool_for(self, request: httpx.Request) -> httpcore.AsyncConnectionPool:
+        route = self._proxy if self._proxy is not None else self._environment_route(request)
+        with self._lock:
+            pool = self._pools.get(route)
+            if pool is None:
+                pool = self._pools[route] = httpcore.AsyncConnectionPool(
+                    ssl_context=self._ssl_context,
+                    max_connections=self._limits.max_connections,
+                    max_keepalive_connections=self._limits.max_keepalive_connections,
+                    keepalive_expiry=self._limits.keepalive_expiry,
+                    http1=self._http1,
+                    http2=self._http2,
+                    retries=self._retries,
+                    local_address=self._local_address,
+                    socket_options=self._socket_options,
+                    network_backend=None if route is None else AsyncSOCKSNetworkBackend(route),
+                )
+            return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the proxy (pooled) and return the response."""
+        if not isinstance(request.stream, httpx.AsyncByteStream):
+            raise TypeError(_ASYNC_ONLY)
+        pool = self._pool_for(request)
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors(request):
+            core_response = await pool.handle_async_request(core_request)
+        body = core_response.stream
+        if not isinstance(body, AsyncIterable):  # pragma: no cover - an async pool's body
+            raise TypeError("httpcore returned a synchronous body to an asynchronous pool")
+        return httpx.Response(
+            status_code=core_response.status,
+            headers=core_response.headers,
+            stream=_AsyncResponseStream(body, request),
+            extensions=core_response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection (of every proxy, with ``proxy=None``)."""
+        with self._lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            await pool.aclose()
+
+    # -- refusing httpx.Client clearly -------------------------------------------
+
+    def handle_request(self, request: httpx.Request) -> NoReturn:
+        """Refused: this transport is asynchronous (see the class docstring)."""
+        raise TypeError(_ASYNC_ONLY)
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_ASYNC_ONLY)
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+    def close(self) -> None:
+        """Nothing to close synchronously (``Client.close()`` after the error stays quiet)."""

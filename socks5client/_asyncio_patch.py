@@ -1,0 +1,276 @@
+"""asyncio under :func:`socks5client.patch`: event loop methods that reach the network.
+
+The socket-module patch alone already routes asyncio (its loops make their
+sockets with ``socket.socket`` and resolve with ``socket.getaddrinfo``), but
+a proxied socket's ``connect()`` inside ``loop.sock_connect`` can only run
+the handshake *blocking*: returning EINPROGRESS before the proxy's reply
+would let the loop believe the tunnel open.  And uvloop resolves and
+connects in libuv, past the socket module altogether.  So while patched,
+these loop methods are replaced on their classes:
+
+* ``sock_connect`` (``BaseSelectorEventLoop``, ``uvloop.Loop``): a proxied
+  socket (a ``socksocket``, which under the patch is every TCP socket made
+  with ``socket.socket``) runs its handshake with
+  :func:`socks5client.asyncio.connect`, on the loop, never blocking it;
+  other sockets and ``no_proxy`` destinations go to the original;
+* ``getaddrinfo`` (``BaseEventLoop``, ``uvloop.Loop``): a proxied name gets
+  its synthetic address at once, with no executor and no DNS; other names
+  go through the patched ``socket.getaddrinfo`` in the executor, which
+  remembers the addresses of ``no_proxy`` names as the blocking patch does;
+* ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
+  two above): a proxied host gets a tunnel from
+  :mod:`socks5client.asyncio`, handed to the original as ``sock=``.
+
+Classes are patched, not loop instances, so loops made before or after
+``patch()`` are covered alike.  ``asyncio`` and ``uvloop`` are not imported
+for this: if they are not loaded yet, an import watcher on
+``sys.meta_path`` patches them as soon as they are.  :func:`uninstall`
+puts back exactly what was there: the original function, or nothing where
+the class only inherited one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import sys
+import threading
+from typing import Any, Callable
+
+__all__ = ["install", "uninstall"]
+
+_MISSING = object()
+_lock = threading.RLock()
+#: (class, attribute, what the class's own __dict__ had, or _MISSING).
+_replaced: list[tuple[type, str, Any]] = []
+_watcher: _ImportWatcher | None = None
+
+
+def _patch_module() -> Any:
+    """``socks5client.patch``, the module (the package's attribute is the function)."""
+    return sys.modules[__name__.rpartition(".")[0] + ".patch"]
+
+
+def _active() -> Any:
+    return _patch_module()._active
+
+
+def _proxied_route(sock: Any, address: Any) -> tuple[Any, Any] | None:
+    """``(proxy, target)`` when ``sock`` must reach ``address`` through a proxy, else None."""
+    from .patch import _PatchedSocket
+    from .sock import socksocket
+
+    if not isinstance(sock, socksocket) or not sock._stream or sock._udp_variant:
+        return None
+    if isinstance(sock, _PatchedSocket):
+        proxy, target = sock._route(address)
+    else:
+        proxy, target = sock._effective_proxy(), address
+    if proxy is None:
+        return None
+    return proxy, target
+
+
+def _hook_sock_connect(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def sock_connect(self: Any, sock: Any, address: Any) -> None:
+        route = _proxied_route(sock, address)
+        if route is None:
+            return await original(self, sock, address)  # type: ignore[no-any-return]
+        from . import asyncio as aio
+        from .patch import _PatchedSocket
+
+        proxy, target = route
+        # No timeout is given to sock_connect: as for a blocking socket made
+        # with the defaults, socket.getdefaulttimeout() bounds the handshake
+        # (the caller's own asyncio timeouts cancel it cleanly too).
+        await aio.connect(sock, target, proxy, timeout=socket.getdefaulttimeout())
+        if isinstance(sock, _PatchedSocket):
+            sock._shown_peer(address, target)
+        return None
+
+    return functools.wraps(original)(sock_connect)
+
+
+def _hook_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def getaddrinfo(
+        self: Any,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        patch = _patch_module()
+        active = patch._active
+        if active is None:
+            return await original(  # type: ignore[no-any-return]
+                self, host, port, family=family, type=type, proto=proto, flags=flags
+            )
+        name = patch._proxied_name(active, host)
+        if name is not None and not flags & socket.AI_NUMERICHOST:
+            return patch._synthetic_infos(active, name, port, family, type, proto, flags)  # type: ignore[no-any-return]
+        # The patched function: the real resolver, and no_proxy names'
+        # addresses remembered, as for the blocking patch (uvloop's own
+        # resolver would skip both).
+        return await self.run_in_executor(  # type: ignore[no-any-return]
+            None, patch._getaddrinfo, host, port, family, type, proto, flags
+        )
+
+    return functools.wraps(original)(getaddrinfo)
+
+
+def _hook_create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def create_connection(
+        self: Any,
+        protocol_factory: Callable[[], Any],
+        host: Any = None,
+        port: Any = None,
+        *,
+        ssl: Any = None,
+        server_hostname: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        patch = _patch_module()
+        active = patch._active
+        if active is None or host is None or kwargs.get("sock") is not None:
+            return await original(
+                self, protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname,
+                **kwargs,
+            )  # fmt: skip
+        target, _name = patch._map((host, port))
+        shown = str(patch._text(target[0]))
+        if active.direct(shown, target[1]) or active.is_proxy(shown, target[1]):
+            return await original(
+                self, protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname,
+                **kwargs,
+            )  # fmt: skip
+        from . import asyncio as aio
+
+        kwargs.pop("sock", None)
+        return await aio.create_connection(
+            protocol_factory,
+            shown,
+            patch._port_number(target[1], socket.SOCK_STREAM),
+            proxy=active.proxy,
+            ssl=ssl,
+            server_hostname=server_hostname if server_hostname or not ssl else str(host),
+            timeout=socket.getdefaulttimeout(),
+            **kwargs,
+        )
+
+    return functools.wraps(original)(create_connection)
+
+
+_HOOKS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+    "sock_connect": _hook_sock_connect,
+    "getaddrinfo": _hook_getaddrinfo,
+    "create_connection": _hook_create_connection,
+}
+
+
+def _targets(module_name: str) -> list[tuple[type, str]]:
+    """The (class, method) pairs to replace for a loaded module."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        return []
+    if module_name == "asyncio":
+        from asyncio import base_events, selector_events
+
+        return [
+            (selector_events.BaseSelectorEventLoop, "sock_connect"),
+            (base_events.BaseEventLoop, "getaddrinfo"),
+        ]
+    loop_class = getattr(module, "Loop", None)
+    if not isinstance(loop_class, type):
+        return []
+    # uvloop.Loop is a Python subclass of the Cython loop, so it takes
+    # attributes; libuv does its own resolving and connecting.
+    return [
+        (loop_class, "sock_connect"),
+        (loop_class, "getaddrinfo"),
+        (loop_class, "create_connection"),
+    ]
+
+
+def _install_for(module_name: str) -> None:
+    with _lock:
+        if _active() is None:
+            return
+        for cls, name in _targets(module_name):
+            if any(c is cls and n == name for c, n, _ in _replaced):
+                continue
+            own = cls.__dict__.get(name, _MISSING)
+            original = getattr(cls, name)
+            _replaced.append((cls, name, own))
+            setattr(cls, name, _HOOKS[name](original))
+
+
+class _ImportWatcher:
+    """A ``sys.meta_path`` finder that patches asyncio and uvloop once they are imported.
+
+    It finds nothing itself: it asks the other finders for the spec and
+    has the loader run the hooks right after the module's own code.
+    """
+
+    _WATCHED = frozenset(["asyncio", "uvloop"])
+
+    def __init__(self) -> None:
+        self._busy: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self._WATCHED or fullname in self._busy:
+            return None
+        import importlib.util
+
+        self._busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._busy.discard(fullname)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        real_exec = loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            # On the loader object itself, for this one import: the spec
+            # and module keep the real loader.
+            try:
+                real_exec(module)
+            finally:
+                loader.__dict__.pop("exec_module", None)
+            sys.modules.setdefault(fullname, module)
+            _install_for(fullname)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def install() -> None:
+    """Patch the loaded loop classes, and watch for those not imported yet (called by patch())."""
+    global _watcher
+    with _lock:
+        _install_for("asyncio")
+        _install_for("uvloop")
+        if _watcher is None and not all(m in sys.modules for m in _ImportWatcher._WATCHED):
+            _watcher = _ImportWatcher()
+            sys.meta_path.insert(0, _watcher)
+
+
+def uninstall() -> None:
+    """Put back exactly what :func:`install` replaced (called by unpatch())."""
+    global _watcher
+    with _lock:
+        if _watcher is not None:
+            with contextlib.suppress(ValueError):  # someone else took it out
+                sys.meta_path.remove(_watcher)
+            _watcher = None
+        while _replaced:
+            cls, name, own = _replaced.pop()
+            if own is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, own)

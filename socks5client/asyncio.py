@@ -1,0 +1,1067 @@
+"""The asyncio client: the SOCKS5 handshake driven by an event loop.
+
+The handshake itself is the sans-I/O conversation of
+``socks5client._conversation``, the very generators the blocking client
+runs; this module only moves their bytes with the loop's own primitives
+(``sock_connect``, ``sock_sendall``, ``sock_recv``, ``add_writer``), so it
+works on any event loop (the default one, uvloop) and never blocks it.
+
+What the blocking client promises holds here too:
+
+* **One deadline per call.**  ``timeout`` bounds the whole call (resolving
+  and reaching the proxy, every message, and for :func:`open_connection`
+  and :func:`create_connection` the TLS handshake), whatever the number of
+  steps.  Past it the call raises the blocking client's error
+  (:class:`~socks5client.errors.ProxyTimeoutError` or
+  :class:`~socks5client.errors.ProxyConnectionTimeoutError`, both
+  ``TimeoutError``), with the same message.
+* **Cancellable at every await.**  Cancelling the task closes the socket
+  of the call and raises ``CancelledError``; no descriptor is left behind.
+* **The same errors**, raised by the same code: what the proxy says is
+  judged by the conversation, transport trouble is worded by the helpers
+  of ``socks5client._negotiate``.
+* **No DNS leak.**  With ``socks5h://`` (remote DNS) the destination's name
+  goes to the proxy unresolved; with ``socks5://`` it is resolved here, by
+  the real resolver in the loop's executor, never through a patched one.
+
+Usage::
+
+    reader, writer = await socks5client.asyncio.open_connection(
+        "example.com", 443, proxy="socks5h://127.0.0.1:1080", ssl=True, timeout=10
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import ssl as _ssl
+import sys
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, Union
+
+from . import _codec, _conversation, _negotiate
+from ._codec import Command, Reply
+from ._conversation import RECV, SEND
+from ._negotiate import Budget, PlainSocket, debug_logger, describe
+from .auth import plan_for
+from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
+from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args
+from .sock import (
+    _connect_context,
+    _is_ip_literal,
+    _resolve_locally,
+    _split_address,
+    _with_host,
+    socksocket,
+)
+
+if TYPE_CHECKING:
+    from ._conversation import Steps
+    from ._secret import Secret
+
+__all__ = [
+    "BindListener",
+    "UDPEndpoint",
+    "bind",
+    "connect",
+    "create_connection",
+    "open_connection",
+    "open_socket",
+    "open_udp",
+]
+
+_T = TypeVar("_T")
+
+#: What ``ssl=`` takes, as in :func:`asyncio.open_connection`.
+SSLArg = Union[_ssl.SSLContext, bool, None]
+
+_send = PlainSocket.send
+_connect_ex = PlainSocket.connect_ex
+_IN_PROGRESS = frozenset([errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY])
+_HAS_TIMEOUT = sys.version_info >= (3, 11)  # asyncio.timeout; tests may turn it off
+
+#: The destination side of ``loop.create_connection``'s arguments: they shape
+#: a direct connection and mean nothing for one through a proxy.
+_DIRECT_ONLY = ("happy_eyeballs_delay", "interleave", "all_errors", "proto", "flags")
+
+
+class _Call:
+    """Where one call stands: what its timeout error must say when the deadline hits.
+
+    The deadline is enforced around the whole call (``asyncio.timeout``), so
+    the code that was waiting does not see it coming; it keeps this record
+    up to date instead, and the handler words the error from it, exactly as
+    the blocking driver words its own.
+    """
+
+    __slots__ = ("budget", "connecting", "heard", "hint", "last", "proxy", "waiting_for")
+
+    def __init__(self, proxy: Proxy, timeout: float | None) -> None:
+        self.proxy = proxy
+        self.budget = Budget(timeout)
+        #: True until the connection to the proxy is up.
+        self.connecting = True
+        #: The last error connecting to one of the proxy's addresses.
+        self.last: OSError | None = None
+        self.waiting_for = ""
+        self.heard = False
+        self.hint = ""
+
+    def timed_out(self) -> ProxyError:
+        if self.connecting:
+            return _negotiate._connect_timeout(self.proxy, self.budget, self.last)
+        return _negotiate.handshake_timeout(
+            self.proxy, self.budget, self.waiting_for, self.heard, self.hint
+        )
+
+    def lost(self, exc: OSError) -> ProxyError:
+        return _negotiate.handshake_lost(self.proxy, exc, self.waiting_for, self.hint)
+
+
+async def _bounded(timeout: float | None, work: Awaitable[_T], call: _Call | None) -> _T:
+    """``await work``, all of it within ``timeout`` seconds (``None``: no limit).
+
+    At the deadline the work is cancelled where it waits and ``call``'s
+    timeout error is raised (a plain ``TimeoutError`` without ``call``).
+    Python 3.11+ has ``asyncio.timeout``; before, ``asyncio.wait_for`` runs
+    the work as a task of its own and cancels it the same way.
+    """
+    if timeout is None:
+        return await work
+    if _HAS_TIMEOUT:
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                return await work
+        except TimeoutError:
+            # Only the scope's own expiry: a TimeoutError the work raised
+            # itself (a ProxyTimeoutError) is already the right one.
+            if call is None or not scope.expired():
+                raise
+            raise call.timed_out() from None
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except asyncio.TimeoutError:
+        # Before 3.11 asyncio.TimeoutError is not the builtin one that
+        # ProxyTimeoutError derives from: this can only be the deadline.
+        if call is None:
+            raise TimeoutError(f"did not complete within {timeout:g} s") from None
+        raise call.timed_out() from None
+
+
+def _forget(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Close ``sock`` after making sure the loop no longer watches its descriptor.
+
+    A cancelled ``sock_recv`` unregisters the descriptor only in a callback
+    that runs later; closing first would leave the selector watching a
+    number that the next socket may reuse.
+    """
+    fd = sock.fileno()
+    if fd != -1:
+        for remove in (loop.remove_reader, loop.remove_writer):
+            with contextlib.suppress(Exception):  # a loop that never watched it
+                remove(fd)
+    sock.close()
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` can be written to (or has an error to report)."""
+    future = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _set_done, future)
+    try:
+        await future
+    finally:
+        loop.remove_writer(fd)
+
+
+async def _connect_socket(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
+) -> None:
+    """Connect ``sock`` to the resolved ``address`` without blocking.
+
+    A plain socket uses ``loop.sock_connect``.  A socksocket (the caller's,
+    or a patched program's) would route that call's ``sock.connect`` into
+    itself: its descriptor is connected here with the C method, and the
+    loop tells when the outcome is known.
+    """
+    if type(sock).connect is PlainSocket.connect:
+        await loop.sock_connect(sock, address)
+        return
+    code = _connect_ex(sock, address)
+    if code in _IN_PROGRESS:
+        await _writable(loop, sock)
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, f"Connect call failed {address}")
+
+
+async def _getaddrinfo(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, family: int
+) -> list[Any]:
+    """The real resolver (never a patched one), in the loop's executor."""
+    from . import _resolve
+
+    return await loop.run_in_executor(
+        None, _resolve.getaddrinfo, host, port, family, socket.SOCK_STREAM
+    )
+
+
+async def _send_message(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes | Secret[bytes]
+) -> None:
+    """Write all of ``data``.
+
+    A :class:`~socks5client._secret.Secret` (the RFC 1929 request) is
+    written here, unwrapped only inside each ``send`` call: handed to
+    ``loop.sock_sendall`` it would sit in that coroutine's frame, which a
+    traceback of a timeout or a cancellation keeps.
+    """
+    if isinstance(data, bytes):
+        await loop.sock_sendall(sock, data)
+        return
+    sent = 0
+    while True:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            sent += _send(sock, memoryview(data.reveal())[sent:])
+        if sent >= len(data.reveal()):
+            return
+        await _writable(loop, sock)
+
+
+async def _run(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, call: _Call, steps: Steps[_T]
+) -> _T:
+    """Drive a conversation (``socks5client._conversation``) over ``sock``."""
+    advance = steps.send
+    result: bytes | None = None
+    try:
+        while True:
+            try:
+                step = advance(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            kind = step[0]
+            if kind == RECV:
+                call.waiting_for = step[2]
+                try:
+                    result = await loop.sock_recv(sock, step[1])
+                except OSError as exc:
+                    raise call.lost(exc) from exc
+                if result:
+                    call.heard = True
+            elif kind == SEND:
+                call.waiting_for = "proxy to accept our request"
+                try:
+                    await _send_message(loop, sock, step[1])
+                except OSError as exc:
+                    raise call.lost(exc) from exc
+                result = None
+            else:
+                call.hint = step[1]
+                result = None
+    finally:
+        steps.close()
+
+
+async def _reach_proxy(loop: asyncio.AbstractEventLoop, sock: socket.socket, call: _Call) -> None:
+    """Connect ``sock`` to ``call.proxy``, trying each of its addresses of the socket's family."""
+    proxy = call.proxy
+    family = sock.family
+    addrs = proxy._literal_sockaddrs(family)
+    if addrs is None:
+        try:
+            infos = await _getaddrinfo(loop, proxy.host, proxy.port, family)
+        except socket.gaierror as exc:
+            # The error's wording looks the name up once more: in the executor.
+            error = await loop.run_in_executor(None, _negotiate._unresolvable, proxy, family, exc)
+            raise error from exc
+        addrs = [info[4] for info in infos]
+    for addr in addrs:
+        try:
+            await _connect_socket(loop, sock, addr)
+        except OSError as exc:
+            call.last = exc
+            continue
+        call.connecting = False
+        return
+    raise _negotiate.connect_failed(proxy, call.last) from call.last
+
+
+async def _handshake(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    call: _Call,
+    request: bytes | Callable[[], bytes],
+    context: str | Callable[[], str],
+    name: str | None = None,
+) -> Reply:
+    """Reach ``call.proxy`` on ``sock``, authenticate, send ``request``; return the reply.
+
+    The asyncio twin of ``_negotiate.handshake``: same conversation, same
+    errors, same debug lines.  ``request`` may be a function, called once
+    connected (UDP ASSOCIATE names our own address).  Raises a
+    :class:`ProxyError`; the caller closes the socket.
+    """
+    proxy = call.proxy
+    where = describe(proxy.host, proxy.port)
+    log = debug_logger()
+    if log is not None:
+        log.debug("%s: connecting to proxy %s", _conversation.text(context), where)
+    try:
+        plan = plan_for(proxy)
+        call.connecting = True
+        call.heard = False
+        call.hint = ""
+        await _reach_proxy(loop, sock, call)
+        if callable(request):
+            request = request()
+        reply, protected = await _run(
+            loop,
+            sock,
+            call,
+            _conversation.handshake(plan, proxy.pipeline, request, context, where, name),
+        )
+    except ProxyError as exc:
+        if log is not None:
+            log.debug("%s via proxy %s failed: %s", _conversation.text(context), where, exc)
+        raise
+    if protected is not None:
+        # The data would have to be wrapped per message (GSS-API integrity
+        # or confidentiality): the asyncio client has no such stream yet.
+        raise OSError(
+            errno.EOPNOTSUPP,
+            f"proxy {where} agreed on GSS-API per-message protection (level"
+            f" {protected[0].level}), which the asyncio client does not support yet;"
+            " use gssapi_protection='none' for this proxy",
+        )
+    if log is not None:
+        log.debug(
+            "%s via proxy %s succeeded (BND %s)",
+            _conversation.text(context),
+            where,
+            describe(reply.host, reply.port),
+        )
+    return reply
+
+
+def _renew(sock: socket.socket) -> None:
+    """A fresh, unconnected descriptor under ``sock`` (for the next address to try)."""
+    if isinstance(sock, socksocket):
+        sock._renew_fd()
+    else:
+        import os
+
+        fresh = PlainSocket(sock.family, sock.type, sock.proto)
+        try:
+            os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
+        finally:
+            fresh.close()
+    # The new descriptor is blocking: settimeout rewrites the flags.
+    PlainSocket.settimeout(sock, 0.0)
+
+
+async def _connect_via(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    call: _Call,
+    host: str,
+    port: int,
+) -> Reply:
+    """CONNECT to ``(host, port)`` through ``call.proxy`` on ``sock`` (unconnected).
+
+    With ``socks5://`` a name is resolved here (in the executor) and each
+    of its addresses is asked for in turn, as the blocking client does.
+    """
+    proxy = call.proxy
+    request = _codec.encode_request(Command.CONNECT, host, port)
+    is_name = request[3] == _codec.AddressType.DOMAIN
+    if proxy.remote_dns or not is_name:
+        targets, requests = [host], [request]
+    else:
+        targets = await loop.run_in_executor(None, _resolve_locally, host, port)
+        requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
+    last: SOCKS5Error | None = None
+    for i, target in enumerate(targets):
+        if i:
+            _renew(sock)
+        name = host if is_name and target == host else None
+        try:
+            return await _handshake(
+                loop,
+                sock,
+                call,
+                requests[i],
+                lambda target=target: _connect_context(host, port, target),  # type: ignore[misc]
+                name,
+            )
+        except SOCKS5Error as exc:
+            # Like socket.create_connection: another address may work.
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _chosen_proxy(proxy: ProxyLike | None) -> Proxy | None:
+    """``proxy`` as a :class:`Proxy`; the default proxy when ``None``."""
+    return get_default_proxy() if proxy is None else proxy_from_args(proxy)
+
+
+def _mark_connected(sock: socket.socket, address: Any, host: str, port: int, reply: Reply) -> None:
+    """Give a socksocket the state its own ``connect`` would have left.
+
+    Its ``getpeername()`` is then the destination, ``get_proxy_sockname()``
+    the reply's address, and nothing treats it as unconnected any more.
+    """
+    if isinstance(sock, socksocket):
+        sock._peername = sock._sockaddr(address, host, port)
+        sock._proxy_sockname = (reply.host, reply.port)
+
+
+def _check_unconnected(sock: socket.socket) -> None:
+    if isinstance(sock, socksocket) and (
+        sock._peername is not None or sock._bind_address is not None or sock._listening
+    ):
+        raise OSError(errno.EISCONN, "the socket is already connected")
+
+
+async def connect(
+    sock: socket.socket,
+    address: tuple[Any, ...],
+    proxy: ProxyLike | None = None,
+    *,
+    timeout: float | None = None,
+) -> tuple[str, int] | None:
+    """Connect ``sock`` to ``address`` through ``proxy``, on the running loop.
+
+    ``sock`` is an unconnected TCP socket (a plain ``socket.socket`` or a
+    :class:`~socks5client.socksocket`); it is made non-blocking and left so,
+    as ``loop.sock_*`` and transports want it.  ``address`` is ``(host,
+    port)`` (or an IPv6 4-tuple); a name goes to the proxy unresolved with
+    remote DNS.  ``proxy`` is a :class:`~socks5client.Proxy` or URL, else
+    the default proxy; with neither, the connection is direct
+    (``loop.sock_connect``).
+
+    Returns BND.ADDR and BND.PORT of the proxy's reply (``None`` for a
+    direct connection).  ``timeout`` bounds the whole call.  On any
+    failure, cancellation included, ``sock`` is closed; the errors are
+    those of the blocking client.
+    """
+    loop = asyncio.get_running_loop()
+    chosen = _chosen_proxy(proxy)
+    # The URL may hold a password: no local of this frame keeps it.
+    del proxy
+    try:
+        _check_unconnected(sock)
+        sock.setblocking(False)
+        if chosen is None:
+            if isinstance(sock, socksocket):
+                sock.set_proxy()  # "no proxy", even if a default appears meanwhile
+            await _bounded(timeout, loop.sock_connect(sock, address), None)
+            return None
+        host, port = _split_address(address)
+        call = _Call(chosen, timeout)
+        reply = await _bounded(timeout, _connect_via(loop, sock, call, host, port), call)
+    except BaseException:
+        _forget(loop, sock)
+        raise
+    _mark_connected(sock, address, host, port, reply)
+    return (reply.host, reply.port)
+
+
+async def _open_tunnel(
+    loop: asyncio.AbstractEventLoop,
+    proxy: Proxy,
+    host: str,
+    port: int,
+    call: _Call,
+    family: int,
+    local_addr: tuple[str, int] | None,
+    socket_options: list[tuple[Any, ...]] | None = None,
+) -> socket.socket:
+    """A connected socksocket through ``proxy`` to ``(host, port)``.
+
+    Each address of the proxy is tried in turn (the ones of ``family``
+    only, if it is given), as the blocking ``create_connection`` does.
+    ``socket_options`` are set on each socket before it connects.
+    """
+    literal = proxy._literal
+    if literal is not None:
+        infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
+    else:
+        try:
+            infos = await _getaddrinfo(loop, proxy.host, proxy.port, family)
+        except socket.gaierror as exc:
+            raise ProxyConnectionError(f"cannot resolve proxy host {proxy.host!r}", exc) from exc
+    errors: list[OSError] = []
+    for info in infos:
+        if family and info[0] != family:
+            continue
+        call.proxy = proxy if literal is not None else _with_host(proxy, str(info[4][0]))
+        sock = PlainSocket(info[0], socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if local_addr is not None:
+                sock.bind(local_addr)
+            reply = await _connect_via(loop, sock, call, host, port)
+        except BaseException as exc:
+            _forget(loop, sock)
+            if not isinstance(exc, ProxyConnectionError):
+                raise
+            # Another address of the proxy may work; a proxy that answered
+            # and refused will not do better.
+            errors.append(exc)
+            continue
+        # Handed over as a socksocket, so that getpeername() is the
+        # destination as requested, as on the blocking client's sockets.
+        tunnel = socksocket(info[0], socket.SOCK_STREAM, 0, fileno=sock.detach())
+        tunnel.setblocking(False)
+        tunnel._peername = tunnel._sockaddr((host, port), host, port)
+        tunnel._proxy_sockname = (reply.host, reply.port)
+        return tunnel
+    if not errors:
+        raise ProxyConnectionError(
+            f"proxy {describe(proxy.host, proxy.port)} has no address of the family asked for"
+        )
+    raise errors[-1]
+
+
+def _server_hostname(ssl: SSLArg, server_hostname: str | None, host: str) -> str | None:
+    if server_hostname is not None or not ssl:
+        return server_hostname
+    # asyncio needs the name when it is given a socket rather than a host:
+    # SNI and the certificate check are about the destination, never the proxy.
+    return host
+
+
+async def _tunnel_for(
+    host: str,
+    port: int,
+    chosen: Proxy,
+    timeout: float | None,
+    kwargs: dict[str, Any],
+    then: Callable[[socket.socket], Awaitable[_T]],
+) -> _T:
+    """Open a tunnel and run ``then(sock)`` on it, all of it within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    family = int(kwargs.pop("family", 0) or 0)
+    local_addr = kwargs.pop("local_addr", None)
+    options = kwargs.pop("socket_options", None)
+    for name in _DIRECT_ONLY:
+        kwargs.pop(name, None)
+    host, port = _split_address((host, port))
+    call = _Call(chosen, timeout)
+
+    async def work() -> _T:
+        sock = await _open_tunnel(loop, chosen, host, port, call, family, local_addr, options)
+        try:
+            return await then(sock)
+        except BaseException:
+            _forget(loop, sock)
+            raise
+
+    return await _bounded(timeout, work(), call)
+
+
+async def _as_is(sock: socket.socket) -> socket.socket:
+    return sock
+
+
+async def open_socket(
+    host: str,
+    port: int,
+    proxy: Proxy,
+    *,
+    timeout: float | None = None,
+    local_addr: tuple[str, int] | None = None,
+    socket_options: list[tuple[Any, ...]] | None = None,
+) -> socket.socket:
+    """A non-blocking socksocket connected through ``proxy`` to ``(host, port)``.
+
+    For integrations that wrap the socket themselves (the httpx transport
+    hands it to anyio).  ``timeout`` bounds the whole call; on failure or
+    cancellation nothing is left open.
+    """
+    kwargs: dict[str, Any] = {"local_addr": local_addr, "socket_options": socket_options}
+    return await _tunnel_for(host, port, proxy, timeout, kwargs, _as_is)
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    *,
+    proxy: ProxyLike | None = None,
+    ssl: SSLArg = None,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Like :func:`asyncio.open_connection`, through a SOCKS5 proxy.
+
+    ``proxy``: a :class:`~socks5client.Proxy` or URL; else the default
+    proxy; with neither, a direct connection.  ``ssl`` makes TLS with the
+    destination, through the tunnel (``server_hostname`` defaults to
+    ``host``).  ``timeout`` bounds the whole call, TLS handshake included.
+    Other keyword arguments are :func:`asyncio.open_connection`'s
+    (``limit``, ``ssl_handshake_timeout``...); ``local_addr`` and ``family``
+    apply to the connection to the proxy, and the arguments that shape a
+    direct connection (``happy_eyeballs_delay``...) are ignored with a proxy.
+    """
+    chosen = _chosen_proxy(proxy)
+    del proxy
+    if chosen is None:
+        return await _bounded(
+            timeout,
+            asyncio.open_connection(host, port, ssl=ssl, server_hostname=server_hostname, **kwargs),
+            None,
+        )
+
+    def then(sock: socket.socket) -> Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+        return asyncio.open_connection(
+            sock=sock,
+            ssl=ssl,
+            server_hostname=_server_hostname(ssl, server_hostname, host),
+            **kwargs,
+        )
+
+    return await _tunnel_for(host, port, chosen, timeout, kwargs, then)
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    *,
+    proxy: ProxyLike | None = None,
+    ssl: SSLArg = None,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """Like ``loop.create_connection(protocol_factory, host, port, ...)``, through a proxy.
+
+    Arguments as for :func:`open_connection`; returns ``(transport,
+    protocol)`` from the running loop.
+    """
+    loop = asyncio.get_running_loop()
+    chosen = _chosen_proxy(proxy)
+    del proxy
+    if chosen is None:
+        return await _bounded(
+            timeout,
+            loop.create_connection(
+                protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname, **kwargs
+            ),
+            None,
+        )
+
+    def then(sock: socket.socket) -> Awaitable[tuple[asyncio.Transport, asyncio.BaseProtocol]]:
+        return loop.create_connection(
+            protocol_factory,
+            sock=sock,
+            ssl=ssl,
+            server_hostname=_server_hostname(ssl, server_hostname, host),
+            **kwargs,
+        )
+
+    return await _tunnel_for(host, port, chosen, timeout, kwargs, then)
+
+
+# -- BIND ------------------------------------------------------------------------
+
+
+class _AcceptCall(_Call):
+    """The wait for a BIND's peer: until the proxy says something, nobody has come."""
+
+    __slots__ = ("address",)
+
+    def __init__(self, proxy: Proxy, timeout: float | None, address: tuple[Any, ...]) -> None:
+        super().__init__(proxy, timeout)
+        self.address = address
+
+    def timed_out(self) -> ProxyError:
+        if self.heard:
+            return super().timed_out()
+        # Worded as the blocking client's accept() words it.
+        return ProxyTimeoutError(
+            f"no peer connected to {describe(*self.address[:2])}"
+            f" (BIND via proxy {describe(self.proxy.host, self.proxy.port)})"
+            f" {self.budget.describe()}"
+        )
+
+
+class BindListener:
+    """A SOCKS5 BIND waiting for its peer: made by :func:`bind`.
+
+    :attr:`address` is where the peer must connect (on the proxy);
+    :meth:`accept` waits for it.  One BIND serves one connection.
+    """
+
+    def __init__(self, sock: socket.socket, proxy: Proxy, address: tuple[Any, ...]) -> None:
+        self._sock: socket.socket | None = sock
+        self._proxy = proxy
+        #: Where the peer must connect: the proxy's BND.ADDR and BND.PORT.
+        self.address = address
+
+    def __repr__(self) -> str:
+        return f"<BindListener {describe(*self.address[:2])} via {self._proxy!r}>"
+
+    async def accept(self, *, timeout: float | None = None) -> tuple[socket.socket, Any]:
+        """Wait for the peer; return ``(sock, peer_address)``.
+
+        ``sock`` carries the connection (non-blocking, for ``loop.sock_*``
+        or ``asyncio.open_connection(sock=sock)``).  ``timeout`` bounds the
+        wait for the proxy's second reply; past it a
+        :class:`~socks5client.errors.ProxyTimeoutError` is raised and the
+        BIND is closed, as on any failure or cancellation.
+        """
+        sock = self._sock
+        if sock is None:
+            raise OSError(errno.EINVAL, "this SOCKS5 BIND has been accepted or closed")
+        self._sock = None
+        loop = asyncio.get_running_loop()
+        where = describe(self._proxy.host, self._proxy.port)
+        call = _AcceptCall(self._proxy, timeout, self.address)
+        call.connecting = False
+        try:
+            reply = await _bounded(
+                timeout,
+                _run(
+                    loop,
+                    sock,
+                    call,
+                    _conversation.read_reply("BIND (the peer's connection)", where),
+                ),
+                call,
+            )
+        except BaseException:
+            _forget(loop, sock)
+            raise
+        peer: tuple[Any, ...]
+        if sock.family == socket.AF_INET6 or reply.atyp == _codec.AddressType.IPV6:
+            peer = (reply.host, reply.port, 0, 0)
+        else:
+            peer = (reply.host, reply.port)
+        conn = socksocket(sock.family, socket.SOCK_STREAM, 0, fileno=sock.detach())
+        conn.setblocking(False)
+        conn._peername = peer
+        return conn, peer
+
+    def close(self) -> None:
+        """Give up the BIND (closes the connection to the proxy)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is None:
+                sock.close()
+            else:
+                _forget(loop, sock)
+
+
+async def bind(
+    proxy: ProxyLike | None = None,
+    peer: tuple[str, int] | None = None,
+    *,
+    timeout: float | None = None,
+    family: int = 0,
+) -> BindListener:
+    """Ask the proxy to accept one inbound connection (SOCKS5 BIND).
+
+    ``peer`` is the address the proxy should accept a connection from
+    (``None``: any; proxies such as Dante refuse other peers).  Returns a
+    :class:`BindListener` whose ``address`` is where the peer must connect;
+    then ``await listener.accept()``.  ``timeout`` bounds this call (not
+    the wait for the peer).
+    """
+    loop = asyncio.get_running_loop()
+    chosen = _chosen_proxy(proxy)
+    del proxy
+    if chosen is None:
+        raise OSError(errno.EOPNOTSUPP, "SOCKS5 BIND needs a proxy, and none is set")
+    call = _Call(chosen, timeout)
+
+    async def work() -> BindListener:
+        literal = chosen._literal
+        if literal is not None:
+            infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
+        else:
+            try:
+                infos = await _getaddrinfo(loop, chosen.host, chosen.port, family)
+            except socket.gaierror as exc:
+                raise ProxyConnectionError(
+                    f"cannot resolve proxy host {chosen.host!r}", exc
+                ) from exc
+        errors: list[OSError] = []
+        for info in infos:
+            if family and info[0] != family:
+                continue
+            six = info[0] == socket.AF_INET6
+            if peer is None:
+                host, port = ("::" if six else "0.0.0.0"), 0
+            else:
+                host, port = _split_address(peer)
+            if not chosen.remote_dns and not _is_ip_literal(host):
+                host = (await loop.run_in_executor(None, _resolve_locally, host, port))[0]
+            request = _codec.encode_request(Command.BIND, host, port)
+            via = chosen if literal is not None else _with_host(chosen, str(info[4][0]))
+            call.proxy = via
+            sock = PlainSocket(info[0], socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                reply = await _handshake(
+                    loop, sock, call, request, f"BIND for {describe(host, port)}"
+                )
+                bnd_host = reply.host
+                if _is_ip_literal(bnd_host) and _unspecified(bnd_host):
+                    # The proxy listens on all its addresses; the one we
+                    # reached it on is the one a peer can use too.
+                    bnd_host = str(sock.getpeername()[0])
+            except BaseException as exc:
+                _forget(loop, sock)
+                if not isinstance(exc, ProxyConnectionError):
+                    raise
+                errors.append(exc)
+                continue
+            address: tuple[Any, ...] = (
+                (bnd_host, reply.port, 0, 0) if six else (bnd_host, reply.port)
+            )
+            return BindListener(sock, via, address)
+        if not errors:
+            raise ProxyConnectionError(
+                f"proxy {describe(chosen.host, chosen.port)} has no address of the family asked for"
+            )
+        raise errors[-1]
+
+    return await _bounded(timeout, work(), call)
+
+
+def _unspecified(host: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(host).is_unspecified
+
+
+# -- UDP ASSOCIATE -------------------------------------------------------------
+
+
+class UDPEndpoint:
+    """A UDP association on the event loop: made by :func:`open_udp`.
+
+    Datagrams go to the proxy's relay with the RFC 1928 header and come
+    back with their real source.  The association logic is the UDP
+    variant's (``socks5client.udp``): datagrams not from the relay and
+    malformed ones are dropped, fragments (FRAG != 0) are reassembled, and
+    the association ends when the proxy closes the control connection
+    (:class:`~socks5client.errors.UDPAssociationClosedError`).
+    """
+
+    def __init__(self, udp: socket.socket, assoc: Any, proxy: Proxy) -> None:
+        self._udp = udp
+        self._assoc = assoc
+        self._proxy = proxy
+
+    def __repr__(self) -> str:
+        return f"<UDPEndpoint relay={self.relay_address!r} via {self._proxy!r}>"
+
+    @property
+    def local_address(self) -> Any:
+        """The local UDP socket's address."""
+        return self._udp.getsockname()
+
+    @property
+    def relay_address(self) -> Any:
+        """The proxy's relay, where the datagrams go."""
+        return self._assoc.relay
+
+    def _check(self) -> None:
+        if self._udp.fileno() == -1:
+            raise OSError(errno.EBADF, "the UDP endpoint is closed")
+        # A read that cannot block: raises once the proxy has closed the
+        # control connection, ignores anything else it might send.
+        self._assoc.read_control()
+
+    async def sendto(self, data: bytes, address: tuple[Any, ...]) -> int:
+        """Send one datagram to ``address`` (a name unresolved with remote DNS).
+
+        Returns the payload's length.
+        """
+        loop = asyncio.get_running_loop()
+        host, port = _split_address(address)
+        if not self._proxy.remote_dns and not _is_ip_literal(host):
+            host = (await loop.run_in_executor(None, _resolve_locally, host, port))[0]
+        datagram = _codec.encode_udp_header(host, port) + bytes(data)
+        while True:
+            self._check()
+            try:
+                self._udp.sendto(datagram, self._assoc.relay)
+            except (BlockingIOError, InterruptedError):
+                await _writable(loop, self._udp)
+                continue
+            return len(data)
+
+    async def recvfrom(self, *, timeout: float | None = None) -> tuple[bytes, Any]:
+        """The next valid datagram's payload and real source, within ``timeout``.
+
+        Raises ``TimeoutError`` past ``timeout``, and
+        :class:`~socks5client.errors.UDPAssociationClosedError` once the proxy
+        has ended the association.
+        """
+        return await _bounded(timeout, self._receive(), None)
+
+    async def _receive(self) -> tuple[bytes, Any]:
+        loop = asyncio.get_running_loop()
+        udp, assoc = self._udp, self._assoc
+        while True:
+            self._check()
+            try:
+                data, source = udp.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                await _readable(loop, (udp.fileno(), assoc.control_fd))
+                continue
+            if not assoc.from_relay(source):
+                continue
+            try:
+                dgram = _codec.parse_udp_datagram(data)
+            except ProxyError:
+                continue  # malformed: dropped, as a lost datagram would be
+            complete = assoc.reassembler.push(dgram, time.monotonic())
+            if complete is None:
+                continue
+            atyp, host, port, payload = complete
+            if assoc.six or atyp == _codec.AddressType.IPV6:
+                return payload, (host, port, 0, 0)
+            return payload, (host, port)
+
+    def close(self) -> None:
+        """End the association: close the UDP socket and the control connection."""
+        if self._udp.fileno() != -1:
+            try:
+                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            for sock in (self._udp, self._assoc.control):
+                if loop is None:
+                    sock.close()
+                else:
+                    _forget(loop, sock)
+            self._assoc.close()
+
+    async def __aenter__(self) -> UDPEndpoint:
+        return self
+
+    async def __aexit__(self, *args: object) -> None:
+        self.close()
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fds: tuple[int, ...]) -> None:
+    """Wait until one of ``fds`` is readable."""
+    future = loop.create_future()
+    for fd in fds:
+        loop.add_reader(fd, _set_done, future)
+    try:
+        await future
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+
+
+async def open_udp(
+    proxy: ProxyLike | None = None,
+    *,
+    local_addr: tuple[str, int] | None = None,
+    family: int = 0,
+    timeout: float | None = None,
+) -> UDPEndpoint:
+    """Open a UDP association through ``proxy`` (UDP ASSOCIATE); return a :class:`UDPEndpoint`.
+
+    ``local_addr`` is where the local UDP socket binds (default: the
+    wildcard, any port); ``family`` restricts the proxy's addresses tried.
+    ``timeout`` bounds this call, as for :func:`connect`.
+    """
+    from .udp import UDPSocksSocket, _Association
+
+    loop = asyncio.get_running_loop()
+    chosen = _chosen_proxy(proxy)
+    del proxy
+    if chosen is None:
+        raise OSError(errno.EOPNOTSUPP, "a SOCKS5 UDP association needs a proxy, and none is set")
+    call = _Call(chosen, timeout)
+    where = describe(chosen.host, chosen.port)
+
+    async def associate(fam: int, via: Proxy) -> UDPEndpoint:
+        udp = PlainSocket(fam, socket.SOCK_DGRAM)
+        control = PlainSocket(fam, socket.SOCK_STREAM)
+        try:
+            udp.setblocking(False)
+            control.setblocking(False)
+            udp.bind(local_addr or ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0))
+            local_host, local_port = udp.getsockname()[:2]
+
+            def request() -> bytes:
+                host = local_host
+                if _unspecified(host.split("%", 1)[0]):
+                    # Datagrams leave from the address the control
+                    # connection uses to reach the proxy.
+                    host = control.getsockname()[0]
+                return _codec.encode_request(Command.UDP_ASSOCIATE, host, local_port)
+
+            call.proxy = via
+            reply = await _handshake(loop, control, call, request, f"UDP ASSOCIATE via {where}")
+            # The UDP variant's reading of the reply (a relay named by the
+            # proxy is resolved: in the executor, it may be a DNS query).
+            shim: Any = _FamilyOnly(fam)
+            relay = await loop.run_in_executor(
+                None, UDPSocksSocket._relay_address, shim, control, reply
+            )
+        except BaseException:
+            _forget(loop, udp)
+            _forget(loop, control)
+            raise
+        return UDPEndpoint(udp, _Association(control, via, relay, fam == socket.AF_INET6), via)
+
+    async def work() -> UDPEndpoint:
+        literal = chosen._literal
+        if literal is not None:
+            infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
+        else:
+            try:
+                infos = await _getaddrinfo(loop, chosen.host, chosen.port, family)
+            except socket.gaierror as exc:
+                raise ProxyConnectionError(
+                    f"cannot resolve proxy host {chosen.host!r}", exc
+                ) from exc
+        errors: list[OSError] = []
+        for info in infos:
+            if family and info[0] != family:
+                continue
+            via = chosen if literal is not None else _with_host(chosen, str(info[4][0]))
+            try:
+                return await associate(info[0], via)
+            except ProxyConnectionError as exc:
+                errors.append(exc)
+        if not errors:
+            raise ProxyConnectionError(f"proxy {where} has no address of the family asked for")
+        raise errors[-1]
+
+    return await _bounded(timeout, work(), call)
+
+
+class _FamilyOnly:
+    """What ``UDPSocksSocket._relay_address`` reads of its socket: the family."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family

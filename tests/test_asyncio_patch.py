@@ -1,0 +1,457 @@
+"""asyncio programs under ``socks5client.patch()``: proxied, no DNS leak, the loop never blocked.
+
+Each test runs on the default event loop and on uvloop (whose libuv resolves
+and connects past the socket module, so it needs hooks of its own), patches
+with ``no_proxy=""`` so that ``localhost`` is a proxied name, and checks
+that the reference server got the *name*, that no name reached the real
+resolver from the program's threads (the recorder of ``test_patch.py``),
+and, for the concurrency test, that handshakes overlap while a timer on the
+same loop keeps its time.  Unmodified clients proven here: ``asyncio``'s own
+streams and loop methods, ``httpx.AsyncClient`` and ``aiohttp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import pytest
+from dns_recorder import Resolver, install_recorder
+from test_asyncio import loop_factory, run_on
+from test_patch_clients import Site, ca, tls_contexts
+
+import socks5client
+
+from server import ATYP_DOMAIN, CMD_CONNECT, SocksServer, encode_reply, read_greeting, read_request
+
+_T = TypeVar("_T")
+_ = ca  # the trustme CA fixture of test_patch_clients.py
+Runner = Callable[[Coroutine[Any, Any, _T]], _T]
+TIMEOUT = 5.0
+NAME = "localhost"
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner[Any]:
+    factory = loop_factory(request.param)
+    return lambda coro: run_on(factory, coro)
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resolver]:
+    rec = install_recorder(monkeypatch)
+    yield rec
+    socks5client.unpatch()
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    made = Site("127.0.0.1")
+    yield made
+    socks5client.unpatch()
+    made.close()
+
+
+def patch_for(resolver: Resolver, server: SocksServer, **options: Any) -> None:
+    """Forbid lookups of :data:`NAME`, then patch with everything proxied."""
+    resolver.forbidden = {NAME}
+    resolver.calls.clear()
+    socks5client.patch(f"socks5h://127.0.0.1:{server.port}", no_proxy="", **options)
+
+
+def name_connects(server: SocksServer, port: int) -> int:
+    return sum(
+        1
+        for r in server.records
+        if (r.command, r.atyp, r.dst_addr, r.dst_port) == (CMD_CONNECT, ATYP_DOMAIN, NAME, port)
+    )
+
+
+def assert_no_lookup(resolver: Resolver) -> None:
+    assert resolver.names() == [], "names reached the real resolver"
+
+
+# --------------------------------------------------------------------------
+# asyncio's own entry points.
+# --------------------------------------------------------------------------
+
+
+def test_open_connection_sends_the_name_to_the_proxy(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    patch_for(resolver, socks_server)
+
+    async def main() -> None:
+        reader, writer = await asyncio.open_connection(NAME, echo_server[1])
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        writer.close()
+        await writer.wait_closed()
+
+    run(main())
+    assert name_connects(socks_server, echo_server[1]) == 1
+    assert_no_lookup(resolver)
+
+
+def test_loop_getaddrinfo_answers_a_synthetic_address_without_dns(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer
+) -> None:
+    patch_for(resolver, socks_server)
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.getaddrinfo(NAME, 80, type=socket.SOCK_STREAM)
+
+    infos = run(main())
+    assert [info[4] for info in infos] == [(socket.getaddrinfo(NAME, 80)[0][4][0], 80)]
+    assert infos[0][4][0].startswith("240.")
+    assert_no_lookup(resolver)
+
+
+def test_loop_create_connection_with_a_host(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    patch_for(resolver, socks_server)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Echo(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                got.set_result(data)
+
+        transport, _ = await loop.create_connection(Echo, host=NAME, port=echo_server[1])
+        transport.write(b"x")
+        assert await asyncio.wait_for(got, TIMEOUT) == b"x"
+        transport.close()
+
+    run(main())
+    assert name_connects(socks_server, echo_server[1]) == 1
+    assert_no_lookup(resolver)
+
+
+def test_loop_sock_connect_on_a_patched_socket(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    patch_for(resolver, socks_server)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        (info,) = await loop.getaddrinfo(NAME, echo_server[1], type=socket.SOCK_STREAM)
+        with socket.socket(info[0], socket.SOCK_STREAM) as sock:
+            assert isinstance(sock, socks5client.socksocket)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, info[4])
+            assert sock.getpeername() == info[4]  # what the program connected to
+            await loop.sock_sendall(sock, b"hi")
+            assert await loop.sock_recv(sock, 2) == b"hi"
+
+    run(main())
+    assert name_connects(socks_server, echo_server[1]) == 1
+    assert_no_lookup(resolver)
+
+
+def test_no_proxy_destinations_go_direct(
+    run: Runner[Any], socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # The default no_proxy: loopback and localhost go direct.
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for host in ("127.0.0.1", "localhost"):
+            reader, writer = await asyncio.open_connection(host, echo_server[1])
+            writer.write(b"d")
+            assert await reader.readexactly(1) == b"d"
+            writer.close()
+        infos = await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        assert not any(str(info[4][0]).startswith(("240.", "fd53")) for info in infos)
+
+    try:
+        run(main())
+    finally:
+        socks5client.unpatch()
+    assert socks_server.records == []
+
+
+def test_a_proxy_failure_is_the_library_error(run: Runner[Any], resolver: Resolver) -> None:
+    with SocksServer("127.0.0.1", script=lambda conn, server: _refuse(conn, server)) as server:
+        patch_for(resolver, server)
+
+        async def main() -> None:
+            with pytest.raises(socks5client.SOCKS5HostUnreachableError):
+                await asyncio.open_connection(NAME, 80)
+
+        run(main())
+    assert_no_lookup(resolver)
+
+
+def _refuse(conn: socket.socket, server: SocksServer) -> None:
+    record = server.record_for(conn)
+    read_greeting(conn, record)
+    conn.sendall(b"\x05\x00")
+    read_request(conn, record)
+    conn.sendall(encode_reply(4))
+
+
+# --------------------------------------------------------------------------
+# The loop is never blocked: 50 handshakes of 200 ms each.
+# --------------------------------------------------------------------------
+
+CONCURRENT = 50
+REPLY_DELAY = 0.2
+TICK = 0.01
+
+
+def _slow_proxy(conn: socket.socket, server: SocksServer) -> None:
+    """A proxy that takes REPLY_DELAY to answer each CONNECT, then echoes."""
+    record = server.record_for(conn)
+    read_greeting(conn, record)
+    conn.sendall(b"\x05\x00")
+    read_request(conn, record)
+    if server.wait(REPLY_DELAY):
+        return
+    conn.sendall(encode_reply(0, 1, "10.0.0.1", 1))
+    while data := conn.recv(65536):
+        conn.sendall(data)
+
+
+def test_fifty_slow_handshakes_overlap_and_a_timer_keeps_ticking(
+    run: Runner[Any], resolver: Resolver, request: pytest.FixtureRequest
+) -> None:
+    with SocksServer("127.0.0.1", script=_slow_proxy) as server:
+        patch_for(resolver, server)
+
+        async def main() -> tuple[float, float]:
+            lateness = 0.0
+
+            async def ticker() -> None:
+                nonlocal lateness
+                while True:
+                    started = time.monotonic()
+                    await asyncio.sleep(TICK)
+                    lateness = max(lateness, time.monotonic() - started - TICK)
+
+            async def one(i: int) -> None:
+                reader, writer = await asyncio.open_connection(f"host{i}.test", 80)
+                writer.write(b"%d" % i)
+                assert await reader.readexactly(len(b"%d" % i)) == b"%d" % i
+                writer.close()
+
+            timer = asyncio.ensure_future(ticker())
+            await asyncio.sleep(TICK * 2)
+            started = time.monotonic()
+            await asyncio.gather(*(one(i) for i in range(CONCURRENT)))
+            elapsed = time.monotonic() - started
+            timer.cancel()
+            return elapsed, lateness
+
+        elapsed, lateness = run(main())
+    # Reported with -s (the figures of issue 12's closing note).
+    print(
+        f"\n[{request.node.callspec.id}] {CONCURRENT} handshakes x {REPLY_DELAY * 1000:.0f} ms:"
+        f" {elapsed:.3f} s in all (serial: {CONCURRENT * REPLY_DELAY:.0f} s);"
+        f" a {TICK * 1000:.0f} ms timer at most {lateness * 1000:.1f} ms late"
+    )
+    assert len(server.records) == CONCURRENT
+    # Serially: 10 s.  Concurrently about REPLY_DELAY, plus slack for a loaded machine.
+    assert elapsed < 2.5, f"{elapsed:.2f} s: the handshakes did not overlap"
+    assert lateness < 0.15, f"the timer was {lateness * 1000:.0f} ms late: the loop blocked"
+    assert_no_lookup(resolver)
+
+
+# --------------------------------------------------------------------------
+# Unmodified clients: httpx.AsyncClient and aiohttp.
+# --------------------------------------------------------------------------
+
+
+def test_httpx_async_client_unmodified(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, site: Site
+) -> None:
+    httpx = pytest.importorskip("httpx")
+    patch_for(resolver, socks_server)
+
+    async def main() -> bytes:
+        async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False) as client:
+            response = await client.get(f"http://{NAME}:{site.port}/")
+            assert response.status_code == 200
+            return response.content  # type: ignore[no-any-return]
+
+    assert run(main()) == site.body
+    assert site.hosts == [f"{NAME}:{site.port}"]
+    assert name_connects(socks_server, site.port) == 1
+    assert_no_lookup(resolver)
+
+
+def test_aiohttp_unmodified(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, site: Site
+) -> None:
+    aiohttp = pytest.importorskip("aiohttp")
+    patch_for(resolver, socks_server)
+
+    async def main() -> bytes:
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:  # noqa: SIM117
+            async with session.get(f"http://{NAME}:{site.port}/") as response:
+                assert response.status == 200
+                return await response.read()  # type: ignore[no-any-return]
+
+    assert run(main()) == site.body
+    assert name_connects(socks_server, site.port) == 1
+    assert_no_lookup(resolver)
+
+
+# --------------------------------------------------------------------------
+# Install and restore.
+# --------------------------------------------------------------------------
+
+
+def _loop_methods() -> dict[str, Any]:
+    import asyncio.base_events
+    import asyncio.selector_events
+
+    classes: dict[str, Any] = {
+        "BaseEventLoop": asyncio.base_events.BaseEventLoop,
+        "BaseSelectorEventLoop": asyncio.selector_events.BaseSelectorEventLoop,
+    }
+    uvloop = sys.modules.get("uvloop")
+    if uvloop is not None:
+        classes["uvloop.Loop"] = uvloop.Loop
+    return {
+        f"{label}.{name}": cls.__dict__.get(name, "<inherited>")
+        for label, cls in classes.items()
+        for name in ("sock_connect", "getaddrinfo", "create_connection")
+    }
+
+
+def test_unpatch_restores_every_loop_method_exactly(socks_server: SocksServer) -> None:
+    pytest.importorskip("uvloop")
+    before = _loop_methods()
+    meta_path = list(sys.meta_path)
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}")
+    patched = _loop_methods()
+    assert (
+        patched["BaseSelectorEventLoop.sock_connect"]
+        is not before["BaseSelectorEventLoop.sock_connect"]
+    )
+    assert patched["uvloop.Loop.create_connection"] != "<inherited>"
+    socks5client.unpatch()
+    after = _loop_methods()
+    assert all(after[k] is before[k] for k in before), after
+    assert sys.meta_path == meta_path
+
+
+_CHILD = """\
+import sys
+import socks5client
+socks5client.patch(sys.argv[1], no_proxy="")
+assert "asyncio" not in sys.modules, "patch() must not import asyncio"
+import asyncio
+{loop_import}
+
+async def main():
+    reader, writer = await asyncio.open_connection("localhost", int(sys.argv[2]))
+    writer.write(b"late import")
+    print((await reader.readexactly(11)).decode())
+    writer.close()
+
+from asyncio import selector_events
+assert hasattr(selector_events.BaseSelectorEventLoop.sock_connect, "__wrapped__")
+{runner}(main())
+socks5client.unpatch()
+assert not hasattr(selector_events.BaseSelectorEventLoop.sock_connect, "__wrapped__")
+"""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_asyncio_imported_after_patch_is_covered(
+    loop: str, socks_server: SocksServer, echo_server: tuple[str, int], tmp_path: Path
+) -> None:
+    if loop == "uvloop":
+        loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    script = tmp_path / "child.py"
+    script.write_text(
+        textwrap.dedent(
+            _CHILD.format(
+                loop_import="import uvloop" if loop == "uvloop" else "",
+                runner="uvloop.run" if loop == "uvloop" else "asyncio.run",
+            )
+        )
+    )
+    root = str(Path(socks5client.__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [sys.executable, str(script), f"socks5h://127.0.0.1:{socks_server.port}",
+         str(echo_server[1])],
+        capture_output=True, text=True, timeout=30, env={"PYTHONPATH": root, "PATH": "/usr/bin"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "late import\n"
+    assert name_connects(socks_server, echo_server[1]) == 1
+
+
+_CLI_SCRIPT = """\
+import asyncio, sys
+
+async def main():
+    reader, writer = await asyncio.open_connection("localhost", int(sys.argv[1]))
+    writer.write(b"via the runner")
+    print((await reader.readexactly(14)).decode())
+    writer.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_command_line_routes_an_asyncio_program(
+    socks_server: SocksServer, echo_server: tuple[str, int], tmp_path: Path
+) -> None:
+    from test_cli import run_cli
+
+    script = tmp_path / "client.py"
+    script.write_text(_CLI_SCRIPT)
+    result = run_cli(
+        ["--proxy", f"socks5h://127.0.0.1:{socks_server.port}", "--no-proxy", "", "--",
+         str(script), str(echo_server[1])],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "via the runner\n"
+    assert name_connects(socks_server, echo_server[1]) == 1
+
+
+def test_https_through_the_patch_checks_the_name(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, ca: Any, tmp_path: Path
+) -> None:
+    server_ctx, target = tls_contexts(ca, tmp_path, NAME)
+    site = Site("127.0.0.1", server_ctx)
+    patch_for(resolver, socks_server)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection(NAME, site.port, ssl=target.tls)
+        writer.write(f"GET / HTTP/1.1\r\nHost: {NAME}\r\nConnection: close\r\n\r\n".encode())
+        response = await asyncio.wait_for(reader.read(), TIMEOUT)
+        assert response.endswith(site.body)
+        writer.close()
+        # And a bare create_connection with ssl, as aiohttp-style code does.
+        transport, _ = await loop.create_connection(
+            asyncio.Protocol, NAME, site.port, ssl=target.tls
+        )
+        transport.close()
+
+    try:
+        run(main())
+    finally:
+        socks5client.unpatch()
+        site.close()
+    assert site.sni == [NAME, NAME]
+    assert name_connects(socks_server, site.port) == 2
+    assert_no_lookup(resolver)

@@ -1,0 +1,259 @@
+"""``socks5client.contrib.httpx.AsyncSOCKSTransport`` with ``httpx.AsyncClient``.
+
+The sites, the fake names and the scripted proxies are those of
+``test_contrib_httpx.py`` (the synchronous transport); here the same
+situations go through ``httpx.AsyncClient`` on the default loop and on
+uvloop, and must end the same way: the name sent to the proxy (or resolved
+here for ``socks5://``), one handshake per pooled connection, and each
+failure as the same httpx exception with socks5client's error as its cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Coroutine
+from typing import Any, Callable, TypeVar
+
+import httpx
+import pytest
+import test_contrib_httpx as sync_suite
+from test_asyncio import loop_factory, run_on
+from test_contrib_httpx import (
+    CONNECT_TIMEOUT,
+    SITE_NAME,
+    SLACK,
+    TIMEOUT,
+    Names,
+    Site,
+    canned_reply,
+    connects,
+    stall_after_greeting,
+    tls_pair,
+    url_of,
+)
+
+from socks5client import errors
+from socks5client.contrib.httpx import AsyncSOCKSTransport, SOCKSTransport
+
+from conftest import AUTH_PASSWORD, AUTH_USER, FdCounter
+from server import ATYP_DOMAIN, ATYP_IPV4, CMD_CONNECT, SocksServer
+
+# The synchronous suite's fixtures, shared (the autouse one clears proxy variables).
+_no_proxy_environment = sync_suite._no_proxy_environment
+ca = sync_suite.ca
+names = sync_suite.names
+site = sync_suite.site
+sites = sync_suite.sites
+
+_T = TypeVar("_T")
+Runner = Callable[[Coroutine[Any, Any, _T]], _T]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Runner[Any]:
+    factory = loop_factory(request.param)
+    return lambda coro: run_on(factory, coro)
+
+
+async def get(proxy: Any, url: str, timeout: Any = TIMEOUT, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(
+        transport=AsyncSOCKSTransport(proxy, **kwargs), timeout=timeout
+    ) as client:
+        response = await client.get(url)
+        await response.aread()
+        return response
+
+
+def test_http_get_with_socks5h_sends_the_name(
+    run: Runner[Any], socks_server: SocksServer, site: Site, names: Names
+) -> None:
+    response = run(get(url_of(socks_server), site.url()))
+    assert response.status_code == 200
+    assert response.content == site.body
+    assert connects(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, SITE_NAME, site.port)]
+    assert site.requests[0][1] == f"{SITE_NAME}:{site.port}"
+    assert names.local_lookups == []
+
+
+def test_http_get_with_socks5_resolves_here(
+    run: Runner[Any], socks_server: SocksServer, site: Site, names: Names
+) -> None:
+    response = run(get(url_of(socks_server, "socks5"), site.url()))
+    assert response.content == site.body
+    assert connects(socks_server) == [(CMD_CONNECT, ATYP_IPV4, "127.0.0.1", site.port)]
+    assert names.local_lookups == [SITE_NAME]
+
+
+def test_https_checks_the_certificate_of_the_name(
+    run: Runner[Any],
+    socks_server: SocksServer,
+    sites: Callable[..., Site],
+    names: Names,
+    ca: Any,
+) -> None:
+    server_ctx, client_ctx = tls_pair(ca, SITE_NAME)
+    site = sites(server_ctx)
+    response = run(get(url_of(socks_server), site.url(), verify=client_ctx))
+    assert response.content == site.body
+    assert site.sni == [SITE_NAME]
+    other_ctx, _ = tls_pair(ca, "other.test")
+    wrong = sites(other_ctx)
+
+    async def refused() -> None:
+        with pytest.raises(httpx.ConnectError):
+            await get(url_of(socks_server), wrong.url(), verify=client_ctx)
+
+    run(refused())
+
+
+def test_credentials_and_pooling_one_handshake_for_five_requests(
+    run: Runner[Any], auth_server: SocksServer, site: Site, names: Names
+) -> None:
+    async def five() -> None:
+        transport = AsyncSOCKSTransport(
+            url_of(auth_server, userinfo=f"{AUTH_USER}:{AUTH_PASSWORD}@")
+        )
+        async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+            for _ in range(5):
+                assert (await client.get(site.url())).content == site.body
+
+    run(five())
+    assert auth_server.connections == 1
+    assert auth_server.records[0].username == AUTH_USER
+
+
+@pytest.mark.parametrize(
+    ("rep", "expected"),
+    [
+        (1, httpx.ProxyError),
+        (2, httpx.ProxyError),
+        (5, httpx.ConnectError),
+        (4, httpx.ConnectError),
+    ],
+)
+def test_reply_codes_map_to_httpx_errors(
+    run: Runner[Any],
+    scripted_server: Callable[..., SocksServer],
+    names: Names,
+    rep: int,
+    expected: type[Exception],
+) -> None:
+    server = scripted_server(canned_reply(rep))
+
+    async def attempt() -> None:
+        with pytest.raises(expected) as info:
+            await get(url_of(server), f"http://{SITE_NAME}:80/")
+        assert isinstance(info.value.__cause__, errors.SOCKS5Error)
+        assert info.value.__cause__.reply_code == rep
+
+    run(attempt())
+
+
+def test_proxy_down_and_refused_credentials_are_proxy_errors(
+    run: Runner[Any], auth_server: SocksServer, names: Names
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+
+    async def attempt() -> None:
+        with pytest.raises(httpx.ProxyError) as info:
+            await get(f"socks5h://127.0.0.1:{dead}", f"http://{SITE_NAME}:80/")
+        assert isinstance(info.value.__cause__, errors.ProxyConnectionError)
+        with pytest.raises(httpx.ProxyError) as refused:
+            await get(url_of(auth_server, userinfo="alice:wrong-pw-123@"), f"http://{SITE_NAME}/")
+        assert isinstance(refused.value.__cause__, errors.SOCKS5AuthError)
+        assert "wrong-pw-123" not in str(refused.value)
+
+    run(attempt())
+
+
+def test_a_silent_proxy_raises_connect_timeout_within_the_timeout(
+    run: Runner[Any], scripted_server: Callable[..., SocksServer], fd_count: FdCounter
+) -> None:
+    before = fd_count()
+    server = scripted_server(stall_after_greeting)
+
+    async def attempt() -> float:
+        started = time.monotonic()
+        with pytest.raises(httpx.ConnectTimeout) as info:
+            await get(url_of(server), f"http://{SITE_NAME}/", timeout=CONNECT_TIMEOUT)
+        assert isinstance(info.value.__cause__, errors.ProxyTimeoutError)
+        return time.monotonic() - started
+
+    elapsed = run(attempt())
+    assert CONNECT_TIMEOUT * 0.9 <= elapsed < CONNECT_TIMEOUT + SLACK
+    server.stop()
+    assert fd_count.settle(before) == before
+
+
+def test_a_request_cancelled_during_the_handshake_leaves_nothing_open(
+    run: Runner[Any], scripted_server: Callable[..., SocksServer], fd_count: FdCounter
+) -> None:
+    before = fd_count()
+    server = scripted_server(stall_after_greeting)
+
+    async def attempt() -> None:
+        task = asyncio.ensure_future(get(url_of(server), f"http://{SITE_NAME}/", timeout=None))
+        for _ in range(200):
+            if server.connections:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(attempt())
+    server.stop()
+    assert fd_count.settle(before) == before
+
+
+def test_environment_proxy_and_no_proxy(
+    run: Runner[Any],
+    socks_server: SocksServer,
+    site: Site,
+    names: Names,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", url_of(socks_server))
+    assert run(get(None, site.url())).content == site.body
+    assert len(socks_server.records) == 1
+    if request.node.callspec.params["run"] == "uvloop":
+        return  # direct, libuv would resolve site.test itself, past the fake names
+    monkeypatch.setenv("NO_PROXY", SITE_NAME)
+    assert run(get(None, site.url())).content == site.body
+    assert len(socks_server.records) == 1
+
+
+def test_each_transport_refuses_the_other_kind_of_client() -> None:
+    transport = AsyncSOCKSTransport("socks5h://127.0.0.1:1080")
+    client = httpx.Client(transport=transport)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"asynchronous: use it with httpx\.AsyncClient"):
+        client.get("http://site.test/")
+    client.close()
+    with pytest.raises(TypeError, match="AsyncSOCKSTransport"):
+        asyncio.run(SOCKSTransport("socks5h://127.0.0.1:1080").handle_async_request(None))  # type: ignore[arg-type]
+
+
+def test_repr_never_shows_the_password() -> None:
+    transport = AsyncSOCKSTransport("socks5h://user:pw-secret-9@127.0.0.1:1080")
+    assert "pw-secret-9" not in repr(transport)
+
+
+def test_under_trio_the_handshake_runs_in_a_worker_thread(
+    auth_server: SocksServer, site: Site, names: Names
+) -> None:
+    trio = pytest.importorskip("trio")  # in the test extra
+    url = url_of(auth_server, userinfo=f"{AUTH_USER}:{AUTH_PASSWORD}@")
+
+    async def main() -> bytes:
+        response = await get(url, site.url())
+        return response.content
+
+    assert trio.run(main) == site.body
+    assert connects(auth_server) == [(CMD_CONNECT, ATYP_DOMAIN, SITE_NAME, site.port)]
+    assert names.local_lookups == []
