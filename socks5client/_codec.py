@@ -152,6 +152,11 @@ class Parsed(Generic[_T]):
     __hash__ = None  # type: ignore[assignment]
 
 
+#: NeedData for the sizes a reply can lack, made once: this is on every
+#: connection's path.
+_NEED = [NeedData(n) for n in range(263)]
+
+
 class MethodSelection(NamedTuple):
     """The server's choice of authentication method."""
 
@@ -353,7 +358,8 @@ def encode_request(command: Command, host: str, port: int) -> bytes:
     """A CONNECT, BIND or UDP ASSOCIATE request for ``(host, port)``."""
     if command not in _COMMANDS:
         raise ValueError(f"{command!r} is not a SOCKS5 command")
-    port = _check_port(port)
+    if type(port) is not int or not 0 <= port <= 0xFFFF:
+        port = _check_port(port)  # raises the right error (or takes an int subclass)
     atyp, addr = encode_host(host)
     return bytes((SOCKS_VERSION, command, 0x00, atyp)) + addr + port.to_bytes(2, "big")
 
@@ -490,7 +496,7 @@ def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
         # An IPv4 BND, what most servers answer: decoded inline, as this
         # runs for every connection.
         if size < 10:
-            return NeedData(10 - size)
+            return _NEED[10 - size]
         return Parsed(
             Reply(
                 data[1],

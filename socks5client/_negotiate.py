@@ -14,14 +14,10 @@ sends right behind the reply stays there for the application.
 from __future__ import annotations
 
 import _socket
-import contextlib
-import errno
-import os
-import select
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from . import _conversation, _resolve
 from ._codec import Reply
@@ -54,19 +50,14 @@ PlainSocket = socket.socket
 
 # The C methods, looked up once: the handshake calls them a dozen times.
 _recv = PlainSocket.recv
-_send = PlainSocket.send
 _sendall = PlainSocket.sendall
 _connect = PlainSocket.connect
-_connect_ex = PlainSocket.connect_ex
 _gettimeout = PlainSocket.gettimeout
 _settimeout = PlainSocket.settimeout
 _monotonic = time.monotonic
-_POLLIN = select.POLLIN
-_POLLOUT = select.POLLOUT
-#: poll(2) takes an int of milliseconds: about 24.8 days at most per call.
-_MAX_POLL_MS = 2**31 - 1
-_MAX_POLL_S = (_MAX_POLL_MS - 1) / 1000.0
-_IN_PROGRESS = frozenset([errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY])
+#: How far past its deadline a call may end, in seconds: the precision of
+#: the millisecond timeouts every wait is rounded to anyway.
+DEADLINE_SLACK = 0.001
 
 # A deadline is a time.monotonic() value, or None for "wait forever".
 Deadline = Optional[float]
@@ -152,22 +143,24 @@ def describe(host: str, port: int) -> str:
 class SocketChannel:
     """A connected socket to the proxy plus the call's time budget.
 
-    Without a deadline the descriptor is blocking and every call is the
-    plain C one.  With a deadline it is non-blocking, and each wait is a
-    ``poll`` bounded by what is left of the budget: one ``settimeout`` per
-    step would cost a system call each (``settimeout`` always rewrites the
-    descriptor's flags), and the socket's own timeout would restart for
-    every call instead of counting down one deadline.  The caller restores
-    the socket's timeout when the handshake is over.
+    Every read and write is the plain C method.  Without a deadline the
+    socket is blocking.  With one, the socket's own timeout (the bound of
+    each C call) is kept no longer than what is left of the deadline, give
+    or take :data:`DEADLINE_SLACK`: it is set again only when it would
+    outlast the deadline by more than that.  A handshake on a socket whose
+    timeout is the call's own therefore makes exactly the system calls a
+    hand-written exchange would, and still ends within its one deadline.
+    The caller restores the socket's timeout when the handshake is over.
     """
 
     __slots__ = (
         "_budget",
+        "_c_timeout",
         "_deadline",
         "_heard",
         "_hint",
-        "_poller",
         "_proxy",
+        "_rearm_after",
         "_sock",
         "pending",
         "protection",
@@ -178,7 +171,6 @@ class SocketChannel:
         self._proxy = proxy
         self._budget = budget
         self._deadline = budget.deadline
-        self._poller: Any = None
         # Added to transport errors: set while a pipelined handshake is read.
         self._hint = ""
         # Whether the endpoint has sent anything at all: a timeout before
@@ -189,7 +181,33 @@ class SocketChannel:
         #: unwrapped past the reply (the socket's first bytes to read).
         self.protection: Protection | None = None
         self.pending = b""
-        set_mode(sock, budget)
+        # The socket's timeout as it is now: each C call's own bound.
+        current = _gettimeout(sock)
+        if budget.deadline is None and current is not None:
+            _settimeout(sock, None)
+            current = None
+        self._c_timeout = current
+        # The time after which that bound would outlast the deadline by more
+        # than the slack: until then a step needs no _arm() (one clock read).
+        self._rearm_after = (
+            budget.deadline - current + DEADLINE_SLACK
+            if budget.deadline is not None and current
+            else float("-inf")
+        )
+
+    def _arm(self, waiting_for: str) -> None:
+        """Bound the next C call by the deadline; raise if it has passed."""
+        left = self._deadline - _monotonic()  # type: ignore[operator]
+        if left <= 0:
+            raise self._timed_out(waiting_for)
+        c_timeout = self._c_timeout
+        if not c_timeout or c_timeout > left + DEADLINE_SLACK:
+            # None (blocking), 0 (non-blocking) or too long: set it to what
+            # is left.  On a socket whose timeout is the call's own, this
+            # does not happen while the handshake is quick.
+            _settimeout(self._sock, left)
+            self._c_timeout = left
+            self._rearm_after = self._deadline - left + DEADLINE_SLACK  # type: ignore[operator]
 
     def _timed_out(self, waiting_for: str) -> ProxyTimeoutError:
         return handshake_timeout(self._proxy, self._budget, waiting_for, self._heard, self._hint)
@@ -215,46 +233,19 @@ class SocketChannel:
             addrs = [info[4] for info in infos]
         last: OSError | None = None
         for addr in addrs:
-            if deadline is None:
+            if deadline is not None and _monotonic() > self._rearm_after:
                 try:
-                    _connect(sock, addr)
-                    return
-                except OSError as exc:
-                    last = exc
-                    continue
-            if _monotonic() >= deadline:
-                raise _connect_timeout(proxy, self._budget, last)
-            code = _connect_ex(sock, addr)
-            if code in _IN_PROGRESS:
-                # The descriptor is non-blocking: wait for the outcome.
-                try:
-                    self._wait(_POLLOUT, "")
+                    self._arm("")
                 except ProxyTimeoutError:
                     raise _connect_timeout(proxy, self._budget, last) from None
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if not code:
+            try:
+                _connect(sock, addr)
                 return
-            last = OSError(code, os.strerror(code))
+            except socket.timeout as exc:
+                raise _connect_timeout(proxy, self._budget, exc) from exc
+            except OSError as exc:
+                last = exc
         raise connect_failed(proxy, last) from last
-
-    def _wait(self, event: int, waiting_for: str) -> None:
-        """Wait until the socket is ready for ``event``, or raise at the deadline."""
-        deadline = self._deadline
-        assert deadline is not None
-        poller = self._poller
-        if poller is None:
-            # Made once per handshake; register() on a registered descriptor
-            # replaces its event mask.
-            poller = self._poller = select.poll()
-        poller.register(self._sock.fileno(), event)
-        while True:
-            left = deadline - _monotonic()
-            if left <= 0:
-                raise self._timed_out(waiting_for)
-            # Milliseconds, rounded up so that a wait never ends just short
-            # of the data and spins; poll(2) takes at most about 24.8 days.
-            if poller.poll(left * 1000.0 + 1.0 if left < _MAX_POLL_S else _MAX_POLL_MS):
-                return
 
     def send(self, data: bytes | Secret[bytes]) -> None:
         """Send all of ``data`` before the deadline.
@@ -264,50 +255,20 @@ class SocketChannel:
         of a timeout keeps, holds the password.
         """
         try:
-            if self._deadline is None:
-                _sendall(self._sock, data if isinstance(data, bytes) else data.reveal())
-                return
-            if _monotonic() >= self._deadline:
-                raise self._timed_out("proxy to accept our request")
-            # The descriptor is non-blocking: a handshake message nearly
-            # always fits the send buffer, so one send() is the usual cost.
-            try:
-                sent = _send(self._sock, data if isinstance(data, bytes) else data.reveal())
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data if isinstance(data, bytes) else data.reveal()):
-                self._send_rest(data, sent)
+            if self._deadline is not None and _monotonic() > self._rearm_after:
+                self._arm("proxy to accept our request")
+            _sendall(self._sock, data if isinstance(data, bytes) else data.reveal())
         except ProxyError:
             raise
         except OSError as exc:
             raise self._lost(exc, "proxy to accept our request") from exc
 
-    def _send_rest(self, data: bytes | Secret[bytes], sent: int) -> None:
-        """Send ``data`` from offset ``sent`` on, waiting for room before the deadline."""
-        while sent < len(data if isinstance(data, bytes) else data.reveal()):
-            self._wait(_POLLOUT, "proxy to accept our request")
-            with contextlib.suppress(BlockingIOError):
-                # No named local: a traceback must not keep a view of a password.
-                sent += _send(
-                    self._sock,
-                    memoryview(data if isinstance(data, bytes) else data.reveal())[sent:],
-                )
-
-    def recv_some(self, size: int, what: str, ready: bool = False) -> bytes:
-        """At most ``size`` bytes, at least one; ``b""`` when the proxy closed.
-
-        ``ready`` says that part of the message has arrived, so the rest is
-        probably there already: try before waiting.
-        """
+    def recv_some(self, size: int, what: str) -> bytes:
+        """At most ``size`` bytes, at least one; ``b""`` when the proxy closed."""
         try:
-            if not ready and self._deadline is not None:
-                self._wait(_POLLIN, what)
-            while True:
-                try:
-                    chunk = _recv(self._sock, size)
-                    break
-                except BlockingIOError:  # only ever on the non-blocking descriptor
-                    self._wait(_POLLIN, what)
+            if self._deadline is not None and _monotonic() > self._rearm_after:
+                self._arm(what)
+            chunk = _recv(self._sock, size)
         except ProxyError:
             raise
         except OSError as exc:
@@ -327,14 +288,11 @@ class SocketChannel:
                 step = advance(result)
                 kind = step[0]
                 if kind == RECV:
-                    # The usual read, inline: wait (with a deadline, unless
-                    # part of the message is here already), then one recv().
-                    if deadline is not None and not step[3]:
-                        self._wait(_POLLIN, step[2])
+                    # The usual read, inline.
+                    if deadline is not None and _monotonic() > self._rearm_after:
+                        self._arm(step[2])
                     try:
                         result = _recv(sock, step[1])
-                    except BlockingIOError:
-                        result = self.recv_some(step[1], step[2], False)
                     except OSError as exc:
                         raise self._lost(exc, step[2]) from exc
                     if result:
@@ -386,16 +344,6 @@ def handshake_lost(proxy: Proxy, exc: OSError, waiting_for: str, hint: str = "")
 def connect_failed(proxy: Proxy, last: OSError | None) -> ProxyConnectionError:
     """The error for a proxy none of whose addresses accepted the connection."""
     return ProxyConnectionError(f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last)
-
-
-def set_mode(sock: socket.socket, budget: Budget) -> None:
-    """Make ``sock`` blocking (no deadline) or non-blocking (a deadline), if it is not."""
-    current = _gettimeout(sock)
-    if budget.deadline is None:
-        if current is not None:
-            _settimeout(sock, None)
-    elif current != 0.0:
-        _settimeout(sock, 0.0)
 
 
 def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> SocketChannel:
