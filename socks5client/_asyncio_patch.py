@@ -19,7 +19,13 @@ these loop methods are replaced on their classes:
   remembers the addresses of ``no_proxy`` names as the blocking patch does;
 * ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
   two above): a proxied host gets a tunnel from
-  :mod:`socks5client.asyncio`, handed to the original as ``sock=``.
+  :mod:`socks5client.asyncio`, handed to the original as ``sock=``;
+* ``create_datagram_endpoint`` (``uvloop.Loop`` only): libuv sends the
+  datagrams itself, past any Python ``sendto``, so under ``patch(udp=True)``
+  an endpoint that could reach beyond this machine is refused
+  (``EOPNOTSUPP``, pointing to :func:`socks5client.asyncio.open_udp`)
+  instead of sending around the proxy.  The default loop's endpoints send
+  through the patched socket's own ``sendto`` and need no hook.
 
 Classes are patched, not loop instances, so loops made before or after
 ``patch()`` are covered alike.  ``asyncio`` and ``uvloop`` are not imported
@@ -164,10 +170,60 @@ def _hook_create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
     return functools.wraps(original)(create_connection)
 
 
+def _local_only(address: Any) -> bool:
+    """Whether a UDP endpoint bound or connected to ``address`` can only reach this machine."""
+    from .sock import _is_loopback
+
+    return isinstance(address, tuple) and bool(address) and _is_loopback(str(address[0]))
+
+
+def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def create_datagram_endpoint(
+        self: Any, protocol_factory: Callable[[], Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        active = _active()
+        if active is not None and active.udp:
+            local = kwargs.get("local_addr", args[0] if args else None)
+            remote = kwargs.get("remote_addr", args[1] if len(args) > 1 else None)
+            sock = kwargs.get("sock")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    local = sock.getsockname()
+            family = kwargs.get("family", 0)
+            unix = family == getattr(socket, "AF_UNIX", None) or (
+                sock is not None and sock.family == getattr(socket, "AF_UNIX", None)
+            )
+            # A socket bound to loopback cannot send beyond this machine;
+            # one connected to a destination that goes direct is the
+            # patch's own choice.
+            safe = (
+                unix
+                or _local_only(local)
+                or (
+                    isinstance(remote, tuple)
+                    and bool(remote)
+                    and active.direct(str(remote[0]), remote[1])
+                )
+            )
+            if not safe:
+                import errno
+
+                raise OSError(
+                    errno.EOPNOTSUPP,
+                    "uvloop sends UDP from libuv, past socks5client.patch(udp=True): this"
+                    " datagram endpoint would leave around the proxy; use"
+                    " socks5client.asyncio.open_udp() instead",
+                )
+        return await original(self, protocol_factory, *args, **kwargs)
+
+    return functools.wraps(original)(create_datagram_endpoint)
+
+
 _HOOKS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "sock_connect": _hook_sock_connect,
     "getaddrinfo": _hook_getaddrinfo,
     "create_connection": _hook_create_connection,
+    "create_datagram_endpoint": _hook_create_datagram_endpoint,
 }
 
 
@@ -192,6 +248,7 @@ def _targets(module_name: str) -> list[tuple[type, str]]:
         (loop_class, "sock_connect"),
         (loop_class, "getaddrinfo"),
         (loop_class, "create_connection"),
+        (loop_class, "create_datagram_endpoint"),
     ]
 
 

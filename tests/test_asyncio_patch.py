@@ -13,6 +13,7 @@ streams and loop methods, ``httpx.AsyncClient`` and ``aiohttp``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import subprocess
 import sys
@@ -355,6 +356,7 @@ import socks5client
 socks5client.patch(sys.argv[1], no_proxy="")
 assert "asyncio" not in sys.modules, "patch() must not import asyncio"
 import asyncio
+import errno
 {loop_import}
 
 async def main():
@@ -455,3 +457,32 @@ def test_https_through_the_patch_checks_the_name(
     assert site.sni == [NAME, NAME]
     assert name_connects(socks_server, site.port) == 2
     assert_no_lookup(resolver)
+
+
+def test_uvloop_datagram_endpoint_that_could_leave_directly_is_refused(
+    socks_server: SocksServer,
+) -> None:
+    """uvloop sends UDP from libuv, past the patched sendto: refused, never direct."""
+    factory = loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="", udp=True)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(OSError) as info:
+            await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("192.0.2.1", 53)
+            )
+        assert info.value.errno == errno.EOPNOTSUPP
+        assert "open_udp" in str(info.value)
+        with pytest.raises(OSError):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 0))
+        # Bound to loopback, an endpoint can only reach this machine.
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+        )
+        transport.close()
+
+    try:
+        run_on(factory, main())
+    finally:
+        socks5client.unpatch()
