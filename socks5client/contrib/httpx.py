@@ -456,6 +456,40 @@ class _TransportBase:
             raise httpx.ProxyError(f"cannot use the proxy environment: {problem}", request=request)
         return proxy
 
+    def _route_for(self, request: httpx.Request) -> Proxy | None:
+        """The proxy for ``request``: the transport's own, else the environment's."""
+        return self._proxy if self._proxy is not None else self._environment_route(request)
+
+    def _pool_options(self) -> dict[str, Any]:
+        """The settings every pool of this transport is made with, sync or async."""
+        return {
+            "ssl_context": self._ssl_context,
+            "max_connections": self._limits.max_connections,
+            "max_keepalive_connections": self._limits.max_keepalive_connections,
+            "keepalive_expiry": self._limits.keepalive_expiry,
+            "http1": self._http1,
+            "http2": self._http2,
+            "retries": self._retries,
+            "local_address": self._local_address,
+            "socket_options": self._socket_options,
+        }
+
+
+def _core_request(request: httpx.Request) -> httpcore.Request:
+    """``request`` as httpcore takes it."""
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(
+            scheme=request.url.raw_scheme,
+            host=request.url.raw_host,
+            port=request.url.port,
+            target=request.url.raw_path,
+        ),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
 
 class SOCKSTransport(_TransportBase, httpx.BaseTransport):
     """An httpx transport that sends every request through a SOCKS5 proxy.
@@ -528,20 +562,12 @@ class SOCKSTransport(_TransportBase, httpx.BaseTransport):
     """
 
     def _pool_for(self, request: httpx.Request) -> httpcore.ConnectionPool:
-        route = self._proxy if self._proxy is not None else self._environment_route(request)
+        route = self._route_for(request)
         with self._lock:
             pool = self._pools.get(route)
             if pool is None:
                 pool = self._pools[route] = httpcore.ConnectionPool(
-                    ssl_context=self._ssl_context,
-                    max_connections=self._limits.max_connections,
-                    max_keepalive_connections=self._limits.max_keepalive_connections,
-                    keepalive_expiry=self._limits.keepalive_expiry,
-                    http1=self._http1,
-                    http2=self._http2,
-                    retries=self._retries,
-                    local_address=self._local_address,
-                    socket_options=self._socket_options,
+                    **self._pool_options(),
                     # None: httpcore's own backend, for direct routes.
                     network_backend=None if route is None else SOCKSNetworkBackend(route),
                 )
@@ -554,18 +580,7 @@ class SOCKSTransport(_TransportBase, httpx.BaseTransport):
         if not isinstance(request.stream, httpx.SyncByteStream):
             raise TypeError(_SYNC_ONLY)
         pool = self._pool_for(request)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
+        core_request = _core_request(request)
         with _httpx_errors(request):
             core_response = pool.handle_request(core_request)
         body = core_response.stream
@@ -840,20 +855,12 @@ class AsyncSOCKSTransport(_TransportBase, httpx.AsyncBaseTransport):
     """
 
     def _pool_for(self, request: httpx.Request) -> httpcore.AsyncConnectionPool:
-        route = self._proxy if self._proxy is not None else self._environment_route(request)
+        route = self._route_for(request)
         with self._lock:
             pool = self._pools.get(route)
             if pool is None:
                 pool = self._pools[route] = httpcore.AsyncConnectionPool(
-                    ssl_context=self._ssl_context,
-                    max_connections=self._limits.max_connections,
-                    max_keepalive_connections=self._limits.max_keepalive_connections,
-                    keepalive_expiry=self._limits.keepalive_expiry,
-                    http1=self._http1,
-                    http2=self._http2,
-                    retries=self._retries,
-                    local_address=self._local_address,
-                    socket_options=self._socket_options,
+                    **self._pool_options(),
                     network_backend=None if route is None else AsyncSOCKSNetworkBackend(route),
                 )
             return pool
@@ -863,18 +870,7 @@ class AsyncSOCKSTransport(_TransportBase, httpx.AsyncBaseTransport):
         if not isinstance(request.stream, httpx.AsyncByteStream):
             raise TypeError(_ASYNC_ONLY)
         pool = self._pool_for(request)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
+        core_request = _core_request(request)
         with _httpx_errors(request):
             core_response = await pool.handle_async_request(core_request)
         body = core_response.stream
