@@ -216,6 +216,30 @@ async def _getaddrinfo(
     )
 
 
+async def _proxy_addresses(
+    loop: asyncio.AbstractEventLoop, proxy: Proxy, family: int
+) -> list[tuple[int, Proxy, Any]]:
+    """``(family, proxy, sockaddr)`` for each address of ``proxy`` to try, in order.
+
+    An IP-literal proxy is its own one address; a name is resolved (by the
+    real resolver) and each address gets a ``Proxy`` naming it.  Only
+    addresses of ``family`` are kept when it is given.
+    """
+    literal = proxy._literal
+    if literal is not None:
+        infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
+    else:
+        try:
+            infos = await _getaddrinfo(loop, proxy.host, proxy.port, family)
+        except socket.gaierror as exc:
+            raise ProxyConnectionError(f"cannot resolve proxy host {proxy.host!r}", exc) from exc
+    return [
+        (info[0], proxy if literal is not None else _with_host(proxy, str(info[4][0])), info[4])
+        for info in infos
+        if not family or info[0] == family
+    ]
+
+
 async def _send_message(
     loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes | Secret[bytes]
 ) -> None:
@@ -494,20 +518,10 @@ async def _open_tunnel(
     only, if it is given), as the blocking ``create_connection`` does.
     ``socket_options`` are set on each socket before it connects.
     """
-    literal = proxy._literal
-    if literal is not None:
-        infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
-    else:
-        try:
-            infos = await _getaddrinfo(loop, proxy.host, proxy.port, family)
-        except socket.gaierror as exc:
-            raise ProxyConnectionError(f"cannot resolve proxy host {proxy.host!r}", exc) from exc
     errors: list[OSError] = []
-    for info in infos:
-        if family and info[0] != family:
-            continue
-        call.proxy = proxy if literal is not None else _with_host(proxy, str(info[4][0]))
-        sock = PlainSocket(info[0], socket.SOCK_STREAM)
+    for fam, via, _sockaddr in await _proxy_addresses(loop, proxy, family):
+        call.proxy = via
+        sock = PlainSocket(fam, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             for option in socket_options or ():
@@ -525,7 +539,7 @@ async def _open_tunnel(
             continue
         # Handed over as a socksocket, so that getpeername() is the
         # destination as requested, as on the blocking client's sockets.
-        tunnel = socksocket(info[0], socket.SOCK_STREAM, 0, fileno=sock.detach())
+        tunnel = socksocket(fam, socket.SOCK_STREAM, 0, fileno=sock.detach())
         tunnel.setblocking(False)
         tunnel._peername = tunnel._sockaddr((host, port), host, port)
         tunnel._proxy_sockname = (reply.host, reply.port)
@@ -795,21 +809,9 @@ async def bind(
     call = _Call(chosen, timeout)
 
     async def work() -> BindListener:
-        literal = chosen._literal
-        if literal is not None:
-            infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
-        else:
-            try:
-                infos = await _getaddrinfo(loop, chosen.host, chosen.port, family)
-            except socket.gaierror as exc:
-                raise ProxyConnectionError(
-                    f"cannot resolve proxy host {chosen.host!r}", exc
-                ) from exc
         errors: list[OSError] = []
-        for info in infos:
-            if family and info[0] != family:
-                continue
-            six = info[0] == socket.AF_INET6
+        for fam, via, _sockaddr in await _proxy_addresses(loop, chosen, family):
+            six = fam == socket.AF_INET6
             if peer is None:
                 host, port = ("::" if six else "0.0.0.0"), 0
             else:
@@ -817,9 +819,8 @@ async def bind(
             if not chosen.remote_dns and not _is_ip_literal(host):
                 host = (await loop.run_in_executor(None, _resolve_locally, host, port))[0]
             request = _codec.encode_request(Command.BIND, host, port)
-            via = chosen if literal is not None else _with_host(chosen, str(info[4][0]))
             call.proxy = via
-            sock = PlainSocket(info[0], socket.SOCK_STREAM)
+            sock = PlainSocket(fam, socket.SOCK_STREAM)
             try:
                 sock.setblocking(False)
                 reply = await _handshake(
@@ -1034,23 +1035,10 @@ async def open_udp(
         return UDPEndpoint(udp, _Association(control, via, relay, fam == socket.AF_INET6), via)
 
     async def work() -> UDPEndpoint:
-        literal = chosen._literal
-        if literal is not None:
-            infos: list[Any] = [(literal[0], socket.SOCK_STREAM, 0, "", literal[1])]
-        else:
-            try:
-                infos = await _getaddrinfo(loop, chosen.host, chosen.port, family)
-            except socket.gaierror as exc:
-                raise ProxyConnectionError(
-                    f"cannot resolve proxy host {chosen.host!r}", exc
-                ) from exc
         errors: list[OSError] = []
-        for info in infos:
-            if family and info[0] != family:
-                continue
-            via = chosen if literal is not None else _with_host(chosen, str(info[4][0]))
+        for fam, via, _sockaddr in await _proxy_addresses(loop, chosen, family):
             try:
-                return await associate(info[0], via)
+                return await associate(fam, via)
             except ProxyConnectionError as exc:
                 errors.append(exc)
         if not errors:
