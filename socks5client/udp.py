@@ -437,6 +437,8 @@ class _Shared:
 # finalizer (leave) may run on this thread while it holds the lock, when
 # an allocation triggers garbage collection.
 _shared_lock = threading.RLock()
+#: Serialises _adopt(): rare (once per socket object and association).
+_adopt_lock = threading.Lock()
 _shared_by_socket: dict[tuple[int, int], _Shared] = {}
 
 
@@ -530,11 +532,16 @@ class UDPSocksSocket(socksocket):
         fd = self.fileno()
         if fd == -1:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-        # _end first: the fast paths read _assoc, then use _end.
-        self._end = _Endpoint(
-            fd, assoc.control_fd, self.family == socket.AF_INET6, self._io_socket(fd)
-        )
-        self._assoc = assoc
+        # Threads that waited for the same association adopt it at once:
+        # only one may make the endpoint (and its duplicate descriptor).
+        with _adopt_lock:
+            if self._assoc is assoc and self._end is not None:
+                return assoc
+            # _end first: the fast paths read _assoc, then use _end.
+            self._end = _Endpoint(
+                fd, assoc.control_fd, self.family == socket.AF_INET6, self._io_socket(fd)
+            )
+            self._assoc = assoc
         return assoc
 
     def _io_socket(self, fd: int) -> socket.socket | None:
@@ -909,6 +916,30 @@ class UDPSocksSocket(socksocket):
             )
         return _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token)
 
+    def _send_known(self, assoc: _Association, header: bytes, data: Any) -> int | None:
+        """Send ``header + data`` to the relay if the control connection is quiet.
+
+        The liveness check is one poll with no wait.  ``None`` when anything
+        but silence (bytes, the end, the poll object busy in another thread)
+        says the caller must take the full path, which sorts it out.
+        """
+        try:
+            if self._end.poll_control(0):  # type: ignore[union-attr]
+                return None
+        except RuntimeError:
+            return None
+        if type(data) is not bytes:
+            data = memoryview(data).cast("B")
+        io = self._end.io  # type: ignore[union-attr]
+        if io is not None:
+            try:
+                io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
+                return len(data)
+            except (BlockingIOError, InterruptedError):
+                pass  # the send buffer is full: wait as the socket's timeout says
+        PlainSocket.sendto(self, header + data, assoc.relay)
+        return len(data)
+
     def sendto(self, data: Any, *args: Any) -> int:
         """Send ``data`` to an address through the relay; return the payload size."""
         assoc = self._assoc
@@ -921,25 +952,9 @@ class UDPSocksSocket(socksocket):
             except TypeError:  # unhashable: the full path says what is wrong
                 header = None
             if header is not None and type(address[1]) is int and not assoc.ended:
-                # The liveness check: one poll with no wait.  Anything but
-                # silence (bytes, the end, the poll object busy in another
-                # thread) goes down the full path, which sorts it out.
-                try:
-                    quiet = not self._end.poll_control(0)  # type: ignore[union-attr]
-                except RuntimeError:
-                    quiet = False
-                if quiet:
-                    if type(data) is not bytes:
-                        data = memoryview(data).cast("B")
-                    io = self._end.io  # type: ignore[union-attr]
-                    if io is not None:
-                        try:
-                            io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
-                            return len(data)
-                        except (BlockingIOError, InterruptedError):
-                            pass  # the send buffer is full: wait as the socket's timeout says
-                    PlainSocket.sendto(self, header + data, assoc.relay)
-                    return len(data)
+                sent = self._send_known(assoc, header, data)
+                if sent is not None:
+                    return sent
         assoc = self._current()
         # The proxy is read once per call: another thread may change the
         # default proxy meanwhile.
@@ -967,22 +982,9 @@ class UDPSocksSocket(socksocket):
             peer = share.peer if share is not None else None
             header = peer.header if peer is not None else None
             if header is not None and not assoc.ended and assoc.protection is None:
-                try:
-                    quiet = not self._end.poll_control(0)  # type: ignore[union-attr]
-                except RuntimeError:
-                    quiet = False
-                if quiet:
-                    if type(data) is not bytes:
-                        data = memoryview(data).cast("B")
-                    io = self._end.io  # type: ignore[union-attr]
-                    if io is not None:
-                        try:
-                            io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
-                            return len(data)
-                        except (BlockingIOError, InterruptedError):
-                            pass  # the send buffer is full: wait as the socket's timeout says
-                    PlainSocket.sendto(self, header + data, assoc.relay)
-                    return len(data)
+                sent = self._send_known(assoc, header, data)
+                if sent is not None:
+                    return sent
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
