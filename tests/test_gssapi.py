@@ -366,7 +366,10 @@ def test_a_frame_cut_by_a_timeout_is_finished_before_anything_else(
 
     def drain() -> None:
         while not done.is_set() or received[-3:] != b"dne":
-            chunk = peer.recv(1 << 16)
+            try:
+                chunk = peer.recv(1 << 16)
+            except socket.timeout:
+                return  # nothing more came: the assertions below judge what did
             if not chunk:
                 return
             received.extend(chunk)
