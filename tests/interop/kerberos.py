@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from .conftest import ServerProcess, free_port
+from .conftest import ServerProcess, free_port, server_unavailable
 
 #: The realm's name.  ".TEST" is reserved (RFC 2606), so it can never be a
 #: real realm that DNS or a site krb5.conf knows about.
@@ -655,3 +655,37 @@ def dsocks_env(realm: KerberosRealm, config: Path, danted: Path | None = None) -
             "SOCKS_AUTOADD_LANROUTES": "no",
         }
     )
+
+
+# ---------------------------------------------------------------------------
+# Fixture bodies: what a test module's fixtures yield from
+
+
+def running_realm(directory: Path) -> Iterator[KerberosRealm]:
+    """A started realm with a ticket, stopped afterwards; unavailable tools skip (fail in CI)."""
+    kdc = KerberosRealm(directory)
+    try:
+        kdc.start()
+        kdc.kinit()
+    except KerberosUnavailable as exc:
+        kdc.stop()
+        server_unavailable(str(exc))
+    try:
+        yield kdc
+    finally:
+        kdc.stop()
+
+
+def running_dante(
+    realm: KerberosRealm, directory: Path, protection: Protection
+) -> Iterator[DanteGSSAPI]:
+    """A started GSSAPI Dante granting ``protection``, stopped afterwards."""
+    server = DanteGSSAPI(realm, directory, protection=protection)
+    try:
+        server.start()
+    except KerberosUnavailable as exc:
+        server_unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -44,7 +44,7 @@ from socks5client import (
 )
 
 from .conftest import server_unavailable
-from .kerberos import DanteGSSAPI, KerberosRealm, KerberosUnavailable, Protection
+from .kerberos import DanteGSSAPI, KerberosRealm, Protection, running_dante, running_realm
 from server import ATYP_IPV4, SocksServer, encode_udp_datagram
 
 if TYPE_CHECKING:
@@ -63,18 +63,10 @@ def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KerberosRealm]:
         import gssapi  # noqa: F401
     except ImportError as exc:
         server_unavailable(f"the gssapi package is not installed ({exc}): pip install gssapi")
-    kdc = KerberosRealm(tmp_path_factory.mktemp("krb5"))
-    try:
-        kdc.start()
-        kdc.kinit()
-    except KerberosUnavailable as exc:
-        kdc.stop()
-        server_unavailable(str(exc))
-    try:
+    # running_realm yields once; the loop resumes it (to stop the KDC) at teardown.
+    for kdc in running_realm(tmp_path_factory.mktemp("krb5")):
         with kdc.applied():
             yield kdc
-    finally:
-        kdc.stop()
 
 
 def _proxy(server: SocksServer, **options: Any) -> Proxy:
@@ -459,26 +451,14 @@ def test_libcurl_against_the_reference_server_at_level_0(realm: KerberosRealm) -
 def dante_any(
     realm: KerberosRealm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DanteGSSAPI]:
-    yield from _dante(realm, tmp_path_factory.mktemp("dante_any"), Protection.ANY)
+    yield from running_dante(realm, tmp_path_factory.mktemp("dante_any"), Protection.ANY)
 
 
 @pytest.fixture(scope="module")
 def dante_clear(
     realm: KerberosRealm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DanteGSSAPI]:
-    yield from _dante(realm, tmp_path_factory.mktemp("dante_clear"), Protection.CLEAR)
-
-
-def _dante(realm: KerberosRealm, directory: Path, protection: Protection) -> Iterator[DanteGSSAPI]:
-    server = DanteGSSAPI(realm, directory, protection=protection)
-    try:
-        server.start()
-    except KerberosUnavailable as exc:
-        server_unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_dante(realm, tmp_path_factory.mktemp("dante_clear"), Protection.CLEAR)
 
 
 @pytest.mark.parametrize("level", [*LEVELS, None], ids=[*LEVELS, "strongest"])

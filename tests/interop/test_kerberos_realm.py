@@ -33,11 +33,12 @@ from .conftest import server_unavailable
 from .kerberos import (
     DanteGSSAPI,
     KerberosRealm,
-    KerberosUnavailable,
     Protection,
     dsocks_config,
     dsocks_env,
     find_tool,
+    running_dante,
+    running_realm,
 )
 
 if TYPE_CHECKING:
@@ -51,17 +52,7 @@ PAYLOAD = b"socks5client-gssapi:" * 200
 
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KerberosRealm]:
-    kdc = KerberosRealm(tmp_path_factory.mktemp("krb5"))
-    try:
-        kdc.start()
-        kdc.kinit()
-    except KerberosUnavailable as exc:
-        kdc.stop()
-        server_unavailable(str(exc))
-    try:
-        yield kdc
-    finally:
-        kdc.stop()
+    yield from running_realm(tmp_path_factory.mktemp("krb5"))
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +70,7 @@ def dante_any(
     realm: KerberosRealm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DanteGSSAPI]:
     """Dante granting whatever level the client asks for."""
-    yield from _dante(realm, tmp_path_factory.mktemp("dante_gssapi_any"), Protection.ANY)
+    yield from running_dante(realm, tmp_path_factory.mktemp("dante_gssapi_any"), Protection.ANY)
 
 
 @pytest.fixture(scope="module")
@@ -87,19 +78,7 @@ def dante_clear(
     realm: KerberosRealm, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DanteGSSAPI]:
     """Dante granting level 0 only."""
-    yield from _dante(realm, tmp_path_factory.mktemp("dante_gssapi_clear"), Protection.CLEAR)
-
-
-def _dante(realm: KerberosRealm, directory: Path, protection: Protection) -> Iterator[DanteGSSAPI]:
-    server = DanteGSSAPI(realm, directory, protection=protection)
-    try:
-        server.start()
-    except KerberosUnavailable as exc:
-        server_unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_dante(realm, tmp_path_factory.mktemp("dante_gssapi_clear"), Protection.CLEAR)
 
 
 # ---------------------------------------------------------------------------
