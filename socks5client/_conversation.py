@@ -144,8 +144,9 @@ def protected_reply(
     buf = bytearray(buffered)
     try:
         while True:
-            if len(buf) > 1 and buf[0] == _codec.SOCKS_VERSION and buf[1]:
-                raise error_for_reply_code(buf[1], text(context), name)
+            code = _codec.peek_reply_code(buf)
+            if code:
+                raise error_for_reply_code(code, text(context), name)
             result = _codec.parse_reply(buf)
             if type(result) is not NeedData:
                 break
@@ -250,11 +251,12 @@ def read_reply(
         while True:
             if not data:
                 raise Truncated(b"")
-            if len(data) > 1 and data[1] and data[0] == _codec.SOCKS_VERSION:
+            code = _codec.peek_reply_code(data)
+            if code:
                 # The verdict is known from the second byte: a failing proxy
                 # that stops there (and keeps the connection open) must not
                 # make us wait out the timeout for an address we do not need.
-                raise error_for_reply_code(data[1], text(context), name)
+                raise error_for_reply_code(code, text(context), name)
             result = _codec.parse_reply(data)
             if type(result) is not NeedData:
                 break
@@ -265,8 +267,9 @@ def read_reply(
     except Truncated as exc:
         raise closed(where, f"reply to {text(context)}", exc.data, hint) from None
     except ProxyProtocolError as exc:
-        if len(data) > 1 and data[1] and data[0] == _codec.SOCKS_VERSION:
-            raise error_for_reply_code(data[1], text(context), name) from exc
+        code = _codec.peek_reply_code(data)
+        if code:
+            raise error_for_reply_code(code, text(context), name) from exc
         if hint:
             raise hinted(exc, hint) from None
         raise
