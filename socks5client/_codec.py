@@ -103,6 +103,9 @@ class AddressType(enum.IntEnum):
     IPV6 = 0x04
 
 
+_IPV4 = AddressType.IPV4
+
+
 class ReplyCode(enum.IntEnum):
     """Assigned reply codes (RFC 1928 section 6); 9-255 are unassigned."""
 
@@ -243,6 +246,7 @@ def _check_port(port: object) -> int:
 
 
 _inet_pton = socket.inet_pton
+_inet_ntoa = socket.inet_ntoa
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 
@@ -484,6 +488,11 @@ def _decode_address(data: _Buffer, offset: int, what: str) -> tuple[AddressType,
     return atyp, host, port
 
 
+def ipv4_reply(data: _Buffer) -> Reply:
+    """The reply in the first 10 bytes of ``data``, known to have an IPv4 BND.ADDR."""
+    return Reply(data[1], _IPV4, _inet_ntoa(data[4:8]), data[8] << 8 | data[9])
+
+
 def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
     """Parse a reply (VER, REP, RSV, ATYP, BND.ADDR, BND.PORT).
 
@@ -497,15 +506,7 @@ def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
         # runs for every connection.
         if size < 10:
             return _NEED[10 - size]
-        return Parsed(
-            Reply(
-                data[1],
-                AddressType.IPV4,
-                f"{data[4]}.{data[5]}.{data[6]}.{data[7]}",
-                data[8] << 8 | data[9],
-            ),
-            10,
-        )
+        return Parsed(ipv4_reply(data), 10)
     _check_version(data, SOCKS_VERSION, "reply")
     if len(data) < 3:
         return NeedData(_MIN_REPLY - len(data))

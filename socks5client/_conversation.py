@@ -91,6 +91,31 @@ def receive(parser: Callable[[bytearray], NeedData | Parsed[_T]], what: str) -> 
         buf += chunk
 
 
+def replayed(steps: Steps[_T], sent: int, received: bytes) -> Steps[_T]:
+    """``steps`` taken over from a quick path that already did their first part.
+
+    The first ``sent`` SEND steps are skipped (the quick path wrote those
+    very bytes) and RECV steps are answered from ``received`` (what it read)
+    until that runs out; the rest goes to the driver.  A quick path that
+    plays only the usual messages and hands over at the first surprise thus
+    leaves every decision and every error message to the conversation.
+    """
+    advance = steps.send
+    result: bytes | None = None
+    try:
+        while True:
+            step = advance(result)
+            if step[0] == SEND and sent:
+                sent -= 1
+                result = None
+            elif step[0] == RECV and received:
+                result, received = received[: step[1]], received[step[1] :]
+            else:
+                result = yield step
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
 def handshake(
     plan: AuthPlan,
     pipeline: bool,
@@ -198,9 +223,14 @@ def _pipelined(
     return reply
 
 
+#: What the steps below wait for, as timeout messages name it.
+SELECTION = "method selection"
+REPLY = "reply"
+
+
 def method_selection(where: str, hint: str = "") -> Steps[int]:
     """The METHOD byte of the proxy's method selection."""
-    data = (yield (RECV, 2, "method selection", False)) or b""
+    data = (yield (RECV, 2, SELECTION, False)) or b""
     if len(data) == 2 and data[0] == _codec.SOCKS_VERSION:
         return data[1]  # the usual case: all of it in one read
     buf = bytearray(data)
@@ -211,12 +241,12 @@ def method_selection(where: str, hint: str = "") -> Steps[int]:
             result = _codec.parse_method_selection(buf)
             if type(result) is not NeedData:
                 return result.message.method  # type: ignore[union-attr]
-            chunk = yield (RECV, result.size, "method selection", True)
+            chunk = yield (RECV, result.size, SELECTION, True)
             if not chunk:
                 raise Truncated(bytes(buf))
             buf += chunk
     except Truncated as exc:
-        raise closed(where, "method selection", exc.data, hint) from None
+        raise closed(where, SELECTION, exc.data, hint) from None
     except ProxyProtocolError as exc:
         if hint:
             raise hinted(exc, hint) from None
@@ -246,7 +276,7 @@ def read_reply(
     ``name`` is the hostname the request asked the proxy to resolve, if
     any: the error then says that resolving it may be what failed.
     """
-    data = (yield (RECV, _codec.MIN_REPLY_SIZE, "reply", False)) or b""
+    data = (yield (RECV, _codec.MIN_REPLY_SIZE, REPLY, False)) or b""
     try:
         while True:
             if not data:
@@ -260,7 +290,7 @@ def read_reply(
             result = _codec.parse_reply(data)
             if type(result) is not NeedData:
                 break
-            chunk = yield (RECV, result.size, "reply", True)
+            chunk = yield (RECV, result.size, REPLY, True)
             if not chunk:
                 raise Truncated(data)
             data += chunk

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
-from . import _conversation, _resolve
+from . import _codec, _conversation, _resolve
 from ._codec import Reply
 from ._conversation import RECV, SEND
 from ._secret import Secret
@@ -37,9 +37,20 @@ if TYPE_CHECKING:
 
     from ._conversation import Steps
     from .auth import Protection
+    from .auth.base import Script
     from .proxy import Proxy
 
 _T = TypeVar("_T")
+
+_ipv4_reply = _codec.ipv4_reply
+_MIN_REPLY_SIZE = _codec.MIN_REPLY_SIZE
+#: The first bytes of a success reply with an IPv4 BND.ADDR: version 5,
+#: REP 0, RSV 0, ATYP 1.
+_IPV4_SUCCESS = b"\x05\x00\x00\x01"
+_NEVER = float("inf")
+_ALWAYS = float("-inf")
+#: What a send waits for, as timeout messages name it.
+_SENDING = "proxy to accept our request"
 
 #: The socket class as it was when socks5client was imported.  Internal calls
 #: go through it, never through ``socket.socket``: once a program has
@@ -153,47 +164,37 @@ class SocketChannel:
     The caller restores the socket's timeout when the handshake is over.
     """
 
-    __slots__ = (
-        "_budget",
-        "_c_timeout",
-        "_deadline",
-        "_heard",
-        "_hint",
-        "_proxy",
-        "_rearm_after",
-        "_sock",
-        "pending",
-        "protection",
-    )
+    # Defaults most handshakes never change, kept on the class (no
+    # __slots__, so an instance may shadow them) to spare each handshake
+    # setting them.
+    #: Added to transport errors: set while a pipelined handshake is read.
+    _hint = ""
+    #: Whether the endpoint has sent anything at all: a timeout before its
+    #: first byte suggests it is not a SOCKS5 server.
+    _heard = False
+    #: Set by :func:`handshake` when GSS-API agreed on per-message
+    #: protection: the protection, and the application bytes it unwrapped
+    #: past the reply (the socket's first bytes to read).
+    protection: Protection | None = None
+    pending = b""
 
     def __init__(self, sock: socket.socket, proxy: Proxy, budget: Budget) -> None:
         self._sock = sock
         self._proxy = proxy
         self._budget = budget
-        self._deadline = budget.deadline
-        # Added to transport errors: set while a pipelined handshake is read.
-        self._hint = ""
-        # Whether the endpoint has sent anything at all: a timeout before
-        # its first byte suggests it is not a SOCKS5 server.
-        self._heard = False
-        #: Set by :func:`handshake` when GSS-API agreed on per-message
-        #: protection: the protection, and the application bytes it
-        #: unwrapped past the reply (the socket's first bytes to read).
-        self.protection: Protection | None = None
-        self.pending = b""
+        deadline = self._deadline = budget.deadline
         # The socket's timeout as it is now: each C call's own bound.
-        current = _gettimeout(sock)
-        if budget.deadline is None and current is not None:
-            _settimeout(sock, None)
-            current = None
-        self._c_timeout = current
-        # The time after which that bound would outlast the deadline by more
-        # than the slack: until then a step needs no _arm() (one clock read).
-        self._rearm_after = (
-            budget.deadline - current + DEADLINE_SLACK
-            if budget.deadline is not None and current
-            else float("-inf")
-        )
+        current = self._c_timeout = _gettimeout(sock)
+        if deadline is None:
+            if current is not None:
+                _settimeout(sock, None)
+                self._c_timeout = None
+            self._rearm_after = _NEVER
+        else:
+            # The time after which that bound would outlast the deadline by
+            # more than the slack: until then a step needs no _arm() (one
+            # clock read).  Without a deadline, never.
+            self._rearm_after = deadline - current + DEADLINE_SLACK if current else _ALWAYS
 
     def _arm(self, waiting_for: str) -> None:
         """Bound the next C call by the deadline; raise if it has passed."""
@@ -222,7 +223,7 @@ class SocketChannel:
 
         Only addresses of the socket's own family can be used.
         """
-        sock, proxy, deadline = self._sock, self._proxy, self._deadline
+        sock, proxy = self._sock, self._proxy
         family = _family_of(sock)
         addrs = proxy._literal_sockaddrs(family)
         if addrs is None:
@@ -233,7 +234,7 @@ class SocketChannel:
             addrs = [info[4] for info in infos]
         last: OSError | None = None
         for addr in addrs:
-            if deadline is not None and _monotonic() > self._rearm_after:
+            if _monotonic() > self._rearm_after:
                 try:
                     self._arm("")
                 except ProxyTimeoutError:
@@ -255,18 +256,18 @@ class SocketChannel:
         of a timeout keeps, holds the password.
         """
         try:
-            if self._deadline is not None and _monotonic() > self._rearm_after:
-                self._arm("proxy to accept our request")
+            if _monotonic() > self._rearm_after:
+                self._arm(_SENDING)
             _sendall(self._sock, data if isinstance(data, bytes) else data.reveal())
         except ProxyError:
             raise
         except OSError as exc:
-            raise self._lost(exc, "proxy to accept our request") from exc
+            raise self._lost(exc, _SENDING) from exc
 
     def recv_some(self, size: int, what: str) -> bytes:
         """At most ``size`` bytes, at least one; ``b""`` when the proxy closed."""
         try:
-            if self._deadline is not None and _monotonic() > self._rearm_after:
+            if _monotonic() > self._rearm_after:
                 self._arm(what)
             chunk = _recv(self._sock, size)
         except ProxyError:
@@ -277,11 +278,85 @@ class SocketChannel:
             self._heard = True
         return chunk
 
+    def quick(
+        self,
+        scripted: dict[bytes, Script],
+        greeting: bytes,
+        request: bytes,
+        context: str | Callable[[], str],
+        name: str | None,
+    ) -> Reply:
+        """The usual handshake in one function: what nearly every connection runs.
+
+        It sends the messages of ``_conversation.handshake`` and reads as it
+        does (the same sizes, never past the reply), as long as each answer
+        is the exact one that lets the handshake go on: the method
+        selection of a method in ``scripted``, its accepting reply, a
+        success reply with an IPv4 address.  At the first other answer it
+        hands what it sent and read to that conversation
+        (``_conversation.replayed``), which decides and words every error,
+        so the two cannot disagree.  The quick path only saves the cost of
+        running a generator for messages whose bytes are known.
+        """
+        sock = self._sock
+        sent = 0
+        selection = accepted = data = b""
+        what = _SENDING
+        try:
+            if _monotonic() > self._rearm_after:
+                self._arm(what)
+            _sendall(sock, greeting)
+            sent = 1
+            what = _conversation.SELECTION
+            if _monotonic() > self._rearm_after:
+                self._arm(what)
+            selection = _recv(sock, 2)
+            script = scripted.get(selection)
+            if script is not None:
+                if script:
+                    message, expected, what = script
+                    if _monotonic() > self._rearm_after:
+                        self._arm(_SENDING)
+                    _sendall(sock, message if type(message) is bytes else message.reveal())  # type: ignore[union-attr]
+                    sent = 2
+                    if _monotonic() > self._rearm_after:
+                        self._arm(what)
+                    accepted = _recv(sock, len(expected))
+                    if accepted != expected:
+                        script = None
+                if script is not None:
+                    what = _SENDING
+                    if _monotonic() > self._rearm_after:
+                        self._arm(what)
+                    _sendall(sock, request)
+                    sent += 1
+                    what = _conversation.REPLY
+                    if _monotonic() > self._rearm_after:
+                        self._arm(what)
+                    data = _recv(sock, _MIN_REPLY_SIZE)
+                    if data[:4] == _IPV4_SUCCESS:
+                        if _monotonic() > self._rearm_after:
+                            self._arm(what)
+                        data += _recv(sock, 10 - _MIN_REPLY_SIZE)
+                        if len(data) == 10:
+                            return _ipv4_reply(data)
+        except ProxyError:
+            raise
+        except OSError as exc:
+            self._heard = bool(selection)
+            raise self._lost(exc, what) from exc
+        # A surprise: the conversation takes over where the quick path stopped.
+        received = selection + accepted + data
+        self._heard = bool(received)
+        where = describe(self._proxy.host, self._proxy.port)
+        steps = _conversation.handshake(plan_for(self._proxy), False, request, context, where, name)
+        reply: Reply = self.run(_conversation.replayed(steps, sent, received))[0]
+        return reply
+
     def run(self, steps: Steps[_T]) -> _T:
         """Drive a conversation (``socks5client._conversation``) over this connection."""
         advance = steps.send
         sock = self._sock
-        deadline = self._deadline
         result: bytes | None = None
         try:
             while True:
@@ -289,7 +364,7 @@ class SocketChannel:
                 kind = step[0]
                 if kind == RECV:
                     # The usual read, inline.
-                    if deadline is not None and _monotonic() > self._rearm_after:
+                    if _monotonic() > self._rearm_after:
                         self._arm(step[2])
                     try:
                         result = _recv(sock, step[1])
@@ -410,8 +485,16 @@ def handshake(
     The socket is left blocking or non-blocking (see
     :class:`SocketChannel`): the caller sets the timeout it wants.
     """
-    where = describe(proxy.host, proxy.port)
     log = debug_logger()
+    if log is None:
+        plan = plan_for(proxy)
+        scripted = plan.scripted
+        if scripted is not None and not proxy.pipeline and type(request_bytes) is bytes:
+            # The usual case, on the quick path (SocketChannel.quick).
+            channel = SocketChannel(sock, proxy, budget)
+            channel.connect()
+            return channel, channel.quick(scripted, plan.greeting, request_bytes, context, name)
+    where = describe(proxy.host, proxy.port)
     if log is not None:
         log.debug("%s: connecting to proxy %s", _conversation.text(context), where)
     try:

@@ -48,6 +48,11 @@ _TCP_PROTOS = frozenset(
     [0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", socket.IPPROTO_TCP)]
 )
 _UDP_PROTOS = frozenset([0, socket.IPPROTO_UDP])
+_AF_INET = socket.AF_INET
+# What socket.socket() takes -1 (the default) to mean.
+_TCP_V4 = (-1, socket.AF_INET)
+_STREAM = (-1, socket.SOCK_STREAM)
+_DEFAULT_PROTO = (-1, 0, socket.IPPROTO_TCP)
 _MSG_FASTOPEN = int(getattr(socket, "MSG_FASTOPEN", 0))
 _UNSET: Any = object()
 # The C attributes and methods: socket.socket's family and type properties
@@ -57,6 +62,13 @@ _c_type: Callable[[socket.socket], int] = _socket.socket.type.__get__
 _gettimeout = PlainSocket.gettimeout
 _settimeout = PlainSocket.settimeout
 _DOMAIN = _codec.AddressType.DOMAIN
+#: CONNECT requests already encoded, by destination: ``(host, port)`` ->
+#: ``(request, whether host is a name)``.  Programs connect to the same few
+#: destinations again and again; checking and encoding each costs more than
+#: the lookup.  Cleared when full rather than ordered: a program with more
+#: destinations than this only loses the saving.
+_CONNECT_REQUESTS: dict[Any, tuple[bytes, bool]] = {}
+_CONNECT_REQUESTS_MAX = 512
 
 
 def _option(level: str, name: str, buflen: int | None = None) -> list[tuple[int, int, int | None]]:
@@ -308,6 +320,11 @@ class socksocket(socket.socket):
         fileno: int | None = None,
     ) -> None:
         super().__init__(family, type, proto, fileno)
+        if fileno is None and family in _TCP_V4 and type in _STREAM and proto in _DEFAULT_PROTO:
+            # socksocket() or socksocket(AF_INET, SOCK_STREAM): TCP over IPv4,
+            # known without asking the object.
+            self._inet = self._stream = True
+            return
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
         family, type_, proto = _c_family(self), _c_type(self), self.proto
@@ -341,7 +358,6 @@ class socksocket(socket.socket):
 
     # -- configuration -----------------------------------------------------
 
-    @guard_secrets
     def set_proxy(
         self,
         proxy_type: int | ProxyLike | None = None,
@@ -364,7 +380,15 @@ class socksocket(socket.socket):
             if cached is not None and username is None and password is None:
                 self._proxy = cached
                 return
-        self._proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
+        try:
+            self._proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
+        except BaseException:
+            # proxy_from_args keeps the credentials out of what it raises
+            # (guard_secrets); this frame, part of the traceback too, drops
+            # its own copies (the URL may hold a password).  Only this
+            # branch can raise, so the usual call pays for no wrapper.
+            del proxy_type, addr, username, password
+            raise
 
     #: PySocks' older name for :meth:`set_proxy`.
     setproxy = set_proxy
@@ -539,14 +563,18 @@ class socksocket(socket.socket):
         trouble and :class:`ValueError` for an address that cannot be sent;
         after a proxy error the socket is closed.
         """
-        proxy = self._effective_proxy()
-        if proxy is None:
+        proxy = self._proxy
+        if proxy is _UNSET:
+            proxy = get_default_proxy()
+        if proxy is None or not self._inet:
             _check_not_synthetic(address)
             PlainSocket.connect(self, address)
             return
         if not self._stream:
             raise _unsupported(self)
-        self._connect_via(proxy, address, Budget.for_socket(self.gettimeout()))
+        timeout = _gettimeout(self)
+        budget = Budget(timeout) if timeout else Budget.for_socket(timeout)
+        self._connect_via(proxy, address, budget)
 
     def connect_ex(self, address: Any) -> int:
         """Like :meth:`connect`, but return an errno instead of raising OSErrors.
@@ -576,30 +604,50 @@ class socksocket(socket.socket):
         if self._peername is not None or self._bind_address is not None or self._listening:
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
-        host, port = _split_address(address)
-        # Encoding refuses a bad destination (empty or over-long name, bad
-        # port) with a ValueError before any byte goes to the proxy.
-        request = _codec.encode_request(Command.CONNECT, host, port)
-        is_name = request[3] == _DOMAIN
-        if proxy.remote_dns or not is_name:
-            targets = [host]
-            requests = [request]
+        known = None
+        if type(address) is tuple and len(address) == 2:
+            host, port = address
+            if type(host) is str and type(port) is int:
+                # A destination this process connected to before is checked
+                # and encoded already.  The types are checked first because
+                # equal keys need not be alike: ("h", 80.0) would find the
+                # entry of ("h", 80), and a list in the tuple would make the
+                # lookup itself fail.
+                known = _CONNECT_REQUESTS.get(address)
+        if known is not None:
+            request, is_name = known
         else:
-            targets = _resolve_locally(host, port)
-            requests = [_codec.encode_request(Command.CONNECT, t, port) for t in targets]
+            host, port = _split_address(address)
+            # Encoding refuses a bad destination (empty or over-long name,
+            # bad port) with a ValueError before any byte goes to the proxy.
+            request = _codec.encode_request(Command.CONNECT, host, port)
+            is_name = request[3] == _DOMAIN
+            if len(address) == 2 and host is address[0] and type(port) is int:
+                # Not a synthetic address (patch() may map those to other
+                # names later): they are looked up again on every call.
+                if len(_CONNECT_REQUESTS) >= _CONNECT_REQUESTS_MAX:
+                    _CONNECT_REQUESTS.clear()
+                _CONNECT_REQUESTS[address] = (request, is_name)
+        if proxy.remote_dns or not is_name:
+            attempts: list[tuple[str, bytes]] = [(host, request)]
+        else:
+            attempts = [
+                (target, _codec.encode_request(Command.CONNECT, target, port))
+                for target in _resolve_locally(host, port)
+            ]
         user_timeout = _gettimeout(self)
         last: ProxyError | None = None
         try:
-            for i, target in enumerate(targets):
-                if i:
+            for target, request in attempts:
+                if last is not None:
                     self._renew_fd()
-                name = host if is_name and target == host else None
+                name = host if is_name and target is host else None
                 try:
                     channel, reply = _negotiate.handshake(
                         self,
                         proxy,
                         budget,
-                        requests[i],
+                        request,
                         lambda target=target: _connect_context(host, port, target),  # type: ignore[misc]
                         name,
                     )
@@ -608,7 +656,11 @@ class socksocket(socket.socket):
                     # address of the destination is a reason to try the next.
                     last = exc
                     continue
-                self._peername = self._sockaddr(address, host, port)
+                self._peername = (
+                    address
+                    if known is not None and _c_family(self) == _AF_INET
+                    else self._sockaddr(address, host, port)
+                )
                 self._proxy_sockname = (reply.host, reply.port)
                 if _gettimeout(self) != user_timeout:
                     _settimeout(self, user_timeout)

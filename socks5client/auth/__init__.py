@@ -18,6 +18,7 @@ from .userpass import UsernamePasswordAuth
 
 if TYPE_CHECKING:
     from ..proxy import Proxy
+    from .base import Script
 
 __all__ = [
     "AuthMethod",
@@ -61,7 +62,7 @@ class AuthPlan:
     before the proxy answers), or ``None`` if none can be pipelined.
     """
 
-    __slots__ = ("greeting", "offered", "pipelined", "pipelined_greeting")
+    __slots__ = ("greeting", "offered", "pipelined", "pipelined_greeting", "scripted")
 
     def __init__(self, methods: list[AuthMethod]) -> None:
         self.offered = {m.code: m for m in methods}
@@ -75,6 +76,14 @@ class AuthPlan:
             last if all(m.first_message() is not None for m in methods) else None
         )
         self.pipelined_greeting = encode_greeting([last.code])
+        # For the blocking client's quick path: each method selection the
+        # proxy may send (version 5, an offered method), keyed by its exact
+        # bytes, and the sub-negotiation that follows it when all goes well.
+        # None when some offered method's messages are not known in advance.
+        scripts = {bytes((5, m.code)): m.script() for m in methods}
+        self.scripted: dict[bytes, Script] | None = (
+            None if None in scripts.values() else scripts  # type: ignore[assignment]
+        )
 
 
 def plan_for(proxy: Proxy) -> AuthPlan:

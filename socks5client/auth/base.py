@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from typing import Union
+
     from .._conversation import Steps
     from .._secret import Secret
+
+    #: See :meth:`AuthMethod.script`.
+    Script = Union[tuple[()], tuple[Union[bytes, Secret[bytes]], bytes, str]]
 
 __all__ = ["AuthMethod", "Protection"]
 
@@ -47,6 +52,17 @@ class AuthMethod(Protocol):
 
         Returns the per-message protection it agreed on, or ``None`` for
         none (the data then flows as it is).
+        """
+
+    def script(self) -> Script | None:
+        """The whole sub-negotiation when the proxy accepts, if known in advance.
+
+        ``()`` when nothing is exchanged; ``(message, reply, what)`` for one
+        message, the exact reply that accepts it and that reply's name (for
+        timeout messages, as :meth:`negotiate` names it); ``None`` when the
+        messages depend on the proxy's answers (GSSAPI).  The blocking
+        client's quick path plays it (``SocketChannel.quick``) and hands
+        any other answer to :meth:`negotiate`.
         """
 
     def first_message(self) -> bytes | Secret[bytes] | None:

@@ -182,6 +182,10 @@ class GSSAPIAuth:
     def __repr__(self) -> str:
         return f"GSSAPIAuth(target={self._name!r}, wanted={self._wanted!r})"
 
+    def script(self) -> None:
+        """None: each token depends on the proxy's last one."""
+        return None
+
     def first_message(self) -> None:
         """Never pipelined: each token depends on the proxy's last one."""
         return None

@@ -20,6 +20,10 @@ class NoAuth:
         return
         yield  # a generator that yields nothing
 
+    def script(self) -> tuple[()]:
+        """Nothing is exchanged."""
+        return ()
+
     def first_message(self) -> bytes:
         """Nothing: the request follows the greeting directly."""
         return b""

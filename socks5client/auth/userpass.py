@@ -12,6 +12,9 @@ from ..errors import SOCKS5AuthError
 if TYPE_CHECKING:
     from .._conversation import Steps
 
+#: The proxy's answer to the credentials, as timeout messages name it.
+_REPLY = "username/password reply"
+
 
 class UsernamePasswordAuth:
     """RFC 1929 sub-negotiation.  The password never appears in a repr or error."""
@@ -35,13 +38,17 @@ class UsernamePasswordAuth:
         yield (SEND, self._request)
         yield from self.finish()
 
+    def script(self) -> tuple[Secret[bytes], bytes, str]:
+        """The request, and the reply that accepts it (version 1, status 0)."""
+        return (self._request, b"\x01\x00", _REPLY)
+
     def first_message(self) -> Secret[bytes]:
         """The RFC 1929 request (wrapped: it holds the password)."""
         return self._request
 
     def finish(self) -> Steps[None]:
         """Read the proxy's verdict on the credentials; raise if refused."""
-        reply = yield from receive(parse_auth_reply, "username/password reply")
+        reply = yield from receive(parse_auth_reply, _REPLY)
         if not reply.ok:
             raise SOCKS5AuthError(
                 f"proxy rejected the username/password for user {self._username!r}"
