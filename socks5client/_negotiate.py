@@ -17,7 +17,7 @@ import _socket
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from . import _codec, _conversation, _resolve
 from ._codec import Reply
@@ -35,7 +35,7 @@ from .errors import (
 if TYPE_CHECKING:
     import logging
 
-    from ._conversation import Steps
+    from ._conversation import Protected, Steps
     from .auth import Protection
     from .auth.base import Script
     from .proxy import Proxy
@@ -214,9 +214,7 @@ class SocketChannel:
         return handshake_timeout(self._proxy, self._budget, waiting_for, self._heard, self._hint)
 
     def _lost(self, exc: OSError, waiting_for: str) -> ProxyError:
-        if isinstance(exc, socket.timeout):
-            return self._timed_out(waiting_for)
-        return handshake_lost(self._proxy, exc, waiting_for, self._hint)
+        return transport_error(self._proxy, self._budget, exc, waiting_for, self._heard, self._hint)
 
     def connect(self) -> None:
         """Connect the socket to the proxy, trying each of its addresses.
@@ -277,81 +275,6 @@ class SocketChannel:
         if chunk:
             self._heard = True
         return chunk
-
-    def quick(
-        self,
-        scripted: dict[bytes, Script],
-        greeting: bytes,
-        request: bytes,
-        context: str | Callable[[], str],
-        name: str | None,
-    ) -> Reply:
-        """The usual handshake in one function: what nearly every connection runs.
-
-        It sends the messages of ``_conversation.handshake`` and reads as it
-        does (the same sizes, never past the reply), as long as each answer
-        is the exact one that lets the handshake go on: the method
-        selection of a method in ``scripted``, its accepting reply, a
-        success reply with an IPv4 address.  At the first other answer it
-        hands what it sent and read to that conversation
-        (``_conversation.replayed``), which decides and words every error,
-        so the two cannot disagree.  The quick path only saves the cost of
-        running a generator for messages whose bytes are known.
-        """
-        sock = self._sock
-        sent = 0
-        selection = accepted = data = b""
-        what = _SENDING
-        try:
-            if _monotonic() > self._rearm_after:
-                self._arm(what)
-            _sendall(sock, greeting)
-            sent = 1
-            what = _conversation.SELECTION
-            if _monotonic() > self._rearm_after:
-                self._arm(what)
-            selection = _recv(sock, 2)
-            script = scripted.get(selection)
-            if script is not None:
-                if script:
-                    message, expected, what = script
-                    if _monotonic() > self._rearm_after:
-                        self._arm(_SENDING)
-                    _sendall(sock, message if type(message) is bytes else message.reveal())  # type: ignore[union-attr]
-                    sent = 2
-                    if _monotonic() > self._rearm_after:
-                        self._arm(what)
-                    accepted = _recv(sock, len(expected))
-                    if accepted != expected:
-                        script = None
-                if script is not None:
-                    what = _SENDING
-                    if _monotonic() > self._rearm_after:
-                        self._arm(what)
-                    _sendall(sock, request)
-                    sent += 1
-                    what = _conversation.REPLY
-                    if _monotonic() > self._rearm_after:
-                        self._arm(what)
-                    data = _recv(sock, _MIN_REPLY_SIZE)
-                    if data[:4] == _IPV4_SUCCESS:
-                        if _monotonic() > self._rearm_after:
-                            self._arm(what)
-                        data += _recv(sock, 10 - _MIN_REPLY_SIZE)
-                        if len(data) == 10:
-                            return _ipv4_reply(data)
-        except ProxyError:
-            raise
-        except OSError as exc:
-            self._heard = bool(selection)
-            raise self._lost(exc, what) from exc
-        # A surprise: the conversation takes over where the quick path stopped.
-        received = selection + accepted + data
-        self._heard = bool(received)
-        where = describe(self._proxy.host, self._proxy.port)
-        steps = _conversation.handshake(plan_for(self._proxy), False, request, context, where, name)
-        reply: Reply = self.run(_conversation.replayed(steps, sent, received))[0]
-        return reply
 
     def run(self, steps: Steps[_T]) -> _T:
         """Drive a conversation (``socks5client._conversation``) over this connection."""
@@ -416,6 +339,15 @@ def handshake_lost(proxy: Proxy, exc: OSError, waiting_for: str, hint: str = "")
     )
 
 
+def transport_error(
+    proxy: Proxy, budget: Budget, exc: OSError, waiting_for: str, heard: bool, hint: str = ""
+) -> ProxyError:
+    """The error for a C call on the connection to the proxy that failed (or timed out)."""
+    if isinstance(exc, socket.timeout):
+        return handshake_timeout(proxy, budget, waiting_for, heard, hint)
+    return handshake_lost(proxy, exc, waiting_for, hint)
+
+
 def connect_failed(proxy: Proxy, last: OSError | None) -> ProxyConnectionError:
     """The error for a proxy none of whose addresses accepted the connection."""
     return ProxyConnectionError(f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last)
@@ -464,6 +396,153 @@ def read_reply(
     return channel.run(_conversation.read_reply(context, where, name))
 
 
+def tunnel(
+    sock: socket.socket,
+    proxy: Proxy,
+    budget: Budget,
+    request: bytes,
+    context: str | Callable[[], str],
+    name: str | None = None,
+) -> tuple[Reply, Protected]:
+    """Connect ``sock`` to ``proxy`` and have it carry out ``request`` (CONNECT).
+
+    Returns the reply and the per-message protection agreed on, if any
+    (see :func:`handshake`, which this is, for a request whose reply ends
+    the conversation).  The usual handshake takes :func:`_quick`.
+    """
+    if debug_logger() is None:
+        plan = plan_for(proxy)
+        scripted = plan.scripted
+        literal = proxy._literal
+        if (
+            scripted is not None
+            and literal is not None
+            and not proxy.pipeline
+            and literal[0] == _family_of(sock)
+        ):
+            reply = _quick(
+                sock, proxy, budget, scripted, plan.greeting, literal[1], request, context, name
+            )
+            return reply, None
+    channel, reply = handshake(sock, proxy, budget, request, context, name)
+    if channel.protection is None:
+        return reply, None
+    return reply, (channel.protection, channel.pending)
+
+
+def _quick(
+    sock: socket.socket,
+    proxy: Proxy,
+    budget: Budget,
+    scripted: dict[bytes, Script],
+    greeting: bytes,
+    sockaddr: tuple[Any, ...],
+    request: bytes,
+    context: str | Callable[[], str],
+    name: str | None,
+) -> Reply:
+    """The usual handshake in one function: what nearly every connection runs.
+
+    It connects to the proxy's one address, sends the messages of
+    ``_conversation.handshake`` and reads as it does (the same sizes, never
+    past the reply), as long as each answer is the exact one that lets the
+    handshake go on: the method selection of a method in ``scripted``, its
+    accepting reply, a success reply with an IPv4 address.  At the first
+    other answer, or once a step would need its socket timeout shortened to
+    keep the deadline, it hands what it sent and read to a
+    :class:`SocketChannel` running that conversation
+    (``_conversation.replayed``), which decides and words every error, so
+    the two cannot disagree.  It only saves the cost of a generator and a
+    channel for messages whose bytes are known.
+    """
+    deadline = budget.deadline
+    timeout = _gettimeout(sock)
+    if deadline is None:
+        rearm = _NEVER if timeout is None else _ALWAYS
+    else:
+        # As in SocketChannel: each C call is bounded by the socket's own
+        # timeout, which may not outlast the deadline by more than the slack.
+        rearm = deadline - timeout + DEADLINE_SLACK if timeout else _ALWAYS
+    if _monotonic() > rearm:
+        return _handover(sock, proxy, budget, request, context, name, -1, b"")
+    try:
+        _connect(sock, sockaddr)
+    except socket.timeout as exc:
+        raise _connect_timeout(proxy, budget, exc) from exc
+    except OSError as exc:
+        raise connect_failed(proxy, exc) from exc
+    sent = 0
+    selection = accepted = data = b""
+    what = _SENDING
+    try:
+        while True:  # one pass: each `break` hands over to the conversation
+            if _monotonic() > rearm:
+                break
+            _sendall(sock, greeting)
+            sent = 1
+            what = _conversation.SELECTION
+            if _monotonic() > rearm:
+                break
+            selection = _recv(sock, 2)
+            script = scripted.get(selection)
+            if script is None:
+                break
+            if script:
+                message, expected, awaited = script
+                what = _SENDING
+                if _monotonic() > rearm:
+                    break
+                _sendall(sock, message if type(message) is bytes else message.reveal())  # type: ignore[union-attr]
+                sent = 2
+                what = awaited
+                if _monotonic() > rearm:
+                    break
+                accepted = _recv(sock, len(expected))
+                if accepted != expected:
+                    break
+            what = _SENDING
+            if _monotonic() > rearm:
+                break
+            _sendall(sock, request)
+            sent += 1
+            what = _conversation.REPLY
+            if _monotonic() > rearm:
+                break
+            data = _recv(sock, _MIN_REPLY_SIZE)
+            if data[:4] != _IPV4_SUCCESS or _monotonic() > rearm:
+                break
+            data += _recv(sock, 10 - _MIN_REPLY_SIZE)
+            if len(data) != 10:
+                break
+            return _ipv4_reply(data)
+    except OSError as exc:
+        raise transport_error(proxy, budget, exc, what, bool(selection)) from exc
+    return _handover(sock, proxy, budget, request, context, name, sent, selection + accepted + data)
+
+
+def _handover(
+    sock: socket.socket,
+    proxy: Proxy,
+    budget: Budget,
+    request: bytes,
+    context: str | Callable[[], str],
+    name: str | None,
+    sent: int,
+    received: bytes,
+) -> Reply:
+    """Go on where :func:`_quick` stopped: ``sent`` messages written (-1: not
+    even connected) and ``received`` read, with a channel and the conversation."""
+    channel = SocketChannel(sock, proxy, budget)
+    if sent < 0:
+        channel.connect()
+        sent = 0
+    channel._heard = bool(received)
+    where = describe(proxy.host, proxy.port)
+    steps = _conversation.handshake(plan_for(proxy), False, request, context, where, name)
+    reply: Reply = channel.run(_conversation.replayed(steps, sent, received))[0]
+    return reply
+
+
 def handshake(
     sock: socket.socket,
     proxy: Proxy,
@@ -486,14 +565,6 @@ def handshake(
     :class:`SocketChannel`): the caller sets the timeout it wants.
     """
     log = debug_logger()
-    if log is None:
-        plan = plan_for(proxy)
-        scripted = plan.scripted
-        if scripted is not None and not proxy.pipeline and type(request_bytes) is bytes:
-            # The usual case, on the quick path (SocketChannel.quick).
-            channel = SocketChannel(sock, proxy, budget)
-            channel.connect()
-            return channel, channel.quick(scripted, plan.greeting, request_bytes, context, name)
     where = describe(proxy.host, proxy.port)
     if log is not None:
         log.debug("%s: connecting to proxy %s", _conversation.text(context), where)

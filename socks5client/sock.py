@@ -604,19 +604,18 @@ class socksocket(socket.socket):
         if self._peername is not None or self._bind_address is not None or self._listening:
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
-        known = None
-        if type(address) is tuple and len(address) == 2:
+        try:
+            known = _CONNECT_REQUESTS.get(address)
+        except TypeError:  # unhashable: _split_address says what is wrong
+            known = None
+        if known is not None and type(address[1]) is int and type(address[0]) is str:
+            # A destination this process connected to before: checked and
+            # encoded then.  Equal keys need not be alike, hence the types:
+            # ("h", 80.0) or ("h", True) would find the entry of ("h", 80).
             host, port = address
-            if type(host) is str and type(port) is int:
-                # A destination this process connected to before is checked
-                # and encoded already.  The types are checked first because
-                # equal keys need not be alike: ("h", 80.0) would find the
-                # entry of ("h", 80), and a list in the tuple would make the
-                # lookup itself fail.
-                known = _CONNECT_REQUESTS.get(address)
-        if known is not None:
             request, is_name = known
         else:
+            known = None
             host, port = _split_address(address)
             # Encoding refuses a bad destination (empty or over-long name,
             # bad port) with a ValueError before any byte goes to the proxy.
@@ -643,7 +642,7 @@ class socksocket(socket.socket):
                     self._renew_fd()
                 name = host if is_name and target is host else None
                 try:
-                    channel, reply = _negotiate.handshake(
+                    reply, protected = _negotiate.tunnel(
                         self,
                         proxy,
                         budget,
@@ -657,17 +656,17 @@ class socksocket(socket.socket):
                     last = exc
                     continue
                 self._peername = (
-                    address
+                    (host, port)
                     if known is not None and _c_family(self) == _AF_INET
                     else self._sockaddr(address, host, port)
                 )
                 self._proxy_sockname = (reply.host, reply.port)
                 if _gettimeout(self) != user_timeout:
                     _settimeout(self, user_timeout)
-                if channel.protection is not None:
+                if protected is not None:
                     # Only now, and only this socket, leaves the C data path.
                     self.__class__ = _protected_class_for(self.__class__)
-                    self._start_protection(channel.protection, channel.pending)  # type: ignore[attr-defined]
+                    self._start_protection(*protected)  # type: ignore[attr-defined]
                 return
             assert last is not None
             raise last
