@@ -51,6 +51,10 @@ _NEVER = float("inf")
 _ALWAYS = float("-inf")
 #: What a send waits for, as timeout messages name it.
 _SENDING = "proxy to accept our request"
+_SELECTION = _conversation.SELECTION
+_REPLY = _conversation.REPLY
+#: What an IPv4 reply has beyond the MIN_REPLY_SIZE bytes read first.
+_IPV4_REPLY_REST = 10 - _MIN_REPLY_SIZE
 
 #: The socket class as it was when socks5client was imported.  Internal calls
 #: go through it, never through ``socket.socket``: once a program has
@@ -475,12 +479,14 @@ def _quick(
     selection = accepted = data = b""
     what = _SENDING
     try:
-        while True:  # one pass: each `break` hands over to the conversation
-            if _monotonic() > rearm:
-                break
+        # One pass; each `break` hands over to the conversation.  The clock
+        # is read before each read only: a handshake message never waits to
+        # be sent (it goes into a fresh connection's empty send buffer), so
+        # a read starts within the slack of the check before it.
+        while True:
             _sendall(sock, greeting)
             sent = 1
-            what = _conversation.SELECTION
+            what = _SELECTION
             if _monotonic() > rearm:
                 break
             selection = _recv(sock, 2)
@@ -490,8 +496,6 @@ def _quick(
             if script:
                 message, expected, awaited = script
                 what = _SENDING
-                if _monotonic() > rearm:
-                    break
                 _sendall(sock, message if type(message) is bytes else message.reveal())  # type: ignore[union-attr]
                 sent = 2
                 what = awaited
@@ -500,18 +504,16 @@ def _quick(
                 accepted = _recv(sock, len(expected))
                 if accepted != expected:
                     break
-            what = _SENDING
-            if _monotonic() > rearm:
-                break
+                what = _SENDING
             _sendall(sock, request)
             sent += 1
-            what = _conversation.REPLY
+            what = _REPLY
             if _monotonic() > rearm:
                 break
             data = _recv(sock, _MIN_REPLY_SIZE)
             if data[:4] != _IPV4_SUCCESS or _monotonic() > rearm:
                 break
-            data += _recv(sock, 10 - _MIN_REPLY_SIZE)
+            data += _recv(sock, _IPV4_REPLY_REST)
             if len(data) != 10:
                 break
             return _ipv4_reply(data)
