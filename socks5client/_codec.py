@@ -26,9 +26,15 @@ from __future__ import annotations
 import enum
 import socket
 import struct
-from typing import Generic, NamedTuple, TypeVar, Union
 
 from .errors import GSSAPIFramingError, ProxyProtocolError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Generic, NamedTuple, TypeVar, Union
+else:
+    # Run-time stand-ins, far cheaper to import (see _runtime_types).
+    from ._runtime_types import Generic, NamedTuple, TypeVar
 
 __all__ = [
     "AddressType",
@@ -221,8 +227,9 @@ _ATYPS = {int(a): a for a in AddressType}
 #: the end of any reply.
 MIN_REPLY_SIZE = _MIN_REPLY = 3 + 1 + 1 + 1 + 2
 
-_ParseResult = Union[NeedData, Parsed[_T]]
-_Buffer = Union[bytes, bytearray, memoryview]
+if TYPE_CHECKING:
+    _ParseResult = Union[NeedData, Parsed[_T]]
+    _Buffer = Union[bytes, bytearray, memoryview]
 
 # ---------------------------------------------------------------------------
 # Encoding
@@ -247,6 +254,7 @@ def _check_port(port: object) -> int:
 
 _inet_pton = socket.inet_pton
 _inet_ntoa = socket.inet_ntoa
+_tuple_new = tuple.__new__
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 
@@ -490,7 +498,9 @@ def _decode_address(data: _Buffer, offset: int, what: str) -> tuple[AddressType,
 
 def ipv4_reply(data: _Buffer) -> Reply:
     """The reply in the first 10 bytes of ``data``, known to have an IPv4 BND.ADDR."""
-    return Reply(data[1], _IPV4, _inet_ntoa(data[4:8]), data[8] << 8 | data[9])
+    # tuple.__new__ directly: a named tuple's own __new__ is a Python
+    # function, and this runs for nearly every connection.
+    return _tuple_new(Reply, (data[1], _IPV4, _inet_ntoa(data[4:8]), data[8] << 8 | data[9]))
 
 
 def parse_reply(data: _Buffer) -> _ParseResult[Reply]:
@@ -584,7 +594,8 @@ def split_udp_datagram(data: bytes) -> tuple[bytes, bytes]:
     return data[: 3 + length], data[3 + length :]
 
 
-_V = TypeVar("_V")
+if TYPE_CHECKING:
+    _V = TypeVar("_V")
 
 
 def lookup_udp_datagram(data: bytes, known: dict[bytes, _V]) -> tuple[_V, bytes] | None:

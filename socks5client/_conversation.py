@@ -27,8 +27,6 @@ application.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
-
 from . import _codec
 from ._codec import NeedData, Parsed, Reply
 from ._secret import Secret
@@ -40,8 +38,10 @@ from .errors import (
     error_for_reply_code,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Generator
+    from typing import Any, Callable, Optional, TypeVar
 
     from .auth import AuthMethod, AuthPlan, Protection
 
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     Step = tuple[Any, ...]
     Steps = Generator[Step, "bytes | None", "_T"]
 
-_T = TypeVar("_T")
+    _T = TypeVar("_T")
 
 SEND = 0
 RECV = 1

@@ -17,7 +17,6 @@ import _socket
 import socket
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from . import _codec, _conversation, _resolve
 from ._codec import Reply
@@ -32,15 +31,17 @@ from .errors import (
     ProxyTimeoutError,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Any, Callable, Optional, TypeVar
 
     from ._conversation import Protected, Steps
     from .auth import Protection
     from .auth.base import Script
     from .proxy import Proxy
 
-_T = TypeVar("_T")
+    _T = TypeVar("_T")
 
 _ipv4_reply = _codec.ipv4_reply
 _MIN_REPLY_SIZE = _codec.MIN_REPLY_SIZE
@@ -74,8 +75,9 @@ _monotonic = time.monotonic
 #: the millisecond timeouts every wait is rounded to anyway.
 DEADLINE_SLACK = 0.001
 
-# A deadline is a time.monotonic() value, or None for "wait forever".
-Deadline = Optional[float]
+if TYPE_CHECKING:
+    # A deadline is a time.monotonic() value, or None for "wait forever".
+    Deadline = Optional[float]
 
 #: Longest a handshake on a non-blocking socket may block, in seconds.
 #: A non-blocking ``connect()`` cannot return before the proxy's reply

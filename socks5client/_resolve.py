@@ -12,7 +12,10 @@ up at each call (so tests can still replace it).
 from __future__ import annotations
 
 import socket
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["getaddrinfo"]
 

@@ -16,12 +16,19 @@ chain.  Two tools serve that:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Generic, TypeVar, cast
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Generic, TypeVar, cast
+
+    _F = TypeVar("_F", bound=Callable[..., Any])
+else:
+    # Run-time stand-ins, far cheaper to import (see _runtime_types).
+    from ._runtime_types import Generic, TypeVar, cast
 
 __all__ = ["Secret", "guard_secrets"]
 
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 _MASKED = "Secret('***')"
 
@@ -89,4 +96,4 @@ def guard_secrets(func: _F) -> _F:
             traceback.clear_frames(exc.__traceback__)
         raise clean
 
-    return cast(_F, guarded)
+    return cast("_F", guarded)

@@ -49,7 +49,7 @@ from ._conversation import RECV, SEND
 from ._negotiate import Budget, PlainSocket, debug_logger, describe
 from .auth import plan_for
 from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
-from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args
+from .proxy import Proxy, get_default_proxy, proxy_from_args
 from .sock import (
     _connect_context,
     _is_ip_literal,
@@ -62,6 +62,7 @@ from .sock import (
 if TYPE_CHECKING:
     from ._conversation import Steps
     from ._secret import Secret
+    from .proxy import ProxyLike
 
 __all__ = [
     "BindListener",

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import errno as _errno
 import socket as _socket
-from typing import ClassVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "GSSAPIAbortError",

@@ -25,20 +25,29 @@ and are re-exported here beside PySocks' :func:`wrap_module`.
 
 from __future__ import annotations
 
+import _thread
 import collections
-import contextlib
 import errno
 import socket
-import threading
-from collections.abc import Iterator, Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _resolve
 from ._negotiate import Budget, PlainSocket, debug_logger
-from .proxy import Proxy, ProxyLike, get_default_proxy, proxy_from_args, set_default_proxy
+from .proxy import Proxy, get_default_proxy, proxy_from_args, set_default_proxy
 from .sock import _UNSET, _direct_connection, _errno_of, _unsupported, socksocket
 from .sock import create_connection as _proxied_create_connection
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from contextlib import _GeneratorContextManager
+    from types import ModuleType
+    from typing import Any, NamedTuple
+
+    from . import _synthetic
+    from .proxy import ProxyLike
+else:
+    # Run-time stand-in, far cheaper to import (see _runtime_types).
+    from ._runtime_types import NamedTuple
 
 __all__ = [
     "get_default_proxy",
@@ -66,9 +75,7 @@ class _LazySynthetic:
         return getattr(module, name)
 
 
-if TYPE_CHECKING:
-    from . import _synthetic
-else:
+if not TYPE_CHECKING:
     _synthetic = _LazySynthetic()
 
 _NAMES = (
@@ -110,7 +117,7 @@ class _Active:
 
         self.no_proxy = NoProxy.from_setting(settings.no_proxy)
         self.originals = originals
-        self._direct_lock = threading.Lock()
+        self._direct_lock = _thread.allocate_lock()
         self._direct_addresses: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Synthetic answers for AF_UNSPEC callers come in a family the proxy
         # can be reached in: an AF_INET socket cannot reach an IPv6-only proxy.
@@ -164,7 +171,8 @@ def _ipv6_only(host: str, getaddrinfo: Any) -> bool:
     return socket.AF_INET not in families and socket.AF_INET6 in families
 
 
-_lock = threading.RLock()
+# threading.RLock() is this C lock; threading itself is not imported for it.
+_lock = _thread.RLock()
 _active: _Active | None = None
 
 
@@ -627,19 +635,28 @@ def unpatch() -> None:
         log.debug("unpatched the socket module")
 
 
-@contextlib.contextmanager
 def patched(
     proxy: ProxyLike,
     *,
     no_proxy: str | Sequence[str] | None = None,
     udp: bool = False,
     bind: bool = False,
-) -> Iterator[None]:
+) -> _GeneratorContextManager[None]:
     """:func:`patch` for the duration of a ``with`` block.
 
     Nested blocks with the same arguments are fine (only the outermost one
     unpatches); other arguments raise :class:`RuntimeError`.
     """
+    # The same context manager @contextlib.contextmanager would make, with
+    # contextlib imported only now: programs that never patch need not load it.
+    import contextlib
+
+    return contextlib.contextmanager(_patched)(proxy, no_proxy, udp, bind)
+
+
+def _patched(
+    proxy: ProxyLike, no_proxy: str | Sequence[str] | None, udp: bool, bind: bool
+) -> Iterator[None]:
     with _lock:
         already = _active is not None
         patch(proxy, no_proxy=no_proxy, udp=udp, bind=bind)

@@ -9,14 +9,15 @@ traceback (see :mod:`socks5client._secret`).
 
 from __future__ import annotations
 
+import _thread
 import socket
-import threading
-from typing import TYPE_CHECKING, Any, Union
 
 from ._codec import encode_userpass
 from ._secret import Secret, guard_secrets
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Union
     from urllib.parse import SplitResult
 
     from .auth import AuthPlan
@@ -75,7 +76,9 @@ def _scheme_syntax_ok(scheme: str) -> bool:
     )
 
 
-Credential = Union[str, bytes]
+if TYPE_CHECKING:
+    #: A username or password: ``str`` is sent as UTF-8, ``bytes`` as it is.
+    Credential = Union[str, bytes]
 
 
 def _blank(value: object) -> bool:
@@ -489,8 +492,25 @@ def _make_proxy(
     )
 
 
-#: What the API accepts wherever a proxy is expected.
-ProxyLike = Union[Proxy, str]
+if TYPE_CHECKING:
+    #: What the API accepts wherever a proxy is expected.
+    ProxyLike = Union[Proxy, str]
+else:
+    # The aliases are typing objects, so they are made when first asked for
+    # (importing typing would add milliseconds to ``import socks5client``):
+    # code that uses them at run time gets the same objects as before.
+    def __getattr__(name: str) -> object:
+        if name not in _ALIASES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from typing import Union
+
+        value = globals()[name] = Union[str, bytes] if name == "Credential" else Union[Proxy, str]
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_ALIASES})
+
+    _ALIASES = ("Credential", "ProxyLike")
 
 
 @guard_secrets
@@ -543,7 +563,7 @@ def proxy_from_args(
     )
 
 
-_default_lock = threading.Lock()
+_default_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 _default_proxy: Proxy | None = None
 
 

@@ -12,18 +12,14 @@ set and no default) behave exactly as plain sockets.
 from __future__ import annotations
 
 import _socket
-import contextlib
+import _thread
 import errno
-import gc
-import ipaddress
 import operator
 import os
 import select
 import socket
 import sys
-import threading
 import time
-from typing import Any, Callable
 
 from . import _codec, _conversation, _negotiate, _resolve
 from ._codec import Command
@@ -31,13 +27,17 @@ from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
 from .errors import ProxyConnectionError, ProxyError, ProxyTimeoutError, SOCKS5Error
 from .proxy import (
-    Credential,
     Proxy,
-    ProxyLike,
     cached_url,
     get_default_proxy,
     proxy_from_args,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    from .proxy import Credential, ProxyLike
 
 __all__ = ["create_connection", "socksocket"]
 
@@ -115,7 +115,7 @@ _CARRIED_OPTIONS = [
 # Subclasses of socksocket made with SOCK_DGRAM become a class that derives
 # from both the subclass and the UDP variant; one such class per subclass.
 _udp_classes: dict[type, type] = {}
-_udp_classes_lock = threading.Lock()
+_udp_classes_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 
 
 def _udp_class_for(cls: type) -> type:
@@ -205,7 +205,16 @@ def _is_ip_literal(host: str) -> bool:
     return _codec.encode_host(host)[0] != _codec.AddressType.DOMAIN
 
 
+def _is_unspecified(host: str) -> bool:
+    """Whether the IP literal ``host`` is the wildcard address (0.0.0.0 or ::)."""
+    import ipaddress  # here: importing it costs more than most of this module
+
+    return ipaddress.ip_address(host).is_unspecified
+
+
 def _is_loopback(host: str) -> bool:
+    import ipaddress  # here: importing it costs more than most of this module
+
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -807,7 +816,7 @@ class socksocket(socket.socket):
                 f"BIND for {_negotiate.describe(host, port)}",
             )
             bnd_host = reply.host
-            if _is_ip_literal(bnd_host) and ipaddress.ip_address(bnd_host).is_unspecified:
+            if _is_ip_literal(bnd_host) and _is_unspecified(bnd_host):
                 # The proxy listens on all its addresses; the one we reached
                 # it on is the one a peer can use too.
                 bnd_host = str(PlainSocket.getpeername(self)[0])
@@ -963,6 +972,9 @@ def _owned_elsewhere(fd: int, sock: socket.socket) -> bool:
     # _socket.socket, the C base class: under socks5client.patch()
     # socket.socket is the patched class, which ssl's own socket object
     # (derived from the original) is not an instance of.
+    import contextlib  # here, with gc: an error path only
+    import gc
+
     for obj in gc.get_objects():
         if obj is not sock and isinstance(obj, _socket.socket):
             with contextlib.suppress(Exception):

@@ -8,14 +8,13 @@ methods are written against messages, not I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._codec import encode_greeting
 from .._secret import guard_secrets
 from .base import AuthMethod, Protection
 from .none import NoAuth
 from .userpass import UsernamePasswordAuth
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..proxy import Proxy
     from .base import Script

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Union
+    from typing import Protocol, Union
 
     from .._conversation import Steps
     from .._secret import Secret
 
     #: See :meth:`AuthMethod.script`.
     Script = Union[tuple[()], tuple[Union[bytes, Secret[bytes]], bytes, str]]
+else:
+    from .._runtime_types import Protocol
 
 __all__ = ["AuthMethod", "Protection"]
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .._codec import Method, encode_userpass, parse_auth_reply
 from .._conversation import SEND, receive
 from .._secret import Secret, guard_secrets
 from ..errors import SOCKS5AuthError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .._conversation import Steps
 

@@ -41,7 +41,7 @@ import socket
 import ssl
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, NoReturn, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Union
 
 import httpcore
 import httpx
@@ -49,8 +49,11 @@ import httpx
 from .. import errors
 from .._environ import proxy_from_environment, proxy_url_from_environment
 from .._secret import guard_secrets
-from ..proxy import Proxy, ProxyLike, proxy_from_args
+from ..proxy import Proxy, proxy_from_args
 from ..sock import create_connection
+
+if TYPE_CHECKING:
+    from ..proxy import ProxyLike
 
 if not all(
     hasattr(httpcore, name) for name in ("NetworkBackend", "NetworkStream", "SOCKET_OPTION")

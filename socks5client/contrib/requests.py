@@ -39,7 +39,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import requests
 import requests.exceptions
@@ -52,8 +52,11 @@ from urllib3.util.timeout import Timeout
 
 from .. import errors
 from .._environ import proxy_from_environment
-from ..proxy import Proxy, ProxyLike
+from ..proxy import Proxy
 from ..sock import create_connection
+
+if TYPE_CHECKING:
+    from ..proxy import ProxyLike
 
 __all__ = [
     "SOCKSAdapter",

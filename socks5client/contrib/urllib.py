@@ -39,13 +39,16 @@ import ssl
 import sys
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from .._environ import proxy_from_environment
 from .._secret import guard_secrets
-from ..proxy import Credential, Proxy, ProxyLike, proxy_from_args
+from ..proxy import Proxy, proxy_from_args
 from ..sock import create_connection
+
+if TYPE_CHECKING:
+    from ..proxy import Credential, ProxyLike
 
 #: Ports of URLs that give none, for ``no_proxy`` entries with a port.
 _DEFAULT_PORTS = {"http": 80, "https": 443}
