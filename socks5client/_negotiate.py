@@ -34,7 +34,7 @@ from .errors import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
-    from typing import Any, Callable, Optional, TypeVar
+    from typing import Any, Callable, Literal, Optional, TypeVar
 
     from ._conversation import Protected, Steps
     from .auth import Protection
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .proxy import Proxy
 
     _T = TypeVar("_T")
+
+    #: See _quick_plan.
+    QuickPlan = tuple[int, tuple[Any, ...], dict[bytes, Script], bytes]
 
 _ipv4_reply = _codec.ipv4_reply
 _MIN_REPLY_SIZE = _codec.MIN_REPLY_SIZE
@@ -416,33 +419,41 @@ def tunnel(
     (see :func:`handshake`, which this is, for a request whose reply ends
     the conversation).  The usual handshake takes :func:`_quick`.
     """
-    if debug_logger() is None:
-        plan = plan_for(proxy)
-        scripted = plan.scripted
-        literal = proxy._literal
-        if (
-            scripted is not None
-            and literal is not None
-            and not proxy.pipeline
-            and literal[0] == _family_of(sock)
-        ):
-            reply = _quick(
-                sock, proxy, budget, scripted, plan.greeting, literal[1], request, context, name
-            )
-            return reply, None
+    quick = proxy._quick
+    if quick is None:
+        quick = _quick_plan(proxy)
+    if quick and quick[0] == _family_of(sock) and debug_logger() is None:
+        return _quick(sock, proxy, budget, quick, request, context, name), None
     channel, reply = handshake(sock, proxy, budget, request, context, name)
     if channel.protection is None:
         return reply, None
     return reply, (channel.protection, channel.pending)
 
 
+def _quick_plan(proxy: Proxy) -> QuickPlan | Literal[False]:
+    """What :func:`_quick` needs for ``proxy``, worked out once and kept on it.
+
+    ``(family, sockaddr, scripted, greeting)``: the proxy's one address (an
+    IP literal), the method selections whose sub-negotiation is known in
+    advance, the greeting.  ``False`` when the quick path does not apply: a
+    proxy given by name, pipelining, or a method such as GSS-API.
+    """
+    plan = plan_for(proxy)
+    literal = proxy._literal
+    quick: QuickPlan | Literal[False] = False
+    if literal is not None and plan.scripted is not None and not proxy.pipeline:
+        quick = (literal[0], literal[1], plan.scripted, plan.greeting)
+    # Proxy is immutable to its users; like its other caches, this one is
+    # not part of its value, and two threads making it make equal ones.
+    object.__setattr__(proxy, "_quick", quick)
+    return quick
+
+
 def _quick(
     sock: socket.socket,
     proxy: Proxy,
     budget: Budget,
-    scripted: dict[bytes, Script],
-    greeting: bytes,
-    sockaddr: tuple[Any, ...],
+    quick: QuickPlan,
     request: bytes,
     context: str | Callable[[], str],
     name: str | None,
@@ -461,6 +472,7 @@ def _quick(
     the two cannot disagree.  It only saves the cost of a generator and a
     channel for messages whose bytes are known.
     """
+    _, sockaddr, scripted, greeting = quick
     deadline = budget.deadline
     timeout = _gettimeout(sock)
     if deadline is None:

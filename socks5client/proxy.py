@@ -141,6 +141,7 @@ class Proxy:
         "_literal",
         "_password",
         "_plan",
+        "_quick",
         "gssapi",
         "gssapi_protection",
         "gssapi_service",
@@ -164,6 +165,9 @@ class Proxy:
     # and methods to offer (socks5client.auth.plan_for).
     _literal: tuple[int, tuple[Any, ...]] | None
     _plan: AuthPlan | None
+    # What socks5client._negotiate's quick path needs, worked out on first
+    # use (None until then; False when the quick path does not apply).
+    _quick: Any
     # The host a GSS-API service name is built on when it is not ``host``:
     # a proxy made for one resolved address of a named host keeps the name.
     _gssapi_host: str | None
@@ -221,6 +225,7 @@ class Proxy:
             ("gssapi_protection", gssapi_protection),
             ("_literal", _literal_sockaddr(host, port)),
             ("_plan", None),
+            ("_quick", None),
             ("_gssapi_host", None),
         ):
             object.__setattr__(self, name, value)
