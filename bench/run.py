@@ -19,7 +19,8 @@ Measures, in one run and on this machine:
 5. **Pipelining**: time to first byte through ``relay.py`` (a fixed delay
    each way) and Dante, for each client, socks5client with and without
    ``pipeline=True``; the round trips it saves.
-6. **UDP**: the markdown section of ``bench_udp.py``.
+6. **UDP**: the markdown section of ``bench_udp.py``, and from its per-round
+   figures (``--json``) the UDP rows of the targets table.
 
 Every comparison is made inside the run: the clients take turns round by
 round (``bench_tcp.orders``), each figure is the median over rounds, and
@@ -208,7 +209,16 @@ class Target:
         return value <= self.limit if self.at_most else value >= self.limit
 
     def row(self) -> list[str]:
-        """The cells: target, goal, median, range, rounds meeting it, verdict."""
+        """The cells: target, goal, median, range, rounds meeting it, verdict.
+
+        A row with per-round figures but no limit is for information: its
+        median and range, and a dash for the rounds meeting a goal and the
+        verdict.
+        """
+        if self.limit is None and self.per_round:
+            lo, hi = min(self.per_round), max(self.per_round)
+            middle = f"{median(self.per_round):.2f}"
+            return [self.what, self.goal, middle, f"{lo:.2f}{DASH}{hi:.2f}", DASH, DASH]
         if self.limit is None or not self.per_round:
             verdict = "n/a" if self.ok is None else ("pass" if self.ok else "**FAIL**")
             return [self.what, self.goal, self.measured or DASH, DASH, DASH, verdict]
@@ -1148,18 +1158,84 @@ def _interrupt(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+RAW = "raw"  # bench_udp.py's hand-written header loop: the floor for UDP
+
+#: The UDP targets: (family, payload bytes, numerator, denominator, goal).
+#: A goal of None is a row for information only: raw ÷ PySocks, next to each
+#: socks5client ÷ PySocks target, is the most any client can reach against
+#: PySocks (a client that cost nothing would be the raw loop).
+UDP_TARGETS: tuple[tuple[str, int, str, str, float | None], ...] = (
+    ("IPv4", 64, S5C, RAW, 0.90),
+    ("IPv4", 1400, S5C, RAW, 0.90),
+    ("IPv6", 64, S5C, RAW, 0.90),
+    ("IPv6", 1400, S5C, RAW, 0.90),
+    ("IPv4", 64, S5C, PYSOCKS, 1.20),
+    ("IPv4", 64, RAW, PYSOCKS, None),
+    ("IPv4", 1400, S5C, PYSOCKS, 1.20),
+    ("IPv4", 1400, RAW, PYSOCKS, None),
+)
+
+
+def udp_targets() -> list[Target]:
+    """The UDP rows of the targets table, not yet filled in."""
+    targets = []
+    for family, size, top, bottom, goal in UDP_TARGETS:
+        what = f"UDP round-trip rate, {family} {size} B: {top} ÷ {bottom}"
+        if goal is None:
+            what += (
+                " (information only: the most any client can reach, since raw is a client"
+                " that does no work of its own)"
+            )
+            targets.append(Target(what, "none", at_most=False))
+        else:
+            targets.append(Target(what, f"≥ {goal:.2f}", goal, at_most=False))
+    return targets
+
+
+def fill_udp_targets(targets: Sequence[Target], document: dict[str, Any]) -> None:
+    """Per-round rate ratios from bench_udp.py's ``--json`` document.
+
+    Each client's ``rates`` are its round trips per second, one per round and
+    in round order, so that a ratio pairs two rates measured in the same round.
+    A client that failed in a cell has an ``error`` instead, and no rates.
+    """
+    rates: dict[tuple[str, int], dict[str, list[float]]] = {}
+    errors: dict[tuple[str, int], dict[str, str]] = {}
+    for cell in document.get("cells", []):
+        key = (str(cell["family"]), int(cell["size"]))
+        rows = cell.get("rows", [])
+        rates[key] = {
+            str(r["client"]): [float(x) for x in r["rates"]] for r in rows if "rates" in r
+        }
+        errors[key] = {str(r["client"]): str(r["error"]) for r in rows if "error" in r}
+    for (family, size, top, bottom, _goal), target in zip(UDP_TARGETS, targets):
+        cell = rates.get((family, size))
+        if cell is None:
+            target.measured = f"{family} {size} B not measured"
+            continue
+        missing = [n for n in (top, bottom) if n not in cell]
+        if missing:
+            target.measured = "; ".join(
+                f"{n} n/a ({errors[family, size].get(n, 'not run')})" for n in missing
+            )
+            continue
+        target.per_round = paired(cell[top], cell[bottom])
+
+
 def measure_udp(quick: bool, log: Log, stack: contextlib.ExitStack) -> Section:
-    """Run bench_udp.py with --markdown and take its section as it is."""
+    """Run bench_udp.py: its markdown section as it is, its rounds for the targets."""
     script = HERE / "bench_udp.py"
     title = "UDP datagrams"
+    targets = udp_targets()
     helptext = subprocess.run(
         [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
     ).stdout
-    if "--markdown" not in helptext:
-        return unavailable(title, "UDP section not available (bench_udp.py has no --markdown).")
+    if "--markdown" not in helptext or "--json" not in helptext:
+        why = "UDP section not available (bench_udp.py has no --markdown or no --json)."
+        return unavailable(title, why, targets)
     workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_run_udp.")))
-    out = workdir / "udp.md"
-    cmd = [sys.executable, str(script), "--markdown", str(out)]
+    out, figures = workdir / "udp.md", workdir / "udp.json"
+    cmd = [sys.executable, str(script), "--markdown", str(out), "--json", str(figures)]
     if quick and "--quick" in helptext:
         cmd.append("--quick")
     log("udp: " + " ".join(["python", "bench/bench_udp.py", *cmd[2:]]))
@@ -1176,16 +1252,37 @@ def measure_udp(quick: bool, log: Log, stack: contextlib.ExitStack) -> Section:
     try:
         _stdout, stderr = proc.communicate(timeout=600)
     except subprocess.TimeoutExpired:
-        return unavailable(title, "UDP section not available: bench_udp.py took over 600 s.")
+        why = "UDP section not available: bench_udp.py took over 600 s."
+        return unavailable(title, why, targets)
     finally:
         _interrupt(proc)
-    if proc.returncode != 0 or not out.exists():
+    if proc.returncode != 0 or not out.exists() or not figures.exists():
         last = (stderr.strip().splitlines() or ["no output"])[-1]
-        return unavailable(title, f"UDP section not available: bench_udp.py failed ({last}).")
+        why = f"UDP section not available: bench_udp.py failed ({last})."
+        return unavailable(title, why, targets)
     text = out.read_text(encoding="utf-8").strip() + "\n"
     if not text.startswith("## "):
         text = f"## {title}\n\n{text}"
-    return Section(text)
+    try:
+        document = json.loads(figures.read_text(encoding="utf-8"))
+        fill_udp_targets(targets, document)
+    except (ValueError, KeyError, TypeError) as exc:
+        document = {}
+        for t in targets:
+            t.per_round = []
+            t.measured = f"bench_udp.py's figures unreadable ({type(exc).__name__})"
+    text += (
+        "\nThe UDP rows of the targets table come from these rounds: in each round,"
+        " `socks5client`'s rate (`sendto`/`recvfrom`) divided by `raw`'s, and by"
+        " `PySocks`', then the median over the rounds (the *x raw* and *x PySocks*"
+        " columns above). Beside each PySocks target, *raw ÷ PySocks* from the same"
+        " rounds is given for information: `raw` does nothing but add and strip the"
+        " header, so it is about the fastest any client can be, and its ratio to PySocks"
+        " is about the most any client can reach against PySocks. If it is below the"
+        " goal, no client can meet that goal on this machine. `socks5client-connected`"
+        " is in the tables above but not in the targets.\n"
+    )
+    return Section(text, targets, {"udp": document})
 
 
 # ---------------------------------------------------------------------------
