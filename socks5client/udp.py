@@ -31,8 +31,10 @@ association keeps the encoded header of every destination it has sent to
 and what every header the relay sent decodes to (both bounded), so that
 the common ``sendto`` is a dict lookup, a liveness ``poll`` of the control
 connection and the send, and the common ``recvfrom`` one ``poll`` on both
-sockets, the read, a tuple comparison with the relay's address and a dict
-lookup -- with every check above still made.  The sends and reads go
+sockets, the read, a tuple comparison with the relay's address and a
+prefix comparison with the header accepted last -- with every check above
+still made, and each written out in the method itself (no Python call).
+The sends and reads go
 through a private, timeout-less socket object on a duplicate of the
 descriptor (closed with the socket), because the socket's own methods would
 poll the descriptor once more before each call when it has a timeout: that
@@ -67,6 +69,8 @@ from .sock import _MAX_POLL_MS, _c_int, _errno_of, socksocket
 from .sock import _split_address as _split
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .auth import Protection
 
 __all__ = ["FRAGMENT_TIMEOUT", "MAX_REASSEMBLED", "Reassembler", "UDPSocksSocket"]
@@ -88,6 +92,25 @@ _RECV_BUFFER = 65536
 _MAX_CACHED = 256
 _split_udp_datagram = _codec.split_udp_datagram
 _lookup_udp_datagram = _codec.lookup_udp_datagram
+# Bound once: a module global is one lookup where ``time.monotonic`` is two.
+_monotonic = time.monotonic
+# The C method, called as a function by the fast paths (see the note above
+# _receive_other for why): neither socket.socket nor socksocket overrides it.
+_gettimeout = PlainSocket.gettimeout
+# The longest socket timeout the fast receive path waits out in one poll
+# (whose limit is _MAX_POLL_MS); longer ones take the full path, which
+# polls in several steps.  A millisecond short of the limit, so that poll()
+# rounding the milliseconds up never crosses it.
+_LONGEST_ONE_POLL = (_MAX_POLL_MS - 1) / 1000
+# The flags of a call without any: ``flags is _NO_FLAGS`` is how the fast
+# paths test for that.  CPython keeps one object for each small int, so the
+# default ``0`` and a caller's literal ``0`` are this very object, while
+# ``False``, an int subclass or anything else that only compares equal never
+# is (those take the full path, which converts them as the C method would):
+# one identity test instead of ``type(flags) is int and not flags``.
+_NO_FLAGS = 0
+# sendto()'s address when none is given (it takes 2 or 3 arguments).
+_NO_ADDRESS: Any = object()
 # Plain ints: the socket module's MSG_* are IntFlag members, and a bitwise
 # operation on those costs more than the rest of a datagram's bookkeeping.
 _MSG_DONTWAIT = int(socket.MSG_DONTWAIT)
@@ -107,6 +130,12 @@ _MERGING_OPTIONS = (
 _UDP_SEGMENT = 103
 
 Sockaddr = tuple[Any, ...]
+
+# Never the connect() destination of any socket: _Endpoint.last starts with
+# it, so that the empty header there (a prefix of every datagram) is never
+# taken for a known one.
+_NEVER = object()
+_NO_LAST: tuple[bytes, int, Sockaddr, Any] = (b"", 0, (), _NEVER)
 
 
 class Reassembler:
@@ -345,31 +374,74 @@ class _Association:
 
 
 class _Endpoint:
-    """One socket object's view of an association: poll objects on its own descriptor."""
+    """One socket object's view of an association: poll objects on its own descriptor.
+
+    It also holds, bound once, everything the per-datagram fast paths of
+    :class:`UDPSocksSocket` use, so that they reach it from ``self._end``
+    alone: each hop saved (``self._assoc.reassembler._pieces``, ``io.sendto``)
+    is an attribute lookup saved per datagram.
+    """
 
     __slots__ = (
+        "assoc",
         "both",
         "both_fds",
         "control",
         "control_fd",
         "control_fds",
-        "io",
+        "headers",
+        "io_recvfrom",
+        "io_sendto",
+        "last",
+        "pieces",
         "poll_both",
         "poll_control",
-        "six",
+        "relay",
+        "share",
+        "sources",
         "udp_fd",
+        "udp_ready",
     )
 
-    def __init__(self, udp_fd: int, control_fd: int, six: bool, io: socket.socket | None) -> None:
+    def __init__(
+        self,
+        sock: UDPSocksSocket,
+        assoc: _Association,
+        share: _Shared,
+        udp_fd: int,
+        io: socket.socket | None,
+    ) -> None:
+        control_fd = assoc.control_fd
+        self.assoc = assoc
+        # The socket object's _Shared, whose ``peer`` is the connect()
+        # destination (the object's own attribute is a slow lookup).
+        self.share = share
         self.udp_fd = udp_fd
         self.control_fd = control_fd
-        self.six = six
-        # A plain socket object on a duplicate of the UDP descriptor, with
-        # no timeout of its own, for the fast paths' reads and writes (all
-        # with MSG_DONTWAIT): on the user's object, which has one, every
-        # call would first poll the descriptor once more, after this module
-        # has polled it already.  None if it could not be made.
-        self.io = io
+        # The association's own objects, for the fast paths.  The dicts are
+        # only ever cleared, never replaced (Reassembler._reset clears its
+        # queue too), so these references stay the live ones.
+        self.relay = assoc.relay
+        self.headers = assoc.headers
+        self.sources = assoc.sources
+        self.pieces = assoc.reassembler._pieces
+        # ``io`` is a plain socket object on a duplicate of the UDP
+        # descriptor, with no timeout of its own, for the fast paths' reads
+        # and writes (all with MSG_DONTWAIT): on the user's object, which has
+        # one, every call would first poll the descriptor once more, after
+        # this module has polled it already.  None if it could not be made.
+        # Its sendto and recvfrom are bound here once (binding a method
+        # costs as much per call as the attribute lookups around it); without
+        # it, the socket object's own.  Both None once the object is closed
+        # or detached (UDPSocksSocket._release): the fast paths then stop,
+        # since the descriptor numbers the poll objects watch may name
+        # other files by then.
+        self.io_sendto: Callable[[Any, int, Sockaddr], int] | None
+        self.io_recvfrom: Callable[[int, int], tuple[bytes, Any]] | None
+        if io is not None:
+            self.io_sendto, self.io_recvfrom = io.sendto, io.recvfrom
+        else:
+            self.io_sendto, self.io_recvfrom = _own_methods(sock)
         # Made once: one on the control connection, for the liveness check
         # before each send; one on both, for receiving.
         self.control_fds = (control_fd,)
@@ -381,6 +453,38 @@ class _Endpoint:
         self.both.register(control_fd, select.POLLIN)
         self.poll_control = self.control.poll
         self.poll_both = self.both.poll
+        # What poll_both returns when a datagram is waiting and nothing
+        # else happened (the control connection quiet, no error pending on
+        # the UDP socket): one list comparison tells the common case from
+        # all the others, which take the full path.
+        self.udp_ready = [(udp_fd, select.POLLIN)]
+        # The last relay header the fast receive path accepted, as one
+        # tuple (replaced whole, so threads never see half of an update):
+        # (header, its length, the source it names as recvfrom returns it,
+        # the connect() destination it was checked against).  See
+        # UDPSocksSocket.recvfrom.
+        self.last: tuple[bytes, int, Sockaddr, Any] = _NO_LAST
+
+
+def _own_methods(
+    sock: UDPSocksSocket,
+) -> tuple[Callable[[Any, int, Sockaddr], int], Callable[[int, int], tuple[bytes, Any]]]:
+    """``sendto`` and ``recvfrom`` of the C socket under ``sock``, for an endpoint without io.
+
+    Through a weak reference: the object holds its endpoint, and a strong
+    one back would make a cycle, which would keep a dropped socket (and its
+    association) alive until the garbage collector came round.  They are
+    only called from the object's own methods, so it is alive then.
+    """
+    ref = weakref.ref(sock)
+
+    def sendto(data: Any, flags: int, address: Sockaddr) -> int:
+        return PlainSocket.sendto(ref(), data, flags, address)  # type: ignore[arg-type]
+
+    def recvfrom(bufsize: int, flags: int) -> tuple[bytes, Any]:
+        return PlainSocket.recvfrom(ref(), bufsize, flags)  # type: ignore[arg-type]
+
+    return sendto, recvfrom
 
 
 class _Peer(NamedTuple):
@@ -393,7 +497,8 @@ class _Peer(NamedTuple):
     filter_host: str | None
     filter_port: int
     # The header send() puts on each datagram; None when the destination
-    # needed a local lookup (then each send() encodes it as sendto() does).
+    # needed a local lookup (then each send() encodes it as sendto() does)
+    # or the association is under GSS-API protection (each send() seals).
     header: bytes | None
 
 
@@ -502,6 +607,11 @@ class UDPSocksSocket(socksocket):
         return share
 
     def _release(self) -> None:
+        end = self._end
+        if end is not None:
+            # Before the descriptor goes: the fast paths stop at these
+            # rather than ask for fileno() (a C call) on each datagram.
+            end.io_sendto = end.io_recvfrom = None
         io_close = self._io_close
         if io_close is not None:
             io_close()
@@ -537,10 +647,12 @@ class UDPSocksSocket(socksocket):
         with _adopt_lock:
             if self._assoc is assoc and self._end is not None:
                 return assoc
-            # _end first: the fast paths read _assoc, then use _end.
-            self._end = _Endpoint(
-                fd, assoc.control_fd, self.family == socket.AF_INET6, self._io_socket(fd)
-            )
+            # _end first: the fast paths read _end alone (it carries the
+            # association), the other paths _assoc, then _end.
+            share = self._share
+            # Set by _join, which every way to an association goes through.
+            assert share is not None
+            self._end = _Endpoint(self, assoc, share, fd, self._io_socket(fd))
             self._assoc = assoc
         return assoc
 
@@ -806,8 +918,11 @@ class UDPSocksSocket(socksocket):
         is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
         share = self._share
         assert share is not None
+        # No header for send()'s fast path under GSS-API protection: it
+        # sends unwrapped datagrams (the full path seals them).
+        keep = stable and assoc.protection is None
         share.peer = _Peer(
-            (host, port), shown, None if is_name else host, port, header if stable else None
+            (host, port), shown, None if is_name else host, port, header if keep else None
         )
 
     def _peer(self) -> _Peer | None:
@@ -916,45 +1031,48 @@ class UDPSocksSocket(socksocket):
             )
         return _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token)
 
-    def _send_known(self, assoc: _Association, header: bytes, data: Any) -> int | None:
-        """Send ``header + data`` to the relay if the control connection is quiet.
+    def sendto(self, data: Any, address: Any = _NO_ADDRESS, /, *rest: Any) -> int:
+        """Send ``data`` to an address through the relay; return the payload size.
 
-        The liveness check is one poll with no wait.  ``None`` when anything
-        but silence (bytes, the end, the poll object busy in another thread)
-        says the caller must take the full path, which sorts it out.
+        ``sendto(data, address)`` or ``sendto(data, flags, address)``, as on
+        a plain socket: the second form arrives as ``address`` (the flags)
+        and ``rest``.  Spelt so rather than ``*args`` because the usual
+        form is then tested with ``not rest`` and builds no tuple.
         """
-        try:
-            if self._end.poll_control(0):  # type: ignore[union-attr]
-                return None
-        except RuntimeError:
-            return None
-        if type(data) is not bytes:
-            data = memoryview(data).cast("B")
-        io = self._end.io  # type: ignore[union-attr]
-        if io is not None:
-            try:
-                io.sendto(header + data, _MSG_DONTWAIT, assoc.relay)
-                return len(data)
-            except (BlockingIOError, InterruptedError):
-                pass  # the send buffer is full: wait as the socket's timeout says
-        PlainSocket.sendto(self, header + data, assoc.relay)
-        return len(data)
-
-    def sendto(self, data: Any, *args: Any) -> int:
-        """Send ``data`` to an address through the relay; return the payload size."""
-        assoc = self._assoc
-        if assoc is not None and len(args) == 1:
+        end = self._end
+        if end is not None and not rest:
             # The fast path: a destination whose header the association
-            # keeps (see _prepare_send), given as exactly such a tuple.
-            address = args[0]
+            # keeps (see _prepare_send), given as exactly such a tuple, and
+            # a live association whose control connection is quiet (one
+            # poll with no wait).  Anything else, the poll object busy in
+            # another thread included, takes the full path, which sorts it
+            # out.  Written out here rather than called (a Python call costs
+            # as much as several of these steps), as in send(): keep the two
+            # in step.
             try:
-                header = assoc.headers.get(address)
+                header = end.headers.get(address)
             except TypeError:  # unhashable: the full path says what is wrong
                 header = None
-            if header is not None and type(address[1]) is int and not assoc.ended:
-                sent = self._send_known(assoc, header, data)
-                if sent is not None:
-                    return sent
+            if header is not None and type(address[1]) is int and not end.assoc.ended:
+                poll = end.poll_control  # a slot: a method call on it is not specialised
+                try:
+                    quiet = not poll(0)
+                except RuntimeError:
+                    quiet = False
+                if quiet:
+                    if type(data) is not bytes:
+                        data = memoryview(data).cast("B")
+                    sendto = end.io_sendto
+                    if sendto is not None:
+                        try:
+                            sendto(header + data, _MSG_DONTWAIT, end.relay)
+                            return len(data)
+                        except (BlockingIOError, InterruptedError):
+                            pass  # the send buffer is full: wait as the timeout says
+                    PlainSocket.sendto(self, header + data, end.relay)
+                    return len(data)
+        # The arguments as the caller gave them.
+        args = rest if address is _NO_ADDRESS else (address, *rest)
         assoc = self._current()
         # The proxy is read once per call: another thread may change the
         # default proxy meanwhile.
@@ -976,15 +1094,31 @@ class UDPSocksSocket(socksocket):
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send to the default destination set by :meth:`connect`."""
-        assoc = self._assoc
-        if assoc is not None and type(flags) is int and not flags:
-            share = self._share
-            peer = share.peer if share is not None else None
+        end = self._end
+        if end is not None and flags is _NO_FLAGS:
+            # The fast path, as in sendto() (keep the two in step), with the
+            # header kept for the connect() destination: None when it needs
+            # a lookup per datagram or under GSS-API protection (see _connect).
+            peer = end.share.peer
             header = peer.header if peer is not None else None
-            if header is not None and not assoc.ended and assoc.protection is None:
-                sent = self._send_known(assoc, header, data)
-                if sent is not None:
-                    return sent
+            if header is not None and not end.assoc.ended:
+                poll = end.poll_control  # a slot: a method call on it is not specialised
+                try:
+                    quiet = not poll(0)
+                except RuntimeError:
+                    quiet = False
+                if quiet:
+                    if type(data) is not bytes:
+                        data = memoryview(data).cast("B")
+                    sendto = end.io_sendto
+                    if sendto is not None:
+                        try:
+                            sendto(header + data, _MSG_DONTWAIT, end.relay)
+                            return len(data)
+                        except (BlockingIOError, InterruptedError):
+                            pass  # the send buffer is full: wait as the timeout says
+                    PlainSocket.sendto(self, header + data, end.relay)
+                    return len(data)
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
@@ -1043,17 +1177,59 @@ class UDPSocksSocket(socksocket):
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         """Receive one datagram's payload (truncated to ``bufsize``) and its real source."""
-        assoc = self._assoc
-        # The fast path: an association, exact ints and no flag (anything
-        # else is checked below as the C method would check it).
-        if (
-            assoc is not None
-            and type(bufsize) is int
-            and bufsize >= 0
-            and type(flags) is int
-            and not flags
-        ):
-            data, address = self._receive_fast(assoc)
+        end = self._end
+        if end is not None and flags is _NO_FLAGS and type(bufsize) is int and bufsize >= 0:
+            # The fast path: an association, an exact int size and no flag
+            # (anything else is checked below as the C method would check
+            # it); one poll on the UDP socket and the control connection
+            # that finds a datagram and nothing else, one read that cannot
+            # block, a datagram from the relay (one tuple comparison), no
+            # fragments pending, and the header accepted last for the same
+            # connect() destination (the same _Peer object: it is replaced,
+            # never changed).  A header ends where its own bytes say (RSV,
+            # FRAG, ATYP, the address), so a datagram that starts with one
+            # the codec has split off and parsed has exactly that header:
+            # one C call.  Anything else goes on in _received,
+            # _receive_other or _wait_on, with the same deadline.  Written
+            # out here rather than called: a Python call costs as much as
+            # several of these steps.  The same steps as in recv(): keep
+            # the two in step.
+            deadline: float | None
+            wait: float | None
+            timeout = _gettimeout(self)
+            if timeout:  # (None and 0.0 are both false: a timeout is the usual case)
+                if timeout >= _LONGEST_ONE_POLL:
+                    data, address = _receive_other(self, end, timeout)
+                    return data[:bufsize], address
+                deadline = _monotonic() + timeout
+                # poll() takes float milliseconds too, rounded up: no int() call.
+                wait = timeout * 1000.0
+            elif timeout is None:
+                deadline = wait = None
+            else:
+                data, address = _receive_other(self, end, timeout)
+                return data[:bufsize], address
+            recvfrom = end.io_recvfrom
+            if recvfrom is not None:  # (None once this object is closed)
+                poll = end.poll_both  # a slot: a method call on it is not specialised
+                try:
+                    ready = poll(wait)
+                except RuntimeError:  # another thread is in this poll object
+                    ready = None
+                if ready == end.udp_ready:
+                    try:
+                        data, source = recvfrom(_RECV_BUFFER, _MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        pass  # another thread took it
+                    else:
+                        if source == end.relay and not end.pieces:
+                            header, size, address, checked = end.last
+                            if checked is end.share.peer and data.startswith(header):
+                                # The header off and the payload truncated at once.
+                                return data[size : size + bufsize], address
+                        data, address = _received(self, end, data, source, deadline)
+                        return data[:bufsize], address
+            data, address = _wait_on(self, end, deadline)
             return data[:bufsize], address
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
@@ -1067,15 +1243,40 @@ class UDPSocksSocket(socksocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive one datagram's payload (truncated to ``bufsize``)."""
-        assoc = self._assoc
-        if (
-            assoc is not None
-            and type(bufsize) is int
-            and bufsize >= 0
-            and type(flags) is int
-            and not flags
-        ):
-            return self._receive_fast(assoc)[0][:bufsize]
+        end = self._end
+        if end is not None and flags is _NO_FLAGS and type(bufsize) is int and bufsize >= 0:
+            # The fast path, as in recvfrom() (see there; keep the two in step).
+            deadline: float | None
+            wait: float | None
+            timeout = _gettimeout(self)
+            if timeout:
+                if timeout >= _LONGEST_ONE_POLL:
+                    return _receive_other(self, end, timeout)[0][:bufsize]
+                deadline = _monotonic() + timeout
+                wait = timeout * 1000.0
+            elif timeout is None:
+                deadline = wait = None
+            else:
+                return _receive_other(self, end, timeout)[0][:bufsize]
+            recvfrom = end.io_recvfrom
+            if recvfrom is not None:
+                poll = end.poll_both
+                try:
+                    ready = poll(wait)
+                except RuntimeError:
+                    ready = None
+                if ready == end.udp_ready:
+                    try:
+                        data, source = recvfrom(_RECV_BUFFER, _MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                    else:
+                        if source == end.relay and not end.pieces:
+                            header, size, _, checked = end.last
+                            if checked is end.share.peer and data.startswith(header):
+                                return data[size : size + bufsize]
+                        return _received(self, end, data, source, deadline)[0][:bufsize]
+            return _wait_on(self, end, deadline)[0][:bufsize]
         assoc = self._current()
         proxy = assoc.proxy if assoc is not None else self._effective_proxy()
         if proxy is None:
@@ -1187,66 +1388,6 @@ class UDPSocksSocket(socksocket):
         # The caller's MSG_TRUNC is about its buffer, not the one below.
         kernel_flags = (flags | _MSG_DONTWAIT) & ~_MSG_TRUNC
         return self._wait_for_datagram(assoc, kernel_flags, ancbufsize, nonblocking, deadline)
-
-    def _receive_fast(self, assoc: _Association) -> tuple[bytes, Any]:
-        """:meth:`_receive` without flags or ancillary data: ``(payload, source)``.
-
-        The common case inline -- one poll that finds a datagram from the
-        relay, one read -- and anything else (the control connection
-        readable, a datagram to drop, a timeout, a non-blocking socket) handed
-        to :meth:`_wait_for_datagram` with the same deadline.
-        """
-        timeout = self.gettimeout()
-        if timeout is None:
-            deadline = None
-            wait_ms: int | None = None
-        elif timeout:
-            deadline = time.monotonic() + timeout
-            wait_ms = int(timeout * 1000 + 0.999)
-        else:
-            return self._wait_for_datagram(assoc, _MSG_DONTWAIT, -1, True, None)[:2]
-        end = self._end
-        assert end is not None
-        if (
-            not assoc.ended
-            and (wait_ms is None or wait_ms < _MAX_POLL_MS)
-            and self.fileno() == end.udp_fd
-        ):
-            try:
-                ready = end.poll_both(wait_ms)
-            except RuntimeError:  # another thread is in this poll object
-                ready = None
-            if ready and len(ready) == 1 and ready[0][0] == end.udp_fd:
-                io = end.io
-                try:
-                    if io is not None:
-                        data, source = io.recvfrom(_RECV_BUFFER, _MSG_DONTWAIT)
-                    else:
-                        data, source = PlainSocket.recvfrom(self, _RECV_BUFFER, _MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    pass  # another thread took it
-                else:
-                    if source is None:
-                        return b"", None  # shut down for reading, as a plain socket says
-                    # _accept_datagram's common case, inline: from the relay,
-                    # a known header, no fragments pending, and the connect()
-                    # filter (if any) passed by plain equality.  Anything
-                    # else gets the full treatment.
-                    if source == assoc.relay and not assoc.reassembler._pieces:
-                        hit = _lookup_udp_datagram(data, assoc.sources)
-                        if hit is not None:
-                            (host, port, address), payload = hit
-                            share = self._share
-                            peer = share.peer if share is not None else None
-                            if peer is None or (
-                                port == peer.filter_port
-                                and (peer.filter_host is None or host == peer.filter_host)
-                            ):
-                                return payload, address
-                    result = self._accept_datagram(assoc, data, source)
-                    if result is not None:
-                        return result
-        return self._wait_for_datagram(assoc, _MSG_DONTWAIT, -1, False, deadline)[:2]
 
     def _wait_for_datagram(
         self,
@@ -1378,7 +1519,7 @@ class UDPSocksSocket(socksocket):
         if dgram.frag == 0:
             known = (host, port, _sockaddr(assoc.six, atyp, host, port))
             if assoc.protection is None:
-                # Not under GSS-API: _receive_fast looks datagrams up here
+                # Not under GSS-API: the fast paths look datagrams up here
                 # before anything is unwrapped, and a forged one in clear
                 # must not find its header.
                 sources = assoc.sources
@@ -1450,6 +1591,62 @@ class UDPSocksSocket(socksocket):
         """Close the UDP socket; the control connection closes with the last dup of it."""
         self._release()
         super().close()
+
+
+# What the per-datagram fast paths of UDPSocksSocket hand over to.
+#
+# Module functions rather than methods: instances of UDPSocksSocket get
+# their class by ``__class__`` assignment (in socksocket.__init__), which
+# leaves them with a materialised instance dict, and their per-object state
+# has class-level defaults; CPython 3.11 then specialises no
+# ``self.method(...)`` call and no ``self._attr`` read on them, and each
+# costs a full lookup (the type, then the instance dict).  A module function
+# is one specialised global load.  For the same reason the fast paths call
+# the socket's C methods through their descriptors (_gettimeout) and take
+# the state they need from the _Endpoint, whose slots are specialised loads.
+
+
+def _receive_other(sock: UDPSocksSocket, end: _Endpoint, timeout: float) -> tuple[bytes, Any]:
+    """The receive fast paths' case of a non-blocking socket or a timeout beyond one poll.
+
+    ``sock._wait_for_datagram`` does it all, in several polls if need be.
+    """
+    if not timeout:
+        return sock._wait_for_datagram(end.assoc, _MSG_DONTWAIT, -1, True, None)[:2]
+    return _wait_on(sock, end, _monotonic() + timeout)
+
+
+def _wait_on(sock: UDPSocksSocket, end: _Endpoint, deadline: float | None) -> tuple[bytes, Any]:
+    """``(payload, source)`` of the next valid datagram by ``deadline`` (the full path)."""
+    return sock._wait_for_datagram(end.assoc, _MSG_DONTWAIT, -1, False, deadline)[:2]
+
+
+def _received(
+    sock: UDPSocksSocket, end: _Endpoint, data: bytes, source: Any, deadline: float | None
+) -> tuple[bytes, Any]:
+    """The rest of the fast receive path for a datagram read but not accepted there.
+
+    First the association's known headers (and that header becomes the one
+    accepted last), then ``sock._accept_datagram``; for a datagram to drop,
+    the wait goes on until ``deadline``.
+    """
+    if source == end.relay and not end.pieces:
+        hit = _lookup_udp_datagram(data, end.sources)
+        if hit is not None:
+            (host, port, address), payload = hit
+            peer = end.share.peer
+            if peer is None or (
+                port == peer.filter_port and (peer.filter_host is None or host == peer.filter_host)
+            ):
+                size = len(data) - len(payload)
+                end.last = (data[:size], size, address, peer)
+                return payload, address
+    elif source is None:
+        return b"", None  # shut down for reading, as a plain socket says
+    result = sock._accept_datagram(end.assoc, data, source)
+    if result is not None:
+        return result
+    return _wait_on(sock, end, deadline)
 
 
 #: The largest token socks5client.auth.gssapi puts in a frame.

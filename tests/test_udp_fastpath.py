@@ -11,15 +11,18 @@ parse runs per datagram.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
 import socket
 import threading
+import time
+import warnings
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from test_udp import REMOTE, SHORT, MakeUDP, _dgram, associated, make_udp
+from test_udp import REMOTE, SHORT, TIMEOUT, MakeUDP, _dgram, _url, associated, make_udp
 
 import socks5client.udp
 from socks5client import errors
@@ -237,3 +240,195 @@ def test_blocking_socket_stays_blocking(
         assert os.get_blocking(sock.fileno())
     finally:
         socket.setdefaulttimeout(saved)
+
+
+# --------------------------------------------------------------------------
+# The header accepted last: a datagram from the relay that starts with it is
+# taken without a lookup.  Each test receives a few datagrams first (the
+# first one's header is decoded, the next ones' are found known, and that
+# makes it the header accepted last), then checks that nothing it stands for
+# was skipped.
+# --------------------------------------------------------------------------
+
+
+def _warm(sock: UDPSocksSocket, assoc: UDPAssociation, source: tuple[str, int]) -> None:
+    for data in (b"one", b"two", b"three"):
+        assoc.send_to_client(_dgram(data, source))
+        assert sock.recvfrom(100) == (data, source)
+
+
+@pytest.mark.parametrize("call", ["recvfrom", "recv"])
+def test_header_accepted_last_is_still_filtered_after_connect(
+    associated: tuple[UDPSocksSocket, UDPAssociation], call: str
+) -> None:
+    sock, assoc = associated
+    other = ("127.0.0.9", 5301)
+
+    def receive() -> bytes:
+        return sock.recvfrom(100)[0] if call == "recvfrom" else sock.recv(100)
+
+    _warm(sock, assoc, REMOTE)  # unconnected
+    sock.connect(other)
+    assoc.send_to_client(_dgram(b"from the old remote", REMOTE))
+    assoc.send_to_client(_dgram(b"from the connected one", other))
+    assert receive() == b"from the connected one"
+    # The same with the header accepted last under a connect() destination.
+    for _ in range(3):
+        assoc.send_to_client(_dgram(b"again", other))
+        assert receive() == b"again"
+    sock.connect(REMOTE)
+    assoc.send_to_client(_dgram(b"from the old remote", other))
+    assoc.send_to_client(_dgram(b"from the connected one", REMOTE))
+    assert receive() == b"from the connected one"
+    sock.settimeout(SHORT)
+    with pytest.raises(socket.timeout):
+        receive()
+
+
+@pytest.mark.parametrize("call", ["recvfrom", "recv"])
+def test_header_accepted_last_from_a_foreign_source_is_still_dropped(
+    associated: tuple[UDPSocksSocket, UDPAssociation], call: str
+) -> None:
+    sock, assoc = associated
+    _warm(sock, assoc, REMOTE)
+    if call == "recv":
+        sock.connect(REMOTE)
+        _warm(sock, assoc, REMOTE)
+    assoc.send_from_foreign(_dgram(b"same header, not the relay", REMOTE))
+    assoc.send_to_client(_dgram(b"from the relay", REMOTE))
+    received = sock.recvfrom(100)[0] if call == "recvfrom" else sock.recv(100)
+    assert received == b"from the relay"
+
+
+@pytest.mark.parametrize("call", ["recvfrom", "recv"])
+def test_header_accepted_last_still_abandons_a_pending_sequence(
+    associated: tuple[UDPSocksSocket, UDPAssociation], call: str
+) -> None:
+    sock, assoc = associated
+    _warm(sock, assoc, REMOTE)
+    if call == "recv":
+        sock.connect(REMOTE)
+        _warm(sock, assoc, REMOTE)
+    # The fragment is taken in by a call of its own (which then times out),
+    # so that the next call reads the standalone datagram first.
+    assoc.send_to_client(_dgram(b"ab", REMOTE, frag=1))
+    sock.settimeout(SHORT)
+    with pytest.raises(socket.timeout):
+        sock.recvfrom(100)
+    current = sock._assoc
+    assert current is not None
+    assert current.reassembler.pending
+    sock.settimeout(TIMEOUT)
+    assoc.send_to_client(_dgram(b"four", REMOTE))
+    received = sock.recvfrom(100)[0] if call == "recvfrom" else sock.recv(100)
+    assert received == b"four"
+    assert current.reassembler.abandoned == 1
+    assert not current.reassembler.pending
+
+
+def test_header_accepted_last_and_truncation(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    _warm(sock, assoc, REMOTE)
+    assoc.send_to_client(_dgram(b"0123456789", REMOTE))
+    assert sock.recvfrom(4) == (b"0123", REMOTE)
+    assoc.send_to_client(_dgram(b"0123456789", REMOTE))
+    assert sock.recvfrom(0) == (b"", REMOTE)
+    sock.connect(REMOTE)
+    for _ in range(3):
+        assoc.send_to_client(_dgram(b"0123456789", REMOTE))
+        assert sock.recv(4) == b"0123"
+    assoc.send_to_client(_dgram(b"0123456789", REMOTE))
+    assert sock.recv(100) == b"0123456789"
+
+
+# --------------------------------------------------------------------------
+# Other shapes of the fast paths.
+# --------------------------------------------------------------------------
+
+
+def test_sendto_with_flags_and_without_a_proxy(
+    associated: tuple[UDPSocksSocket, UDPAssociation], udp_echo_server: UDPEchoServer
+) -> None:
+    sock, assoc = associated
+    assert sock.sendto(b"flags", 0, REMOTE) == 5
+    assert sock.sendto(b"known", REMOTE) == 5
+    assert sock.sendto(b"flags again", 0, REMOTE) == 11
+    assert assoc.wait_until(lambda a: len(a.received) == 3)
+    assert [(d.addr, d.port, d.data) for d in assoc.received] == [
+        (*REMOTE, b"flags"),
+        (*REMOTE, b"known"),
+        (*REMOTE, b"flags again"),
+    ]
+    with socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.set_proxy()  # no proxy, not even a default one: a plain UDP socket
+        plain.settimeout(TIMEOUT)
+        assert plain.sendto(b"direct", 0, udp_echo_server.address) == 6
+        assert plain.recvfrom(100) == (b"direct", udp_echo_server.address)
+        with pytest.raises(TypeError):
+            plain.sendto(b"x")
+
+
+def test_closed_socket_does_not_poll_its_old_descriptor(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    """After close() the fast paths must not poll the descriptor numbers they
+    knew: another file may have them by then (here: a quiet socket)."""
+    sock, assoc = associated
+    _warm(sock, assoc, REMOTE)
+    twin = sock.dup()  # keeps the association (and the control connection) open
+    old = sock.fileno()
+    sock.close()
+    squatters = []
+    try:
+        for _ in range(20):
+            squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            squatters.append(squatter)
+            if squatter.fileno() == old:
+                break
+        else:
+            pytest.skip("could not get the closed socket's descriptor number again")
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            sock.recvfrom(100)
+        with pytest.raises(OSError):
+            sock.recv(100)
+        with pytest.raises(OSError):
+            sock.sendto(b"x", REMOTE)
+        assert time.monotonic() - started < TIMEOUT / 2
+        assert twin.sendto(b"twin", REMOTE) == 4
+    finally:
+        for squatter in squatters:
+            squatter.close()
+        twin.close()
+
+
+def test_without_a_duplicate_descriptor_a_dropped_socket_ends_its_association(
+    socks_server: SocksServer, udp_echo_server: UDPEchoServer
+) -> None:
+    """With a default timeout set, the fast paths use the socket object's own
+    methods (no duplicate descriptor): they must not keep it alive."""
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(TIMEOUT)
+    try:
+        sock = socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.set_proxy(_url(socks_server))
+        sock.connect(udp_echo_server.address)
+        for _ in range(3):
+            assert sock.sendto(b"ping", udp_echo_server.address) == 4
+            assert sock.recvfrom(100) == (b"ping", udp_echo_server.address)
+            assert sock.send(b"pong") == 4
+            assert sock.recv(100) == b"pong"
+        assert sock._io_close is None  # no duplicate: the path under test
+        assoc = socks_server.wait_for_association()
+    finally:
+        socket.setdefaulttimeout(saved)
+    gc.disable()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            del sock  # no close(): reference counting alone must free it
+        assert assoc.closed.wait(TIMEOUT)
+    finally:
+        gc.enable()
