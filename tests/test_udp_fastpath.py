@@ -257,6 +257,14 @@ def _warm(sock: UDPSocksSocket, assoc: UDPAssociation, source: tuple[str, int]) 
         assert sock.recvfrom(100) == (data, source)
 
 
+def _warm_for(call: str, sock: UDPSocksSocket, assoc: UDPAssociation) -> None:
+    """Have REMOTE's header accepted last by ``call`` (``recv`` connects to REMOTE first)."""
+    _warm(sock, assoc, REMOTE)
+    if call == "recv":
+        sock.connect(REMOTE)
+        _warm(sock, assoc, REMOTE)
+
+
 @pytest.mark.parametrize("call", ["recvfrom", "recv"])
 def test_header_accepted_last_is_still_filtered_after_connect(
     associated: tuple[UDPSocksSocket, UDPAssociation], call: str
@@ -290,10 +298,7 @@ def test_header_accepted_last_from_a_foreign_source_is_still_dropped(
     associated: tuple[UDPSocksSocket, UDPAssociation], call: str
 ) -> None:
     sock, assoc = associated
-    _warm(sock, assoc, REMOTE)
-    if call == "recv":
-        sock.connect(REMOTE)
-        _warm(sock, assoc, REMOTE)
+    _warm_for(call, sock, assoc)
     assoc.send_from_foreign(_dgram(b"same header, not the relay", REMOTE))
     assoc.send_to_client(_dgram(b"from the relay", REMOTE))
     received = sock.recvfrom(100)[0] if call == "recvfrom" else sock.recv(100)
@@ -305,10 +310,7 @@ def test_header_accepted_last_still_abandons_a_pending_sequence(
     associated: tuple[UDPSocksSocket, UDPAssociation], call: str
 ) -> None:
     sock, assoc = associated
-    _warm(sock, assoc, REMOTE)
-    if call == "recv":
-        sock.connect(REMOTE)
-        _warm(sock, assoc, REMOTE)
+    _warm_for(call, sock, assoc)
     # The fragment is taken in by a call of its own (which then times out),
     # so that the next call reads the standalone datagram first.
     assoc.send_to_client(_dgram(b"ab", REMOTE, frag=1))
