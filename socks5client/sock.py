@@ -48,7 +48,6 @@ _TCP_PROTOS = frozenset(
     [0, socket.IPPROTO_TCP, getattr(socket, "IPPROTO_MPTCP", socket.IPPROTO_TCP)]
 )
 _UDP_PROTOS = frozenset([0, socket.IPPROTO_UDP])
-_AF_INET = socket.AF_INET
 # What socket.socket() takes -1 (the default) to mean.
 _TCP_V4 = (-1, socket.AF_INET)
 _STREAM = (-1, socket.SOCK_STREAM)
@@ -581,9 +580,7 @@ class socksocket(socket.socket):
             return
         if not self._stream:
             raise _unsupported(self)
-        timeout = _gettimeout(self)
-        budget = Budget(timeout) if timeout else Budget.for_socket(timeout)
-        self._connect_via(proxy, address, budget)
+        self._connect_via(proxy, address, Budget.for_socket(_gettimeout(self)))
 
     def connect_ex(self, address: Any) -> int:
         """Like :meth:`connect`, but return an errno instead of raising OSErrors.
@@ -624,7 +621,6 @@ class socksocket(socket.socket):
             host, port = address
             request, is_name = known
         else:
-            known = None
             host, port = _split_address(address)
             # Encoding refuses a bad destination (empty or over-long name,
             # bad port) with a ValueError before any byte goes to the proxy.
@@ -649,7 +645,7 @@ class socksocket(socket.socket):
             for target, request in attempts:
                 if last is not None:
                     self._renew_fd()
-                name = host if is_name and target is host else None
+                name = host if is_name and target == host else None
                 try:
                     reply, protected = _negotiate.tunnel(
                         self,
@@ -664,11 +660,7 @@ class socksocket(socket.socket):
                     # address of the destination is a reason to try the next.
                     last = exc
                     continue
-                self._peername = (
-                    (host, port)
-                    if known is not None and _c_family(self) == _AF_INET
-                    else self._sockaddr(address, host, port)
-                )
+                self._peername = self._sockaddr(address, host, port)
                 self._proxy_sockname = (reply.host, reply.port)
                 if _gettimeout(self) != user_timeout:
                     _settimeout(self, user_timeout)
