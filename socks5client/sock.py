@@ -716,6 +716,12 @@ class socksocket(socket.socket):
             os.dup2(fresh.fileno(), self.fileno(), inheritable=self.get_inheritable())
         finally:
             fresh.close()
+        # The new descriptor is in a fresh socket's mode (the default
+        # timeout's), whatever this object's timeout says.  Put it in this
+        # one's: with a timeout but a blocking descriptor, connect() would
+        # block past the deadline; blocking but non-blocking underneath, a
+        # read would fail at once with EAGAIN.
+        _settimeout(self, _gettimeout(self))
         for args in self._options:
             PlainSocket.setsockopt(self, *args)
         for level, name, value in carried:

@@ -172,6 +172,52 @@ def test_local_resolution_tries_each_address_in_turn(
     assert seen == ["2001:db8::1", "192.0.2.1", "192.0.2.2"]
 
 
+def test_next_address_attempt_runs_on_a_descriptor_in_the_sockets_mode(
+    scripted_server: Callable[..., SocksServer], mocker: Any
+) -> None:
+    """The descriptor swapped in for the next attempt is as blocking as the socket.
+
+    A fresh socket takes the default timeout (non-blocking underneath),
+    while this one was made blocking: on a descriptor left non-blocking,
+    the second attempt's first read would fail at once with EAGAIN.
+    """
+    attempts: list[str] = []
+
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        read_greeting(conn)
+        conn.sendall(b"\x05\x00")
+        attempts.append(str(read_request(conn)[2]))
+        if len(attempts) == 1:
+            conn.sendall(encode_reply(4))
+            return
+        conn.sendall(encode_reply(0, 1, "127.0.0.1", 4242) + b"welcome")
+
+    server = scripted_server(script)
+    real = socket.getaddrinfo
+
+    def fake(host: Any, *args: Any, **kw: Any) -> Any:
+        if host == "two.test":
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", args[0])),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.2", args[0])),
+            ]
+        return real(host, *args, **kw)
+
+    mocker.patch("socket.getaddrinfo", side_effect=fake)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5)
+    try:
+        s = socks5client.socksocket()
+        s.settimeout(None)
+        s.set_proxy(f"socks5://127.0.0.1:{server.port}")
+        with s:
+            s.connect(("two.test", 80))
+            assert s.recv(100) == b"welcome"
+    finally:
+        socket.setdefaulttimeout(previous)
+    assert attempts == ["192.0.2.1", "192.0.2.2"]
+
+
 def test_local_resolution_raises_the_last_error_when_all_fail(
     scripted_server: Callable[..., SocksServer],
 ) -> None:
