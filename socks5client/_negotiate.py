@@ -417,21 +417,36 @@ def tunnel(
 
     Returns the reply and the per-message protection agreed on, if any
     (see :func:`handshake`, which this is, for a request whose reply ends
-    the conversation).  The usual handshake takes :func:`_quick`.
+    the conversation).  The usual handshake takes :func:`quick_tunnel`.
     """
-    quick = proxy._quick
-    if quick is None:
-        quick = _quick_plan(proxy)
-    if quick and quick[0] == _family_of(sock) and debug_logger() is None:
-        return _quick(sock, proxy, budget, quick, request, context, name), None
+    quick = quick_plan(sock, proxy)
+    if quick:
+        reply = quick_tunnel(sock, proxy, budget, quick, request, context, name)
+        return (_ipv4_reply(reply) if isinstance(reply, bytes) else reply), None
     channel, reply = handshake(sock, proxy, budget, request, context, name)
     if channel.protection is None:
         return reply, None
     return reply, (channel.protection, channel.pending)
 
 
-def _quick_plan(proxy: Proxy) -> QuickPlan | Literal[False]:
-    """What :func:`_quick` needs for ``proxy``, worked out once and kept on it.
+def quick_plan(sock: socket.socket, proxy: Proxy) -> QuickPlan | Literal[False]:
+    """What :func:`quick_tunnel` needs to connect ``sock`` to ``proxy``, or ``False``.
+
+    ``False`` when the quick path does not apply (see :func:`_proxy_plan`),
+    when the proxy's address is of another family than the socket, or while
+    the ``socks5client`` logger logs debug lines: only the conversation
+    writes them.
+    """
+    quick: QuickPlan | Literal[False] | None = proxy._quick
+    if quick is None:
+        quick = _proxy_plan(proxy)
+    if quick and quick[0] == _family_of(sock) and debug_logger() is None:
+        return quick
+    return False
+
+
+def _proxy_plan(proxy: Proxy) -> QuickPlan | Literal[False]:
+    """What :func:`quick_tunnel` needs for ``proxy``, worked out once and kept on it.
 
     ``(family, sockaddr, scripted, greeting)``: the proxy's one address (an
     IP literal), the method selections whose sub-negotiation is known in
@@ -449,7 +464,7 @@ def _quick_plan(proxy: Proxy) -> QuickPlan | Literal[False]:
     return quick
 
 
-def _quick(
+def quick_tunnel(
     sock: socket.socket,
     proxy: Proxy,
     budget: Budget,
@@ -457,7 +472,7 @@ def _quick(
     request: bytes,
     context: str | Callable[[], str],
     name: str | None,
-) -> Reply:
+) -> Reply | bytes:
     """The usual handshake in one function: what nearly every connection runs.
 
     It connects to the proxy's one address, sends the messages of
@@ -465,12 +480,18 @@ def _quick(
     past the reply), as long as each answer is the exact one that lets the
     handshake go on: the method selection of a method in ``scripted``, its
     accepting reply, a success reply with an IPv4 address.  At the first
-    other answer, or once a step would need its socket timeout shortened to
-    keep the deadline, it hands what it sent and read to a
-    :class:`SocketChannel` running that conversation
+    other answer, or once the deadline has passed, it hands what it sent and
+    read to a :class:`SocketChannel` running that conversation
     (``_conversation.replayed``), which decides and words every error, so
     the two cannot disagree.  It only saves the cost of a generator and a
     channel for messages whose bytes are known.
+
+    Returns the reply: when this function read it, its 10 bytes, an IPv4
+    success reply (``_codec.ipv4_reply`` decodes it: callers that need no
+    more than BND.ADDR and BND.PORT decode it only when asked for them);
+    after a hand-over, the conversation's :class:`Reply`.  The socket's
+    timeout is as it was when this returns or raises (a step may shorten it
+    to keep the deadline, as a channel does), so callers never restore it.
     """
     _, sockaddr, scripted, greeting = quick
     deadline = budget.deadline
@@ -480,29 +501,27 @@ def _quick(
     else:
         # As in SocketChannel: each C call is bounded by the socket's own
         # timeout, which may not outlast the deadline by more than the slack.
+        # Past this time, a step shortens it (_bound) before waiting.
         rearm = deadline - timeout + DEADLINE_SLACK if timeout else _ALWAYS
-    if _monotonic() > rearm:
-        return _handover(sock, proxy, budget, request, context, name, -1, b"")
-    try:
-        _connect(sock, sockaddr)
-    except socket.timeout as exc:
-        raise _connect_timeout(proxy, budget, exc) from exc
-    except OSError as exc:
-        raise connect_failed(proxy, exc) from exc
-    sent = 0
+    first = rearm
+    sent = -1  # not even connected
     selection = accepted = data = b""
-    what = _SENDING
     try:
         # One pass; each `break` hands over to the conversation.  The clock
-        # is read before each read only: a handshake message never waits to
+        # is read before each wait only: a handshake message never waits to
         # be sent (it goes into a fresh connection's empty send buffer), so
-        # a read starts within the slack of the check before it.
+        # a send starts within the slack of the check before it.
         while True:
+            if _monotonic() > rearm and (rearm := _bound(sock, deadline)) == _ALWAYS:
+                break
+            _connect(sock, sockaddr)
+            sent = 0
+            what = _SENDING
             _sendall(sock, greeting)
             sent = 1
-            what = _SELECTION
-            if _monotonic() > rearm:
+            if _monotonic() > rearm and (rearm := _bound(sock, deadline)) == _ALWAYS:
                 break
+            what = _SELECTION
             selection = _recv(sock, 2)
             script = scripted.get(selection)
             if script is None:
@@ -512,28 +531,54 @@ def _quick(
                 what = _SENDING
                 _sendall(sock, message if type(message) is bytes else message.reveal())  # type: ignore[union-attr]
                 sent = 2
-                what = awaited
-                if _monotonic() > rearm:
+                if _monotonic() > rearm and (rearm := _bound(sock, deadline)) == _ALWAYS:
                     break
+                what = awaited
                 accepted = _recv(sock, len(expected))
                 if accepted != expected:
                     break
                 what = _SENDING
             _sendall(sock, request)
             sent += 1
-            what = _REPLY
-            if _monotonic() > rearm:
+            if _monotonic() > rearm and (rearm := _bound(sock, deadline)) == _ALWAYS:
                 break
+            what = _REPLY
             data = _recv(sock, _MIN_REPLY_SIZE)
-            if data[:4] != _IPV4_SUCCESS or _monotonic() > rearm:
+            if data[:4] != _IPV4_SUCCESS:
+                break
+            if _monotonic() > rearm and (rearm := _bound(sock, deadline)) == _ALWAYS:
                 break
             data += _recv(sock, _IPV4_REPLY_REST)
             if len(data) != 10:
                 break
-            return _ipv4_reply(data)
+            return data
     except OSError as exc:
+        if sent < 0:
+            if isinstance(exc, socket.timeout):
+                raise _connect_timeout(proxy, budget, exc) from exc
+            raise connect_failed(proxy, exc) from exc
         raise transport_error(proxy, budget, exc, what, bool(selection)) from exc
+    finally:
+        if rearm != first and sock.fileno() != -1:
+            _settimeout(sock, timeout)
     return _handover(sock, proxy, budget, request, context, name, sent, selection + accepted + data)
+
+
+def _bound(sock: socket.socket, deadline: Deadline) -> float:
+    """Bound ``sock``'s next C calls by ``deadline``, as ``SocketChannel._arm`` does.
+
+    Returns the time after which to do it again, or ``_ALWAYS`` if the
+    deadline has passed (the caller then hands over, and the channel words
+    the timeout).  Without a deadline the socket is made blocking.
+    """
+    if deadline is None:
+        _settimeout(sock, None)
+        return _NEVER
+    left = deadline - _monotonic()
+    if left <= 0:
+        return _ALWAYS
+    _settimeout(sock, left)
+    return deadline - left + DEADLINE_SLACK
 
 
 def _handover(
@@ -546,8 +591,14 @@ def _handover(
     sent: int,
     received: bytes,
 ) -> Reply:
-    """Go on where :func:`_quick` stopped: ``sent`` messages written (-1: not
-    even connected) and ``received`` read, with a channel and the conversation."""
+    """Go on where :func:`quick_tunnel` stopped: ``sent`` messages written (-1:
+    not even connected) and ``received`` read, with a channel and the
+    conversation.
+
+    The socket's timeout, which the channel may shorten to keep the
+    deadline, is as it was when this returns or raises.
+    """
+    timeout = _gettimeout(sock)
     channel = SocketChannel(sock, proxy, budget)
     if sent < 0:
         channel.connect()
@@ -555,7 +606,11 @@ def _handover(
     channel._heard = bool(received)
     where = describe(proxy.host, proxy.port)
     steps = _conversation.handshake(plan_for(proxy), False, request, context, where, name)
-    reply: Reply = channel.run(_conversation.replayed(steps, sent, received))[0]
+    try:
+        reply: Reply = channel.run(_conversation.replayed(steps, sent, received))[0]
+    finally:
+        if channel._c_timeout != timeout and sock.fileno() != -1:
+            _settimeout(sock, timeout)
     return reply
 
 

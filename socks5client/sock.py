@@ -59,8 +59,10 @@ _UNSET: Any = object()
 _c_family: Callable[[socket.socket], int] = _socket.socket.family.__get__
 _c_type: Callable[[socket.socket], int] = _socket.socket.type.__get__
 _gettimeout = PlainSocket.gettimeout
+_c_socket_init = _socket.socket.__init__
 _settimeout = PlainSocket.settimeout
 _DOMAIN = _codec.AddressType.DOMAIN
+_AF_INET = int(socket.AF_INET)
 #: CONNECT requests already encoded, by destination: ``(host, port)`` ->
 #: ``(request, whether host is a name)``.  Programs connect to the same few
 #: destinations again and again; checking and encoding each costs more than
@@ -304,7 +306,8 @@ class socksocket(socket.socket):
     # most of it, and setting each in __init__ costs every connection.
     _proxy: Proxy | None = _UNSET
     _peername: tuple[Any, ...] | None = None
-    _proxy_sockname: tuple[str, int] | None = None
+    # A tuple, or the raw IPv4 reply until first asked for (see _connect_via).
+    _proxy_sockname: tuple[str, int] | bytes | None = None
     #: After a SOCKS BIND: where the peer must connect; None otherwise.
     _bind_address: tuple[Any, ...] | None = None
     _bind_accepted = False
@@ -327,12 +330,18 @@ class socksocket(socket.socket):
         proto: int = -1,
         fileno: int | None = None,
     ) -> None:
-        super().__init__(family, type, proto, fileno)
         if fileno is None and family in _TCP_V4 and type in _STREAM and proto in _DEFAULT_PROTO:
             # socksocket() or socksocket(AF_INET, SOCK_STREAM): TCP over IPv4,
-            # known without asking the object.
+            # known without asking the object.  What socket.socket.__init__
+            # does, without its frame: the C initialiser (which reads -1 as
+            # the default too) and its two slots (test_socksocket checks that
+            # these are still all it sets).
+            _c_socket_init(self, family, type, proto)
+            self._io_refs = 0
+            self._closed = False
             self._inet = self._stream = True
             return
+        super().__init__(family, type, proto, fileno)
         # Read once: the family and type properties convert to enums on every
         # access, and neither can change for the life of the socket.
         family, type_, proto = _c_family(self), _c_type(self), self.proto
@@ -580,7 +589,10 @@ class socksocket(socket.socket):
             return
         if not self._stream:
             raise _unsupported(self)
-        self._connect_via(proxy, address, Budget.for_socket(_gettimeout(self)))
+        timeout = _gettimeout(self)
+        # Budget.for_socket, whose work only a non-blocking socket needs.
+        budget = Budget(timeout) if timeout else Budget.for_socket(timeout)
+        self._connect_via(proxy, address, budget)
 
     def connect_ex(self, address: Any) -> int:
         """Like :meth:`connect`, but return an errno instead of raising OSErrors.
@@ -633,6 +645,39 @@ class socksocket(socket.socket):
                     _CONNECT_REQUESTS.clear()
                 _CONNECT_REQUESTS[address] = (request, is_name)
         if proxy.remote_dns or not is_name:
+            quick = _negotiate.quick_plan(self, proxy)
+            if quick:
+                # The usual connection, on the quick path: one attempt, no
+                # GSS-API protection, and the socket's timeout left as it
+                # was (see _negotiate.quick_tunnel).  What follows below
+                # for the other cases, without their loop.
+                try:
+                    reply = _negotiate.quick_tunnel(
+                        self,
+                        proxy,
+                        budget,
+                        quick,
+                        request,
+                        lambda: _connect_context(host, port, host),
+                        host if is_name else None,
+                    )
+                except BaseException:
+                    self._connect_failed(keep_open, _gettimeout(self))
+                    raise
+                # quick[0] is this socket's family.
+                self._peername = (
+                    (host, port)
+                    if quick[0] == _AF_INET and len(address) == 2
+                    else self._sockaddr(address, host, port)
+                )
+                # The quick path's reply is its 10 bytes, IPv4 BND: decoded
+                # when asked for (see get_proxy_sockname), as decoding them
+                # here costs each connection more than it seems (after the
+                # wait for the reply, on cold caches).
+                self._proxy_sockname = (
+                    reply if isinstance(reply, bytes) else (reply.host, reply.port)
+                )
+                return
             attempts: list[tuple[str, bytes]] = [(host, request)]
         else:
             attempts = [
@@ -672,15 +717,19 @@ class socksocket(socket.socket):
             assert last is not None
             raise last
         except BaseException:
-            if not keep_open:
-                self.close()
-            elif self.fileno() != -1:
-                try:
-                    self._renew_fd()
-                    _settimeout(self, user_timeout)
-                except OSError:
-                    self.close()
+            self._connect_failed(keep_open, user_timeout)
             raise
+
+    def _connect_failed(self, keep_open: bool, user_timeout: float | None) -> None:
+        """After a failed CONNECT: close, or renew the descriptor (``keep_open``)."""
+        if not keep_open:
+            self.close()
+        elif self.fileno() != -1:
+            try:
+                self._renew_fd()
+                _settimeout(self, user_timeout)
+            except OSError:
+                self.close()
 
     def _sockaddr(self, address: tuple[Any, ...], host: str, port: int) -> tuple[Any, ...]:
         """An address in the shape this socket's family uses (4-tuples for AF_INET6)."""
@@ -925,7 +974,10 @@ class socksocket(socket.socket):
 
     def get_proxy_sockname(self) -> tuple[str, int] | None:
         """BND.ADDR and BND.PORT from the proxy's reply (``None`` before it)."""
-        return self._proxy_sockname
+        name = self._proxy_sockname
+        if isinstance(name, bytes):  # (see _connect_via)
+            name = self._proxy_sockname = _codec.ipv4_reply(name)[2:]
+        return name
 
     def get_proxy_peername(self) -> Any:
         """The address of the proxy this socket is connected to."""

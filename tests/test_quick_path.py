@@ -57,6 +57,7 @@ class Answers:
         app: bytes = b"",
         dribble: bool = False,
         then_close: bool = True,
+        delay: float = 0.0,
     ) -> None:
         self.selection = selection
         self.auth_reply = auth_reply
@@ -64,12 +65,15 @@ class Answers:
         self.app = app
         self.dribble = dribble
         self.then_close = then_close
+        self.delay = delay  # before each answer
 
     def __repr__(self) -> str:
         return f"Answers({vars(self)!r})"
 
 
-def _send(conn: socket.socket, data: bytes, dribble: bool) -> None:
+def _send(conn: socket.socket, data: bytes, dribble: bool, delay: float = 0.0) -> None:
+    if delay:
+        time.sleep(delay)
     if not dribble:
         conn.sendall(data)
         return
@@ -84,19 +88,19 @@ def _script(answers: Answers, heard: list[bytes]) -> Callable[[socket.socket, So
     def script(conn: socket.socket, server: SocksServer) -> None:
         try:
             heard.append(read_greeting(conn))
-            _send(conn, answers.selection, answers.dribble)
+            _send(conn, answers.selection, answers.dribble, answers.delay)
             if answers.selection == b"\x05\x02":
                 ver, ulen = recv_exact(conn, 2)
                 user = recv_exact(conn, ulen)
                 (plen,) = recv_exact(conn, 1)
                 heard.append(bytes([ver, ulen]) + user + bytes([plen]) + recv_exact(conn, plen))
-                _send(conn, answers.auth_reply, answers.dribble)
+                _send(conn, answers.auth_reply, answers.dribble, answers.delay)
             conn.settimeout(TIMEOUT * 2)
             request = conn.recv(300)
             if not request:
                 return
             heard.append(request)
-            _send(conn, answers.reply + answers.app, answers.dribble)
+            _send(conn, answers.reply + answers.app, answers.dribble, answers.delay)
         except (PeerClosed, OSError):
             return
         if not answers.then_close:
@@ -131,6 +135,13 @@ def _outcome(
             if answers.then_close:
                 while chunk := sock.recv(100):
                     left += chunk
+            # The timeout as the caller set it, whatever the steps did to keep the deadline.
+            assert sock.gettimeout() == TIMEOUT
+            with sock.dup() as twin:
+                # (A dup made before the first look at it, which the quick
+                # path leaves undecoded.)
+                assert twin.get_proxy_sockname() == sock.get_proxy_sockname()
+            assert type(sock.get_proxy_sockname()) is tuple
             result = ("connected", sock.get_proxy_sockname(), left)
         finally:
             sock.close()
@@ -182,6 +193,40 @@ def test_no_auth_chosen_although_credentials_were_offered_stays_quick(
     assert outcome[0] == "connected"
     assert len(outcome[3]) == 2, "greeting and request: no credentials sent"
     assert conversations == 0
+
+
+@pytest.mark.parametrize("auth", [False, True], ids=["no-auth", "userpass"])
+def test_proxy_slower_than_the_slack_stays_on_the_quick_path(
+    both_paths: Callable[[Answers, bool], tuple[tuple[Any, ...], int]], auth: bool
+) -> None:
+    # Every answer comes 10 ms late, as over a network: each step bounds its
+    # wait by the deadline itself instead of handing over.
+    selection = b"\x05\x02" if auth else b"\x05\x00"
+    outcome, conversations = both_paths(Answers(selection, app=b"hi", delay=0.01), auth)
+    assert outcome[:3] == ("connected", ("127.0.0.1", 8080), b"hi")
+    assert conversations == 0
+
+
+def test_deadline_covers_all_steps_on_the_quick_path(
+    scripted_server: Callable[..., SocksServer],
+    debug_logging: Callable[[bool], None],
+    mocker: Any,
+) -> None:
+    # Each answer comes within the socket's timeout, all three not within
+    # the one deadline: the wait for the reply ends at the deadline, not a
+    # whole timeout after the request (0.2 + 0.25 s).
+    debug_logging(False)
+    spy = mocker.spy(_conversation, "handshake")
+    answers = Answers(b"\x05\x02", delay=TIMEOUT * 0.4, then_close=False)
+    server = scripted_server(_script(answers, []))
+    sock = socks5client.socksocket()
+    sock.set_proxy(socks5client.SOCKS5, "127.0.0.1", server.port, username=USER, password=PASSWORD)
+    sock.settimeout(TIMEOUT)
+    started = time.monotonic()
+    with pytest.raises(errors.ProxyTimeoutError, match=r"\(waiting for the reply\)"):
+        sock.connect(TARGET)
+    assert time.monotonic() - started < TIMEOUT + 0.1
+    assert spy.call_count == 0
 
 
 # -- every surprise is handed over, and ends as the conversation says ----------------

@@ -77,6 +77,30 @@ def default_proxy_reset() -> Iterator[None]:
 # -- CONNECT to each kind of destination ----------------------------------------
 
 
+@pytest.mark.parametrize(
+    "args",
+    [(), (socket.AF_INET,), (socket.AF_INET, socket.SOCK_STREAM), (-1, -1, socket.IPPROTO_TCP)],
+    ids=["defaults", "family", "family-type", "tcp-proto"],
+)
+def test_new_tcp_socket_is_set_up_as_socket_socket_sets_it_up(args: tuple[int, ...]) -> None:
+    # socksocket() builds these without socket.socket.__init__'s frame: it
+    # must still set every slot that one sets, to the same values, and the
+    # default timeout the C initialiser applies.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(3.5)
+    try:
+        ours, plain = socks5client.socksocket(*args), socket.socket(*args)
+    finally:
+        socket.setdefaulttimeout(previous)
+    with ours, plain:
+        for name in socket.socket.__slots__:
+            if name != "__weakref__":
+                assert getattr(ours, name) == getattr(plain, name), name
+        assert (ours.family, ours.type, ours.proto) == (plain.family, plain.type, plain.proto)
+        assert ours.gettimeout() == plain.gettimeout() == 3.5
+    assert ours._closed and plain._closed  # type: ignore[attr-defined]
+
+
 def test_connect_ipv4_destination(socks_server: SocksServer, echo_server: tuple[str, int]) -> None:
     with proxied(socks_server) as s:
         s.connect(echo_server)
