@@ -652,20 +652,35 @@ def test_wrap_module_patches_the_module_socket(
     assert socket.socket is original
 
 
+def _urllib3_socks_on_socks5client(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``urllib3.contrib.socks`` imported afresh with socks5client as ``socks``.
+
+    All of it is undone after the test: the module in ``sys.modules`` and
+    the attribute the import sets on ``urllib3.contrib``, which a later
+    ``from urllib3.contrib import socks`` would otherwise find.
+    """
+    import urllib3.contrib
+
+    monkeypatch.setitem(sys.modules, "socks", socks5client)
+    # setitem then del, not delitem: delitem records nothing to put back
+    # for an entry that is absent, and the import below would stay.
+    monkeypatch.setitem(sys.modules, "urllib3.contrib.socks", None)
+    del sys.modules["urllib3.contrib.socks"]
+    monkeypatch.setattr(urllib3.contrib, "socks", None, raising=False)
+    return importlib.import_module("urllib3.contrib.socks")
+
+
 def test_urllib3_contrib_socks_runs_on_socks5client(
     socks_server: SocksServer, http_server: tuple[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """urllib3's SOCKS support, written for PySocks, runs unchanged on socks5client."""
-    monkeypatch.setitem(sys.modules, "socks", socks5client)
-    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks", raising=False)
-    contrib = importlib.import_module("urllib3.contrib.socks")
+    contrib = _urllib3_socks_on_socks5client(monkeypatch)
     assert contrib.socks is socks5client
     with contrib.SOCKSProxyManager(f"socks5h://127.0.0.1:{socks_server.port}") as pm:
         resp = pm.request("GET", f"http://localhost:{http_server[1]}/", retries=False)
         assert resp.status == 200
         assert resp.data == b"hello from the target"
     assert socks_server.records[-1].dst_addr == "localhost"
-    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks")
 
 
 def test_urllib3_sees_our_refusal_as_a_new_connection_error(
@@ -673,9 +688,7 @@ def test_urllib3_sees_our_refusal_as_a_new_connection_error(
 ) -> None:
     import urllib3
 
-    monkeypatch.setitem(sys.modules, "socks", socks5client)
-    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks", raising=False)
-    contrib = importlib.import_module("urllib3.contrib.socks")
+    contrib = _urllib3_socks_on_socks5client(monkeypatch)
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -685,7 +698,6 @@ def test_urllib3_sees_our_refusal_as_a_new_connection_error(
         pytest.raises(urllib3.exceptions.NewConnectionError, match="connection refused"),
     ):
         pm.request("GET", f"http://127.0.0.1:{port}/", retries=False)
-    monkeypatch.delitem(sys.modules, "urllib3.contrib.socks")
 
 
 # -- regressions found in review ----------------------------------------------------
