@@ -289,6 +289,11 @@ def encode_host(host: str) -> tuple[AddressType, bytes]:
         return AddressType.IPV4, _inet_pton(_AF_INET, host)
     except (OSError, ValueError):
         pass
+    if "\x00" in host:
+        # A plain socket refuses it too (TypeError there): a proxy written
+        # in C would end the name at the NUL, so "evil\0.example.com"
+        # passing a suffix check here would reach "evil".
+        raise ValueError("hostname must not contain a NUL character")
     if host.isascii():
         name = host.encode("ascii")
     else:

@@ -9,7 +9,9 @@ The variables, as curl and requests use them:
 * ``no_proxy`` / ``NO_PROXY``: destinations that go direct (see
   :mod:`._noproxy`; localhost and loopback always do).
 
-Lowercase wins over uppercase, and an empty value counts as unset.  The
+Lowercase wins over uppercase, and an empty value counts as unset.  Under
+CGI (``REQUEST_METHOD`` set) uppercase ``HTTP_PROXY`` is ignored: it comes
+from the request's ``Proxy:`` header ("httpoxy").  The
 first variable that applies decides: if it names a proxy that is not
 SOCKS5 (an HTTP proxy in ``https_proxy``, say), there is no SOCKS5 proxy for
 that URL, and ``None`` is returned rather than falling back to
@@ -32,7 +34,13 @@ _OTHER_SOCKS_SCHEMES = ("socks://", "socks4://", "socks4a://", "socks5a://")
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
-    for key in (name.lower(), name.upper()):
+    keys = [name.lower(), name.upper()]
+    if keys[1] == "HTTP_PROXY" and "REQUEST_METHOD" in environ:
+        # Under CGI, HTTP_PROXY is the client's "Proxy:" request header
+        # ("httpoxy"): whoever sends the request would choose the proxy.
+        # Only the lowercase name counts then, as in urllib and curl.
+        del keys[1]
+    for key in keys:
         value = environ.get(key)
         if value:
             return value

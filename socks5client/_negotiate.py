@@ -241,6 +241,10 @@ class SocketChannel:
             addrs = [info[4] for info in infos]
         last: OSError | None = None
         for addr in addrs:
+            if last is not None:
+                # After a failed non-blocking connect, Linux answers the next
+                # connect() on the same socket with ECONNABORTED.
+                _renew(sock)
             if _monotonic() > self._rearm_after:
                 try:
                     self._arm("")
@@ -360,6 +364,27 @@ def transport_error(
 def connect_failed(proxy: Proxy, last: OSError | None) -> ProxyConnectionError:
     """The error for a proxy none of whose addresses accepted the connection."""
     return ProxyConnectionError(f"cannot connect to proxy {describe(proxy.host, proxy.port)}", last)
+
+
+def _renew(sock: socket.socket) -> None:
+    """A fresh, unconnected descriptor under ``sock``, in the same mode, for the next attempt.
+
+    A ``socksocket`` also keeps its options and local address
+    (``_renew_fd``); a plain socket here is one this package made itself
+    (a UDP association's control connection), with nothing to carry.
+    """
+    renew_fd = getattr(sock, "_renew_fd", None)
+    if renew_fd is not None:
+        renew_fd()
+        return
+    import os
+
+    fresh = PlainSocket(_family_of(sock), socket.SOCK_STREAM)
+    try:
+        os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
+    finally:
+        fresh.close()
+    _settimeout(sock, _gettimeout(sock))
 
 
 def connect_to_proxy(sock: socket.socket, proxy: Proxy, budget: Budget) -> SocketChannel:
@@ -503,7 +528,6 @@ def quick_tunnel(
         # timeout, which may not outlast the deadline by more than the slack.
         # Past this time, a step shortens it (_bound) before waiting.
         rearm = deadline - timeout + DEADLINE_SLACK if timeout else _ALWAYS
-    first = rearm
     sent = -1  # not even connected
     selection = accepted = data = b""
     try:
@@ -559,7 +583,9 @@ def quick_tunnel(
             raise connect_failed(proxy, exc) from exc
         raise transport_error(proxy, budget, exc, what, bool(selection)) from exc
     finally:
-        if rearm != first and sock.fileno() != -1:
+        # (Compared, not tracked: a timeout _bound set stays set when a
+        # later _bound finds the deadline passed.)
+        if _gettimeout(sock) != timeout and sock.fileno() != -1:
             _settimeout(sock, timeout)
     return _handover(sock, proxy, budget, request, context, name, sent, selection + accepted + data)
 

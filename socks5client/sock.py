@@ -112,6 +112,14 @@ _CARRIED_OPTIONS = [
     )
     for opt in _option(*spec)
 ]
+#: The carried options whose value is a name: getsockopt() returns it
+#: NUL-padded to the buffer size, which setsockopt() would refuse or keep.
+#: The others (SO_LINGER's struct) are copied byte for byte.
+_NAME_OPTIONS = frozenset(
+    opt[:2]
+    for spec in (("SOL_SOCKET", "SO_BINDTODEVICE", 16), ("IPPROTO_TCP", "TCP_CONGESTION", 16))
+    for opt in _option(*spec)
+)
 
 # Subclasses of socksocket made with SOCK_DGRAM become a class that derives
 # from both the subclass and the UDP variant; one such class per subclass.
@@ -551,7 +559,11 @@ class socksocket(socket.socket):
         )
 
     def sendto(self, data: Any, *args: Any) -> int:
-        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
+        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy).
+
+        Through a proxy, a host name in the address is not looked up (see
+        :meth:`_lookup_for_nothing`).
+        """
         if len(args) == 2:
             # Checked and passed on as the int the C method would read: an
             # int subclass could answer ``&`` one way and ``__index__``
@@ -560,16 +572,48 @@ class socksocket(socket.socket):
             self._check_direct_send(args[0])
         elif self._other:
             self._check_direct_send(0)
+        if args and self._lookup_for_nothing(args[-1]):
+            return PlainSocket.send(self, data, *args[:-1])
         return PlainSocket.sendto(self, data, *args)
 
     def sendmsg(self, buffers: Any, *args: Any) -> int:
-        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy)."""
+        """As usual; MSG_FASTOPEN before the handshake is refused (it would bypass the proxy).
+
+        Through a proxy, a host name in the address is not looked up (see
+        :meth:`_lookup_for_nothing`).
+        """
         if len(args) >= 2:
             args = (args[0], _c_int(args[1]), *args[2:])
             self._check_direct_send(args[1])
         else:
             self._check_direct_send(0)
+        if len(args) > 2 and self._lookup_for_nothing(args[2]):
+            args = args[:2]
         return PlainSocket.sendmsg(self, buffers, *args)
+
+    def _lookup_for_nothing(self, address: Any) -> bool:
+        """Whether ``address``, given to a send on this proxied TCP socket, names a host.
+
+        The kernel ignores a TCP socket's send address (connected) or
+        refuses the send whatever the address (not connected, ``EPIPE``),
+        but the C method resolves a host name first: a DNS query around
+        the proxy, for nothing.  The caller then sends without the address,
+        which the kernel treats the same.  IP literals and malformed
+        addresses still go to the C method, which checks them as usual.
+        """
+        if not self._stream or not isinstance(address, tuple) or len(address) < 2:
+            return False
+        host = address[0]
+        if isinstance(host, (bytes, bytearray)):
+            host = bytes(host).decode("ascii", "replace")
+        if not isinstance(host, str) or host in ("", "<broadcast>"):
+            return False
+        try:
+            if _is_ip_literal(host):
+                return False
+        except ValueError:
+            pass  # not sendable to a proxy either, but the C method would look it up
+        return self._effective_proxy() is not None
 
     # -- connecting --------------------------------------------------------
 
@@ -774,7 +818,7 @@ class socksocket(socket.socket):
         for args in self._options:
             PlainSocket.setsockopt(self, *args)
         for level, name, value in carried:
-            if isinstance(value, bytes):
+            if (level, name) in _NAME_OPTIONS:
                 value = value.rstrip(b"\0") or value
             PlainSocket.setsockopt(self, level, name, value)
         if self._local_bind is not None:
@@ -1133,6 +1177,9 @@ def create_connection(
     del proxy_username, proxy_password, pysocks_args, proxy
     host, port = _split_address(address)
     if chosen is None:
+        # As socksocket.connect() without a proxy: a synthetic address
+        # leads nowhere but through a proxy.
+        _check_not_synthetic(address)
         return _direct_connection(address, timeout, source_address, socket_options, all_errors)
     # Refuse a bad destination before resolving or connecting anything.
     _codec.encode_host(host)

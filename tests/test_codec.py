@@ -84,6 +84,13 @@ def test_uts46_maps_uppercase_non_ascii() -> None:
     assert _codec.encode_host("BÜCHER.example")[1][1:] == b"xn--bcher-kva.example"
 
 
+@pytest.mark.parametrize("host", ["evil\x00.allowed.example", "\x00", "127.0.0.1\x00.example"])
+def test_hostname_with_a_nul_is_refused(host: str) -> None:
+    # A proxy written in C would end the name at the NUL.
+    with pytest.raises(ValueError, match="NUL"):
+        _codec.encode_host(host)
+
+
 def test_hostname_of_255_bytes_is_accepted() -> None:
     name = ("a" * 63 + ".") * 3 + "a" * 63
     assert len(name) == 255

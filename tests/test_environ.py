@@ -26,6 +26,16 @@ S5 = "socks5://user:pw@[::1]:9050"
         # The first variable that applies decides: an HTTP proxy there means
         # no SOCKS5 proxy for this URL, not a fall-back to ALL_PROXY.
         ({"https_proxy": "http://corp:3128", "ALL_PROXY": S5H}, "https", None),
+        # Under CGI, HTTP_PROXY is the request's "Proxy:" header (httpoxy):
+        # ignored, whatever it names, while the lowercase name still counts.
+        (
+            {"REQUEST_METHOD": "GET", "HTTP_PROXY": "socks5h://evil:1", "ALL_PROXY": S5H},
+            "http",
+            S5H,
+        ),
+        ({"REQUEST_METHOD": "GET", "HTTP_PROXY": "http://evil:1", "ALL_PROXY": S5H}, "http", S5H),
+        ({"REQUEST_METHOD": "GET", "http_proxy": S5, "ALL_PROXY": S5H}, "http", S5),
+        ({"REQUEST_METHOD": "GET", "HTTPS_PROXY": S5, "ALL_PROXY": S5H}, "https", S5),
     ],
 )
 def test_which_variable_applies(environ: dict[str, str], scheme: str, expected: str | None) -> None:

@@ -14,6 +14,7 @@ import errno
 import http.client
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -253,6 +254,113 @@ def test_sendto_after_connect_goes_into_the_tunnel(
         assert s.sendto(b"ping", trap.address) == 4
         assert s.recv(4) == b"ping"
     assert trap.hits() == 0
+
+
+_SENDTO_CHILD = """
+import json, socket, sys, time
+from test_patch_clients import _DNSTrap, _loopback_up
+import socks5client
+from server import EchoServer, SocksServer
+
+_loopback_up()
+trap = _DNSTrap()
+report = {}
+try:
+    socket.socket().sendto(b"x", ("control.example", 80))
+except OSError as exc:
+    report["control"] = type(exc).__name__
+time.sleep(0.1)
+report["control_queries"] = list(trap.names)
+trap.names.clear()
+with SocksServer("127.0.0.1") as proxy, EchoServer("127.0.0.1") as echo:
+    url = f"socks5h://127.0.0.1:{proxy.port}"
+    with socks5client.socksocket() as s:
+        s.set_proxy(url)
+        s.settimeout(5)
+        s.connect(echo.address)
+        # Connected: the bytes go into the tunnel, as without the address.
+        report["sendto"] = s.sendto(b"ab", ("sendto.example", 80))
+        report["sendto_flags"] = s.sendto(b"cd", 0, (b"sendto-bytes.example", 80))
+        report["sendmsg"] = s.sendmsg([b"ef"], [], 0, ("sendmsg.example", 80))
+        got = b""
+        while len(got) < 6:
+            got += s.recv(6 - len(got))
+        report["echoed"] = got.decode()
+    with socks5client.socksocket() as s:
+        s.set_proxy(url)
+        # Not connected: what the kernel says with an address or without.
+        try:
+            s.sendto(b"x", ("unconnected.example", 80))
+        except OSError as exc:
+            report["unconnected"] = type(exc).__name__
+time.sleep(0.1)
+report["queries"] = list(trap.names)
+print(json.dumps(report))
+"""
+
+
+def test_send_address_with_a_name_is_not_looked_up(tmp_path: Any) -> None:
+    # The C sendto/sendmsg resolve a host name before the kernel ignores
+    # the address of a connected TCP socket (or refuses the send of an
+    # unconnected one): a DNS query around the proxy.  Only a network
+    # namespace whose name server is a trap shows it: the lookup is made
+    # in C, under any Python-level recorder.
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_patch_clients import _unshare_argv
+
+    argv = _unshare_argv()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    child = tmp_path / "child.py"
+    child.write_text(_SENDTO_CHILD)
+    tests = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tests.parent), str(tests)]))
+    script = 'mount --bind "$1" /etc/resolv.conf && exec "$2" "$3"'
+    result = subprocess.run(
+        [*argv, "sh", "-c", script, "sh", str(resolv), sys.executable, str(child)],
+        capture_output=True,
+        timeout=30,
+        env=env,
+        cwd=str(tests),
+        check=False,
+    )
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
+    report = json.loads(output.strip().splitlines()[-1])
+    # The control: a plain socket's sendto does ask the trap.
+    assert "control.example" in report["control_queries"]
+    assert (report["sendto"], report["sendto_flags"], report["sendmsg"]) == (2, 2, 2)
+    assert report["echoed"] == "abcdef"
+    assert report["unconnected"] == "BrokenPipeError"
+    assert report["queries"] == []
+
+
+def test_create_connection_without_a_proxy_refuses_a_synthetic_address(
+    socks_server: SocksServer, mocker: Any
+) -> None:
+    # A synthetic address from patch() leads nowhere but through a proxy;
+    # without one, create_connection refuses it as socksocket.connect does.
+    # (The direct connection is replaced so that a regression raises
+    # instead of sending a SYN to 240.0.0.0/4.)
+    direct = mocker.patch.object(
+        socks5client.sock, "_direct_connection", side_effect=AssertionError("direct")
+    )
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="")
+    try:
+        info = socket.getaddrinfo("example.com", 80, socket.AF_INET, socket.SOCK_STREAM)
+        with pytest.raises(OSError) as refused:
+            socks5client.create_connection((info[0][4][0], 80), timeout=1)
+    finally:
+        socks5client.unpatch()
+    assert refused.value.errno == errno.EHOSTUNREACH
+    direct.assert_not_called()
+    assert socks_server.connections == 0
 
 
 def test_raw_socket_with_a_proxy_is_refused(socks_server: SocksServer) -> None:
@@ -514,6 +622,37 @@ def test_create_connection_shares_one_deadline_across_proxy_addresses(
     assert len(second.records) <= 1
 
 
+@pytest.mark.parametrize("kind", ["tcp", "udp"])
+def test_the_proxys_next_address_is_tried_on_a_fresh_descriptor(
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    udp_echo_server: Any,
+    mocker: Any,
+    kind: str,
+) -> None:
+    # The proxy's name resolves first to an address where nothing listens
+    # (refused at once), then to the proxy.  With a timeout the descriptor
+    # is non-blocking, and Linux answers a second connect() on it with
+    # ECONNABORTED: the next address needs a fresh one (for UDP, the
+    # control connection's).
+    _fake_resolver(mocker, "proxies.test", ["127.0.0.9", "127.0.0.1"])
+    url = f"socks5h://proxies.test:{socks_server.port}"
+    if kind == "tcp":
+        with socks5client.socksocket() as s:
+            s.set_proxy(url)
+            s.settimeout(5)
+            s.connect(echo_server)
+            s.sendall(b"ping")
+            assert s.recv(4) == b"ping"
+    else:
+        with socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.set_proxy(url)
+            s.settimeout(5)
+            s.sendto(b"ping", udp_echo_server.address)
+            assert s.recvfrom(4)[0] == b"ping"
+    assert len(socks_server.records) == 1
+
+
 # --------------------------------------------------------------------------
 # The retry socket keeps its local address and options.
 # --------------------------------------------------------------------------
@@ -540,12 +679,16 @@ def test_retry_socket_keeps_local_address_and_options(
     PlainSocket.setsockopt(s, socket.IPPROTO_IP, socket.IP_TTL, 7)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     rcvbuf = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    # A struct option: its zero bytes are part of the value.
+    linger = struct.pack("ii", 1, 0)
+    PlainSocket.setsockopt(s, socket.SOL_SOCKET, socket.SO_LINGER, linger)
     s.bind(("127.0.0.2", 0))
     with s:
         s.connect(("multi.test", 80))
         assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 0x10
         assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 7
         assert s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == rcvbuf
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8) == linger
         assert s.getsockname()[0] == "127.0.0.2"
     assert [r.client_address[0] for r in server.records] == ["127.0.0.2"] * 3
 

@@ -11,6 +11,7 @@ same error class and message, same application bytes left in the socket.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import socks5client
-from socks5client import _conversation, errors
+from socks5client import _conversation, _negotiate, errors
 
 from server import PeerClosed, SocksServer, read_greeting, recv_exact
 
@@ -227,6 +228,36 @@ def test_deadline_covers_all_steps_on_the_quick_path(
         sock.connect(TARGET)
     assert time.monotonic() - started < TIMEOUT + 0.1
     assert spy.call_count == 0
+
+
+def test_non_blocking_mode_is_kept_when_the_deadline_passes_between_steps(
+    scripted_server: Callable[..., SocksServer], debug_logging: Callable[[bool], None], mocker: Any
+) -> None:
+    # A non-blocking socket's handshake runs with a timeout the first step
+    # sets.  Here the selection arrives, and by the next step the deadline
+    # has passed (the clock is moved on, as if the read had taken that
+    # long): the hand-over reports the timeout, and the socket must be
+    # non-blocking again, as connect_ex leaves it for the next try.
+    debug_logging(False)
+    answers = Answers(b"\x05\x00", reply=b"", then_close=False)
+    server = scripted_server(_script(answers, []))
+    real_clock, real_recv = _negotiate._monotonic, _negotiate._recv
+    late = [0.0]
+
+    def recv(sock: socket.socket, size: int) -> bytes:
+        data = real_recv(sock, size)
+        late[0] = 3600.0
+        return data
+
+    mocker.patch.object(_negotiate, "_monotonic", lambda: real_clock() + late[0])
+    mocker.patch.object(_negotiate, "_recv", recv)
+    sock = socks5client.socksocket()
+    sock.setblocking(False)
+    sock.set_proxy(socks5client.SOCKS5, "127.0.0.1", server.port)
+    with sock:
+        assert sock.connect_ex(TARGET) == errno.ETIMEDOUT
+        assert sock.gettimeout() == 0.0
+        assert sock.fileno() != -1
 
 
 # -- every surprise is handed over, and ends as the conversation says ----------------

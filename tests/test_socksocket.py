@@ -448,6 +448,15 @@ def test_default_proxy_is_used_by_sockets_without_their_own(
     assert socks_server.connections == 1
 
 
+def test_hostname_with_a_nul_is_refused_before_anything_is_sent(
+    socks_server: SocksServer,
+) -> None:
+    # A plain socket refuses it too; a proxy in C would connect to "127.0.0.1".
+    with proxied(socks_server) as s, pytest.raises(ValueError, match="NUL"):
+        s.connect(("127.0.0.1\x00.allowed.example", 80))
+    assert socks_server.connections == 0
+
+
 def test_set_proxy_without_arguments_connects_directly(
     socks_server: SocksServer, echo_server: tuple[str, int], default_proxy_reset: None
 ) -> None:
