@@ -20,12 +20,18 @@ these loop methods are replaced on their classes:
 * ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
   two above): a proxied host gets a tunnel from
   :mod:`socks5client.asyncio`, handed to the original as ``sock=``;
+* ``getnameinfo`` (``uvloop.Loop`` only): the patched
+  ``socket.getnameinfo`` in the executor, as the default loop calls it;
+  libuv's own would make reverse DNS queries for proxied addresses;
 * ``create_datagram_endpoint`` (``uvloop.Loop`` only): libuv sends the
   datagrams itself, past any Python ``sendto``, so under ``patch(udp=True)``
   an endpoint that could reach beyond this machine is refused
   (``EOPNOTSUPP``, pointing to :func:`socks5client.asyncio.open_udp`)
-  instead of sending around the proxy.  The default loop's endpoints send
-  through the patched socket's own ``sendto`` and need no hook.
+  instead of sending around the proxy.  libuv also resolves ``remote_addr``
+  itself, so with remote DNS a proxied name there is refused
+  (``ENETUNREACH``) rather than looked up.  The default loop's
+  endpoints resolve with the hooked ``getaddrinfo`` and send through the
+  patched socket's own ``sendto``, and need no hook.
 
 Classes are patched, not loop instances, so loops made before or after
 ``patch()`` are covered alike.  ``asyncio`` and ``uvloop`` are not imported
@@ -181,10 +187,25 @@ def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[...
     async def create_datagram_endpoint(
         self: Any, protocol_factory: Callable[[], Any], *args: Any, **kwargs: Any
     ) -> Any:
-        active = _active()
+        patch = _patch_module()
+        active = patch._active
+        remote = kwargs.get("remote_addr", args[1] if len(args) > 1 else None)
+        if active is not None and isinstance(remote, (tuple, list)) and remote:
+            # libuv resolves remote_addr itself, past the patched getaddrinfo,
+            # and its endpoints never go through the proxy (see below): a
+            # proxied name would be a DNS query here.  Refused as the patched
+            # socket's connect() refuses it.
+            host = patch._proxied_name(active, remote[0])
+            if host is not None:
+                import errno
+
+                raise OSError(
+                    errno.ENETUNREACH,
+                    f"{host!r} is a proxied name, and this uvloop datagram endpoint does"
+                    " not go through the proxy; its name is not resolved locally",
+                )
         if active is not None and active.udp:
             local = kwargs.get("local_addr", args[0] if args else None)
-            remote = kwargs.get("remote_addr", args[1] if len(args) > 1 else None)
             sock = kwargs.get("sock")
             if sock is not None:
                 with contextlib.suppress(OSError):
@@ -219,9 +240,25 @@ def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[...
     return functools.wraps(original)(create_datagram_endpoint)
 
 
+def _hook_getnameinfo(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def getnameinfo(self: Any, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
+        patch = _patch_module()
+        if patch._active is None:
+            return await original(self, sockaddr, flags)  # type: ignore[no-any-return]
+        # The patched function, in the executor as the default loop does:
+        # a synthetic address gets its name, and a proxied address no
+        # reverse DNS query (libuv's own uv_getnameinfo would make one).
+        return await self.run_in_executor(  # type: ignore[no-any-return]
+            None, patch._getnameinfo, sockaddr, flags
+        )
+
+    return functools.wraps(original)(getnameinfo)
+
+
 _HOOKS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "sock_connect": _hook_sock_connect,
     "getaddrinfo": _hook_getaddrinfo,
+    "getnameinfo": _hook_getnameinfo,
     "create_connection": _hook_create_connection,
     "create_datagram_endpoint": _hook_create_datagram_endpoint,
 }
@@ -247,6 +284,7 @@ def _targets(module_name: str) -> list[tuple[type, str]]:
     return [
         (loop_class, "sock_connect"),
         (loop_class, "getaddrinfo"),
+        (loop_class, "getnameinfo"),
         (loop_class, "create_connection"),
         (loop_class, "create_datagram_endpoint"),
     ]

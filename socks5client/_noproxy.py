@@ -326,7 +326,13 @@ class NoProxy:
         name, or an IP literal (IPv6 possibly with ``%scope`` or brackets).
         Entries with a port (``example.com:8080``) match only when ``port``
         is given and equal.  Never resolves anything.
+
+        A host with a NUL in it never matches, not even ``*``: the C
+        resolver would stop at the NUL and look up (and connect to) another
+        host than the one matched here.
         """
+        if ("\x00" if isinstance(host, str) else b"\x00") in host:
+            return False
         if self._all:
             return True
         if port is not None and self._by_port:

@@ -130,6 +130,11 @@ class _Active:
         )
         #: Things to put back at unpatch() besides the socket module's names.
         self.extra_restores: list[tuple[Any, str, Any]] = []
+        #: Whether a patched() block applied this patch (not patch()), and
+        #: how many patched() blocks, in any thread, are inside it now: the
+        #: last of them to exit unpatches (under _lock).
+        self.applied_by_block = False
+        self.blocks = 0
 
     def direct(self, host: str, port: Any = None) -> bool:
         """Whether a connection to ``host`` (name or address, on ``port``) bypasses the proxy."""
@@ -195,10 +200,29 @@ def _text(host: Any) -> Any:
     return host
 
 
+def _refuse_nul(host: Any) -> None:
+    """Raise what a plain socket's ``connect()`` raises for a host with a NUL in it.
+
+    The C resolver stops at the NUL, while no_proxy matching sees the whole
+    string: ``"evil.example\\x00.localhost"`` would pass as a name under
+    localhost, then be looked up (and connected to, directly) as
+    ``"evil.example"``.  Such a host is never direct and never resolved.
+    """
+    if isinstance(host, str):
+        nul = "\x00" in host
+    elif isinstance(host, (bytes, bytearray)):
+        nul = b"\x00" in host
+    else:
+        return
+    if nul:
+        raise TypeError("host name must not contain null character")
+
+
 def _map(address: Any) -> tuple[Any, str | None]:
     """``address`` with a synthetic host replaced by its name; and that name."""
     if not isinstance(address, tuple) or len(address) < 2:
         return address, None
+    _refuse_nul(address[0])
     host = _text(address[0])
     if not isinstance(host, str) or not _synthetic.is_synthetic(host):
         return address, None
@@ -250,6 +274,10 @@ class _PatchedSocket(socksocket):
             raise _unknown_synthetic(str(_text(address[0])))
         return proxy, target
 
+    #: True once the patch itself made this UDP socket direct (its first
+    #: destination went direct), as opposed to ``set_proxy()`` without a proxy.
+    _direct_by_patch = False
+
     def _udp_target(self, address: Any) -> Any:
         """A UDP destination with its synthetic host mapped; picks the route on first use."""
         target, name = _map(address)
@@ -266,14 +294,35 @@ class _PatchedSocket(socksocket):
             # A UDP socket's route is chosen at its first destination: a
             # direct one (a resolver on loopback...) makes it a plain socket.
             self._proxy = None
-        if name is not None and self._effective_proxy() is None:
+            self._direct_by_patch = True
+        if self._effective_proxy() is not None:
+            return target
+        why = "its first destination went direct" if self._direct_by_patch else "patch(udp=False)"
+        if name is not None:
             # Sending to the name directly would resolve it here.
             raise OSError(
                 errno.ENETUNREACH,
                 f"{_text(address[0])} is a synthetic address for {name!r}, and this UDP"
-                " socket does not go through the proxy (patch(udp=False)); its name is"
-                " not resolved locally",
+                f" socket does not go through the proxy ({why}); its name is not"
+                " resolved locally",
             )
+        if (
+            active is not None
+            and active.remote_dns
+            and (self._proxy is _UNSET or self._direct_by_patch)
+            and isinstance(target, tuple)
+            and len(target) >= 2
+        ):
+            # The name itself, given to a plain socket, would be resolved by
+            # the C sendto()/connect() here: a DNS query for a proxied name.
+            # A socket made direct with set_proxy() is the program's choice.
+            host = _proxied_name(active, target[0])
+            if host is not None and host != "<broadcast>":
+                raise OSError(
+                    errno.ENETUNREACH,
+                    f"{host!r} is a proxied name, and this UDP socket does not go"
+                    f" through the proxy ({why}); its name is not resolved locally",
+                )
         return target
 
     def connect(self, address: Any) -> None:
@@ -416,6 +465,7 @@ def _synthetic_infos(
 
 def _proxied_name(active: _Active, host: Any) -> str | None:
     """``host`` if resolving it must not reach the real resolver (a proxied name)."""
+    _refuse_nul(host)
     if not active.remote_dns or host is None:
         return None
     host = _text(host)
@@ -479,6 +529,7 @@ def _gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
     real = _real("gethostbyaddr")
     if active is None or not active.remote_dns:
         return real(ip_address)  # type: ignore[no-any-return]
+    _refuse_nul(ip_address)
     host = str(_text(ip_address))
     name = _synthetic.name_for(host)
     if name is not None:
@@ -644,8 +695,10 @@ def patched(
 ) -> _GeneratorContextManager[None]:
     """:func:`patch` for the duration of a ``with`` block.
 
-    Nested blocks with the same arguments are fine (only the outermost one
-    unpatches); other arguments raise :class:`RuntimeError`.
+    Nested blocks with the same arguments are fine, in one thread or in
+    several: the patch stays until the last block that shares it exits (and
+    a block entered while :func:`patch` was in effect leaves it in place).
+    Other arguments raise :class:`RuntimeError`.
     """
     # The same context manager @contextlib.contextmanager would make, with
     # contextlib imported only now: programs that never patch need not load it.
@@ -657,14 +710,28 @@ def patched(
 def _patched(
     proxy: ProxyLike, no_proxy: str | Sequence[str] | None, udp: bool, bind: bool
 ) -> Iterator[None]:
+    # Blocks are counted, not tied to the one that applied the patch: with
+    # threads, that one may exit while a block entered later in another
+    # thread (a no-op there, same settings) is still running, and unpatching
+    # then would send that thread's connections around the proxy.
     with _lock:
-        already = _active is not None
+        applies = _active is None
         patch(proxy, no_proxy=no_proxy, udp=udp, bind=bind)
+        active = _active
+        if active is None:  # pragma: no cover - patch() returned, so it is set
+            raise RuntimeError("socks5client.patch() did not take effect")
+        if applies:
+            active.applied_by_block = True
+        active.blocks += 1
     try:
         yield
     finally:
-        if not already:
-            unpatch()
+        with _lock:
+            active.blocks -= 1
+            # Only the patch this block shares: after an explicit unpatch()
+            # (and perhaps another patch()) inside the block, it is not ours.
+            if active is _active and active.applied_by_block and active.blocks == 0:
+                unpatch()
 
 
 def wrap_module(module: ModuleType) -> None:

@@ -329,7 +329,13 @@ def _loop_methods() -> dict[str, Any]:
     return {
         f"{label}.{name}": cls.__dict__.get(name, "<inherited>")
         for label, cls in classes.items()
-        for name in ("sock_connect", "getaddrinfo", "create_connection")
+        for name in (
+            "sock_connect",
+            "getaddrinfo",
+            "getnameinfo",
+            "create_connection",
+            "create_datagram_endpoint",
+        )
     }
 
 
@@ -344,6 +350,7 @@ def test_unpatch_restores_every_loop_method_exactly(socks_server: SocksServer) -
         is not before["BaseSelectorEventLoop.sock_connect"]
     )
     assert patched["uvloop.Loop.create_connection"] != "<inherited>"
+    assert patched["uvloop.Loop.getnameinfo"] != "<inherited>"
     socks5client.unpatch()
     after = _loop_methods()
     assert all(after[k] is before[k] for k in before), after
@@ -486,3 +493,85 @@ def test_uvloop_datagram_endpoint_that_could_leave_directly_is_refused(
         run_on(factory, main())
     finally:
         socks5client.unpatch()
+
+
+def test_uvloop_getnameinfo_makes_no_reverse_query(
+    resolver: Resolver, socks_server: SocksServer
+) -> None:
+    """libuv's own getnameinfo would make a reverse DNS query for a proxied address."""
+    factory = loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    import uvloop
+
+    patch_for(resolver, socks_server)
+    # Checked first, so that an unhooked libuv never gets to query anything.
+    assert "getnameinfo" in uvloop.Loop.__dict__
+
+    async def main() -> list[tuple[str, str]]:
+        loop = asyncio.get_running_loop()
+        synthetic = socket.getaddrinfo("secret.test", 443)[0][4][0]
+        return [
+            # Proxied (no_proxy=""): numeric, even though /etc/hosts names it.
+            await loop.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICSERV),
+            await loop.getnameinfo((synthetic, 443), socket.NI_NUMERICSERV),
+        ]
+
+    assert run_on(factory, main()) == [("127.0.0.1", "80"), ("secret.test", "443")]
+    assert_no_lookup(resolver)
+
+
+def test_datagram_endpoint_to_a_proxied_name_is_refused_without_udp(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, udp_echo_server: Any
+) -> None:
+    """uvloop resolves remote_addr in libuv; the default loop sends with the patched sendto."""
+    patch_for(resolver, socks_server)
+    port = udp_echo_server.address[1]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(OSError) as info:
+            await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=(NAME, port), family=socket.AF_INET
+            )
+        assert info.value.errno == errno.ENETUNREACH
+        errors: list[Any] = []
+
+        class Protocol(asyncio.DatagramProtocol):
+            def error_received(self, exc: Exception) -> None:
+                errors.append(exc)
+
+        transport, _ = await loop.create_datagram_endpoint(Protocol, local_addr=("127.0.0.1", 0))
+        try:
+            if type(loop).__module__.startswith("uvloop"):
+                # uvloop's transport takes IP addresses only here: no lookup.
+                with pytest.raises((OSError, ValueError)):
+                    transport.sendto(b"name", (NAME, port))
+            else:
+                # The default loop's transport sends with the patched
+                # socket's sendto, and reports its refusal.
+                transport.sendto(b"name", (NAME, port))
+                await asyncio.sleep(0.1)
+                assert [getattr(e, "errno", None) for e in errors] == [errno.ENETUNREACH]
+        finally:
+            transport.close()
+
+    run(main())
+    assert udp_echo_server.received == []
+    assert_no_lookup(resolver)
+
+
+def test_loop_getaddrinfo_refuses_a_host_with_a_nul(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer
+) -> None:
+    resolver.forbidden = {"x\x00.localhost"}
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="localhost")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TypeError, match="null character"):
+            await loop.getaddrinfo("x\x00.localhost", 80)
+        # The default loop's own address check (inet_pton) refuses it first.
+        with pytest.raises((TypeError, ValueError), match="null character"):
+            await loop.create_connection(asyncio.Protocol, "x\x00.localhost", 80)
+
+    run(main())
+    assert resolver.hosts() == []

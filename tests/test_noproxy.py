@@ -863,6 +863,18 @@ def test_ascii_bytes_hosts_are_accepted() -> None:
     assert not matcher.matches(b"\xff.example.com")  # type: ignore[arg-type]
 
 
+def test_a_host_with_a_nul_never_matches() -> None:
+    # The C resolver stops at the NUL: "evil.example\0.localhost" would be
+    # looked up, and connected to, as "evil.example".
+    assert not default().matches("evil.example\x00.localhost")
+    assert not default().matches("127.0.0.1\x00")
+    assert not explicit("localhost").matches("ip6-localhost\x00.localhost", 80)
+    assert not explicit("localhost:80").matches("ip6-localhost\x00.localhost", 80)
+    assert not explicit("*").matches("evil.example\x00")
+    assert not default().matches(b"evil.example\x00.localhost")  # type: ignore[arg-type]
+    assert default().matches("db.localhost")
+
+
 def test_many_entries_cost_set_lookups() -> None:
     # The per-connect cost depends on the host's labels, not on the number
     # of entries: a long list still answers instantly.

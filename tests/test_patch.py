@@ -359,6 +359,84 @@ def test_explicit_set_proxy_wins_over_the_patch(
     assert socks_server.connections == 0
 
 
+def test_a_host_with_a_nul_is_refused_never_resolved_nor_direct(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    # The C resolver stops at the NUL, so "leak.test\0.localhost" would pass
+    # no_proxy as a name under localhost and be resolved (and connected to,
+    # directly) as "leak.test".  Refused as a plain socket's connect() does.
+    nul_names = ["leak.test\x00.localhost", "localhost\x00.localhost", "leak.test\x00"]
+    resolver.forbidden = set(nul_names)
+    socks5client.patch(url(socks_server), no_proxy="localhost")
+    message = "host name must not contain null character"
+    with pytest.raises(TypeError, match=message):
+        socket.getaddrinfo("leak.test\x00.localhost", 80)
+    with pytest.raises(TypeError, match=message):
+        socket.getaddrinfo(b"leak.test\x00.localhost", 80)
+    with pytest.raises(TypeError, match=message):
+        socket.create_connection(("localhost\x00.localhost", echo_server[1]), timeout=5)
+    with pytest.raises(TypeError, match=message):
+        socket.gethostbyname("leak.test\x00")
+    with pytest.raises(TypeError, match=message):
+        socket.gethostbyname_ex("leak.test\x00")
+    with pytest.raises(TypeError, match=message):
+        socket.gethostbyaddr("leak.test\x00")
+    for method in ("connect", "connect_ex"):
+        with socket.socket() as s, pytest.raises(TypeError, match=message):
+            getattr(s, method)(("localhost\x00.localhost", echo_server[1]))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, pytest.raises(TypeError):
+        s.sendto(b"x", ("localhost\x00.localhost", 53))
+    assert socks_server.connections == 0
+    assert resolver.hosts() == []
+
+
+def test_patched_blocks_in_two_threads_keep_the_patch_until_the_last_exits(
+    socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
+) -> None:
+    # Thread A applies the patch; thread B enters a block with the same
+    # settings (a no-op) and is still inside when A leaves: B's connections
+    # must still go through the proxy.
+    a_inside, b_inside, a_done = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def thread_a() -> None:
+        with socks5client.patched(url(socks_server), no_proxy=""):
+            a_inside.set()
+            b_inside.wait(5)
+        a_done.set()
+
+    def thread_b() -> None:
+        a_inside.wait(5)
+        with socks5client.patched(url(socks_server), no_proxy=""):
+            b_inside.set()
+            a_done.wait(5)
+            seen["patched"] = socks5client.is_patched()
+            with socket.create_connection(echo_server, timeout=5) as s:
+                echo(s)
+        seen["after"] = socks5client.is_patched()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    original = socket.socket
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == {"patched": True, "after": False}
+    assert socks_server.connections == 1
+    assert socket.socket is original
+    # A block inside an explicit patch() still leaves it in place, in any thread.
+    socks5client.patch(url(socks_server), no_proxy="")
+
+    def block() -> None:
+        with socks5client.patched(url(socks_server), no_proxy=""):
+            pass
+
+    other = threading.Thread(target=block)
+    other.start()
+    other.join(10)
+    assert socks5client.is_patched()
+
+
 # --------------------------------------------------------------------------
 # UDP
 # --------------------------------------------------------------------------
@@ -376,6 +454,61 @@ def test_udp_stays_plain_unless_asked(
         with pytest.raises(OSError) as info:
             s.sendto(b"x", (synthetic, 53))
         assert info.value.errno == errno.ENETUNREACH
+    assert socks_server.associations == []
+
+
+def test_udp_to_a_proxied_name_is_refused_when_not_proxied(
+    socks_server: SocksServer, udp_echo_server: Any, resolver: Resolver
+) -> None:
+    # A plain UDP socket resolves a name given to sendto()/connect() in C,
+    # past the patched getaddrinfo: for a proxied name, a local DNS query.
+    # "localhost" (proxied with no_proxy="") resolves from /etc/hosts, so
+    # without the refusal the datagram would arrive, with no query made.
+    port = udp_echo_server.address[1]
+    socks5client.patch(url(socks_server), no_proxy="")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for send in (
+            lambda: s.sendto(b"sendto", ("localhost", port)),
+            lambda: s.sendto(b"sendto", 0, (b"localhost", port)),
+            lambda: s.sendmsg([b"sendmsg"], [], 0, ("localhost", port)),
+            lambda: s.connect(("localhost", port)),
+        ):
+            with pytest.raises(OSError) as info:
+                send()
+            assert info.value.errno == errno.ENETUNREACH
+            assert "'localhost' is a proxied name" in str(info.value)
+        assert s.connect_ex(("localhost", port)) == errno.ENETUNREACH
+        # IP addresses are no lookup: they are sent as before.
+        s.settimeout(5)
+        s.sendto(b"ip", udp_echo_server.address)
+        assert s.recvfrom(10)[0] == b"ip"
+    socks5client.unpatch()
+    # A name that goes direct is resolved and sent to, as on a plain socket.
+    socks5client.patch(url(socks_server), no_proxy="localhost")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"direct", ("localhost", port))
+        assert s.recvfrom(10)[0] == b"direct"
+    assert [payload for payload, _source in udp_echo_server.received] == [b"ip", b"direct"]
+    assert socks_server.associations == []
+
+
+def test_udp_socket_made_direct_by_its_first_destination_refuses_proxied_names(
+    socks_server: SocksServer, udp_echo_server: Any, resolver: Resolver
+) -> None:
+    # udp=True: the first destination went direct, so the socket stays a
+    # plain one; a proxied name sent later must not be resolved here.
+    port = udp_echo_server.address[1]
+    socks5client.patch(url(socks_server), no_proxy="127.0.0.1", udp=True)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"first", udp_echo_server.address)
+        assert s.recvfrom(10)[0] == b"first"
+        with pytest.raises(OSError) as info:
+            s.sendto(b"name", ("localhost", port))
+        assert info.value.errno == errno.ENETUNREACH
+        assert "first destination went direct" in str(info.value)
+    assert [payload for payload, _source in udp_echo_server.received] == [b"first"]
     assert socks_server.associations == []
 
 
