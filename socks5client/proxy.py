@@ -198,6 +198,9 @@ class Proxy:
             raise TypeError(f"the proxy port must be an int, not {type(port).__name__}")
         if not 1 <= port <= 0xFFFF:
             raise ValueError(f"the proxy port {port} is out of range 1-65535")
+        literal = _literal_sockaddr(host, port)
+        if literal is None:
+            _check_host_name(host)
         if _blank(username):
             if not _blank(password):
                 raise ValueError(
@@ -224,7 +227,7 @@ class Proxy:
             ("gssapi", bool(gssapi)),
             ("gssapi_service", gssapi_service),
             ("gssapi_protection", gssapi_protection),
-            ("_literal", _literal_sockaddr(host, port)),
+            ("_literal", literal),
             ("_plan", None),
             ("_quick", None),
             ("_gssapi_host", None),
@@ -274,8 +277,6 @@ class Proxy:
     @classmethod
     @guard_secrets
     def _parse_url(cls, url: str) -> Proxy:
-        from urllib.parse import unquote
-
         scheme, sep, _ = url.partition("://")
         if not sep:
             raise ValueError("proxy URL has no scheme; expected socks5:// or socks5h://")
@@ -306,8 +307,8 @@ class Proxy:
             port = DEFAULT_PORT
         if port == 0:
             raise ValueError("proxy URL has port 0; a proxy port is 1-65535")
-        username = unquote(parts.username) if parts.username is not None else None
-        password = unquote(parts.password) if parts.password is not None else None
+        username = _url_credential(parts.username)
+        password = _url_credential(parts.password)
         return cls(
             host,
             port,
@@ -458,6 +459,43 @@ def _check_gssapi(gssapi: object, service: object, protection: object) -> None:
         raise ValueError(
             "gssapi_service and gssapi_protection need gssapi=True (or ?gssapi=1 in the URL)"
         )
+
+
+def _url_credential(text: str | None) -> Credential | None:
+    """A percent-decoded username or password: text if its bytes are UTF-8, else the bytes.
+
+    ``unquote`` would turn bytes that are not UTF-8 (``caf%E9``, Latin-1)
+    into U+FFFD, sending other credentials than the URL's; RFC 1929 sends
+    bytes, and curl sends these as they are.
+    """
+    if text is None:
+        return None
+    from urllib.parse import unquote_to_bytes
+
+    raw = unquote_to_bytes(text)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _check_host_name(host: str) -> None:
+    """Refuse a proxy host name that no lookup could take, now rather than at each connection.
+
+    ``getaddrinfo`` encodes a name with Python's ``idna`` codec, which
+    raises ``UnicodeError`` for an empty label (``proxy..example``, ``.``)
+    or one over 63 characters; and the C resolver would end a name at a
+    NUL, looking up (and connecting to) another proxy than the one named.
+    """
+    if "\x00" in host:
+        raise ValueError("the proxy host must not contain a NUL character")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ValueError(
+            f"the proxy host {host!r} is not a valid host name"
+            " (an empty label, or a label over 63 characters)"
+        ) from None
 
 
 def _literal_sockaddr(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:

@@ -43,6 +43,14 @@ def test_from_url_percent_decodes_credentials() -> None:
     assert p.password == "p:a/ss word"
 
 
+def test_from_url_keeps_credential_bytes_that_are_not_utf8() -> None:
+    # Latin-1 "café": sent as the byte E9, not as U+FFFD's three bytes (which
+    # would also make caf%E8 the same password).
+    p = Proxy.from_url("socks5h://caf%C3%A9:caf%E9@h:1")
+    assert (p.username, p.password) == ("café", b"caf\xe9")
+    assert Proxy.from_url("socks5h://u:caf%E8@h:1").password == b"caf\xe8"
+
+
 def test_from_url_with_user_and_no_password() -> None:
     p = Proxy.from_url("socks5h://alice@h")
     assert (p.username, p.password) == ("alice", None)
@@ -62,11 +70,22 @@ def test_from_url_with_user_and_no_password() -> None:
         ("socks5://h:0", "port 0"),
         ("socks5://h:1080/path", "path"),
         ("socks5://h:1080?x=1", "query"),
+        # Names no lookup can take: refused here, not as a UnicodeError at
+        # each connection.
+        ("socks5h://proxy..example:1080", "not a valid host name"),
+        ("socks5h://.:1080", "not a valid host name"),
+        (f"socks5h://{'a' * 64}.example:1080", "not a valid host name"),
     ],
 )
 def test_bad_urls_name_the_problem(url: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Proxy.from_url(url)
+
+
+@pytest.mark.parametrize("host", ["proxy..example", "a\x00.example", "-" * 64])
+def test_bad_host_name_is_refused_at_construction(host: str) -> None:
+    with pytest.raises(ValueError, match="proxy host"):
+        Proxy(host, 1080)
 
 
 @pytest.mark.parametrize("port", [0, 65536, -1])
