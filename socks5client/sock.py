@@ -1175,12 +1175,13 @@ def create_connection(
     # The credentials live on in ``chosen`` (whose repr masks them); no
     # local of this frame, which a traceback keeps, holds them any more.
     del proxy_username, proxy_password, pysocks_args, proxy
-    host, port = _split_address(address)
     if chosen is None:
-        # As socksocket.connect() without a proxy: a synthetic address
-        # leads nowhere but through a proxy.
+        # socket.create_connection's own rules for the address (a port such
+        # as "80" included), but as socksocket.connect() without a proxy: a
+        # synthetic address leads nowhere but through a proxy.
         _check_not_synthetic(address)
         return _direct_connection(address, timeout, source_address, socket_options, all_errors)
+    host, port = _split_address(address)
     # Refuse a bad destination before resolving or connecting anything.
     _codec.encode_host(host)
     if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]

@@ -613,6 +613,9 @@ def test_create_connection_with_pysocks_keywords(
 def test_create_connection_without_a_proxy_is_direct(echo_server: tuple[str, int]) -> None:
     with socks5client.create_connection(echo_server, timeout=5) as s:
         echo_round_trip(s)
+    # socket.create_connection's rules without a proxy: a service port too.
+    with socks5client.create_connection((echo_server[0], str(echo_server[1])), 5) as s:
+        echo_round_trip(s)
 
 
 def test_create_connection_refuses_bad_destinations_before_connecting(
