@@ -450,6 +450,7 @@ class socksocket(socket.socket):
         other._local_bind = self._local_bind
         other._options = list(self._options)
         other._bind_accepted = self._bind_accepted
+        other._listening = self._listening
 
     def dup(self) -> socksocket:
         """A duplicate of this socket that keeps its proxy, destination and tunnel.

@@ -760,11 +760,13 @@ def test_connect_on_a_local_listener_is_eisconn_and_keeps_it_open(
     with proxied(socks_server) as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        with pytest.raises(OSError) as info:
-            s.connect(echo_server)
-        assert info.value.errno == errno.EISCONN
-        assert not isinstance(info.value, errors.ProxyError)
-        assert s.fileno() != -1
+        with s.dup() as twin:  # the same listening socket
+            for listener in (s, twin):
+                with pytest.raises(OSError) as info:
+                    listener.connect(echo_server)
+                assert info.value.errno == errno.EISCONN
+                assert not isinstance(info.value, errors.ProxyError)
+                assert listener.fileno() != -1
     assert socks_server.connections == 0
 
 
