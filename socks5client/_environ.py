@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 
 from ._noproxy import NoProxy
+from ._secret import guard_secrets
 from .proxy import Proxy
 
 __all__ = ["proxy_from_environment", "proxy_url_from_environment"]
@@ -64,6 +65,7 @@ def proxy_url_from_environment(
     return None
 
 
+@guard_secrets
 def proxy_from_environment(
     scheme: str | None = None,
     host: str | None = None,
@@ -77,8 +79,14 @@ def proxy_from_environment(
 
     None means: no proxy variable applies, the one that applies is not a
     SOCKS5 proxy, or ``host`` matches ``no_proxy`` (go direct).  A SOCKS4 URL
-    raises :class:`ValueError`, and so does a malformed SOCKS5 URL (the
-    message never shows its password).
+    raises :class:`ValueError`, and so does a malformed SOCKS5 URL; the
+    message names the variable and the problem, never the password.
+
+    The URL, password included, sits in this frame's locals, and this is
+    called at every request, below the caller's frames: ``guard_secrets``
+    makes the ``ValueError`` a fresh one whose traceback starts above this
+    frame and that chains to nothing, so an error reporter that records
+    traceback locals and ``__context__`` never meets the URL.
     """
     env = os.environ if environ is None else environ
     found = proxy_url_from_environment(scheme, env)
@@ -95,4 +103,11 @@ def proxy_from_environment(
         return None
     if host is not None and NoProxy.from_setting(None, env).matches(host, port):
         return None
-    return Proxy.from_url(url)
+    try:
+        return Proxy.from_url(url)
+    except ValueError as exc:
+        # Proxy.from_url's message says what is wrong but not where the URL
+        # came from.  Only the text is kept, and the error is raised outside
+        # the except block: the original's traceback holds this frame.
+        problem = str(exc)
+    raise ValueError(f"{name}: {problem}")

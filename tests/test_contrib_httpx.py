@@ -835,6 +835,61 @@ def test_a_socks4_or_malformed_proxy_in_the_environment_raises_proxy_error(
     assert site.requests == []
 
 
+#: Nothing else in this suite contains this text.
+ENV_PASSWORD = "Pw-httpx-61c4-never-LEAK"
+
+#: Malformed proxy URLs a user may set, by kind.
+MALFORMED_ENV_URLS = {
+    # A '#' in the password that was not percent-encoded: a fragment.
+    "unencoded-hash": f"socks5h://user:{ENV_PASSWORD}#1@127.0.0.1:1080",
+    "socks4": f"socks4://user:{ENV_PASSWORD}@127.0.0.1:1080",
+    "bad-port": f"socks5h://user:{ENV_PASSWORD}@127.0.0.1:99999",
+}
+
+
+def password_places(exc: BaseException, secret: str) -> list[str]:
+    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
+
+    Error reporters record ``repr()`` of every local of every frame and
+    follow ``__cause__``/``__context__``; docs/errors.md promises that no
+    socks5client frame among them holds a password.  (httpx's own frames
+    are not ours to judge.)
+    """
+    package = os.path.dirname(socks5client.__file__)
+    places: list[str] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if secret in str(err) or secret in repr(err.args):
+            places.append(f"the message of {type(err).__name__}")
+        tb = err.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if code.co_filename.startswith(package):
+                for name, value in dict(tb.tb_frame.f_locals).items():
+                    if secret in repr(value):
+                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
+            tb = tb.tb_next
+        todo += [err.__cause__, err.__context__]
+    return places
+
+
+@pytest.mark.parametrize("url", MALFORMED_ENV_URLS.values(), ids=MALFORMED_ENV_URLS.keys())
+def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_traceback(
+    url: str, monkeypatch: pytest.MonkeyPatch, names: Names
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", url)
+    # Refused before anything is resolved or connected: no site needed.
+    with client_for(None) as client, pytest.raises(httpx.ProxyError) as info:
+        client.get(f"http://{SITE_NAME}/")
+    assert password_places(info.value, ENV_PASSWORD) == []
+    assert "ALL_PROXY" in str(info.value)
+
+
 def test_proxy_none_without_trust_env_is_refused() -> None:
     with pytest.raises(ValueError, match="trust_env"):
         SOCKSTransport(trust_env=False)

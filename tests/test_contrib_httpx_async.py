@@ -22,6 +22,8 @@ import test_contrib_httpx as sync_suite
 from test_asyncio import loop_factory, run_on
 from test_contrib_httpx import (
     CONNECT_TIMEOUT,
+    ENV_PASSWORD,
+    MALFORMED_ENV_URLS,
     SITE_NAME,
     SLACK,
     TIMEOUT,
@@ -29,6 +31,7 @@ from test_contrib_httpx import (
     Site,
     canned_reply,
     connects,
+    password_places,
     stall_after_greeting,
     tls_pair,
     url_of,
@@ -227,6 +230,23 @@ def test_environment_proxy_and_no_proxy(
     monkeypatch.setenv("NO_PROXY", SITE_NAME)
     assert run(get(None, site.url())).content == site.body
     assert len(socks_server.records) == 1
+
+
+@pytest.mark.parametrize("url", MALFORMED_ENV_URLS.values(), ids=MALFORMED_ENV_URLS.keys())
+def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_traceback(
+    run: Runner[Any], url: str, names: Names, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", url)
+
+    async def refused() -> httpx.ProxyError:
+        # Refused before anything is resolved or connected: no site needed.
+        with pytest.raises(httpx.ProxyError) as info:
+            await get(None, f"http://{SITE_NAME}/")
+        return info.value
+
+    error = run(refused())
+    assert password_places(error, ENV_PASSWORD) == []
+    assert "ALL_PROXY" in str(error)
 
 
 def test_each_transport_refuses_the_other_kind_of_client() -> None:

@@ -20,6 +20,7 @@ failure to requests' exceptions.
 from __future__ import annotations
 
 import http.server
+import os
 import pickle
 import socket
 import socketserver
@@ -36,7 +37,7 @@ import requests
 import trustme
 
 import socks5client
-from socks5client.contrib.requests import SOCKSAdapter
+from socks5client.contrib.requests import SOCKSAdapter, SOCKSPoolManager
 
 from conftest import AUTH_PASSWORD, AUTH_USER
 from server import (
@@ -467,6 +468,87 @@ def test_socks4_in_the_environment_is_an_invalid_proxy_url(
     with pytest.raises(requests.exceptions.InvalidProxyURL, match="SOCKS5"):
         session.get(site.url(), timeout=TIMEOUT)
     assert not site.requests
+
+
+#: Nothing else in this file contains this text.
+ENV_PASSWORD = "Pw-requests-5d0f-never-LEAK"
+
+#: Malformed proxy URLs a user may give, by kind.
+MALFORMED_URLS = {
+    # A '#' in the password that was not percent-encoded: a fragment.
+    "unencoded-hash": f"socks5h://user:{ENV_PASSWORD}#1@127.0.0.1:1080",
+    "socks4": f"socks4://user:{ENV_PASSWORD}@127.0.0.1:1080",
+    "bad-port": f"socks5h://user:{ENV_PASSWORD}@127.0.0.1:99999",
+}
+
+
+def _password_places(exc: BaseException, secret: str) -> list[str]:
+    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
+
+    Error reporters record ``repr()`` of every local of every frame and
+    follow ``__cause__``/``__context__``; docs/errors.md promises that no
+    socks5client frame among them holds a password.  (requests' and
+    urllib3's own frames are not ours to judge: with ``trust_env`` they
+    hold the proxy URLs they read.)
+    """
+    package = os.path.dirname(socks5client.__file__)
+    places: list[str] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if secret in str(err) or secret in repr(err.args):
+            places.append(f"the message of {type(err).__name__}")
+        tb = err.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if code.co_filename.startswith(package):
+                for name, value in dict(tb.tb_frame.f_locals).items():
+                    if secret in repr(value):
+                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
+            tb = tb.tb_next
+        todo += [err.__cause__, err.__context__]
+    return places
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS.values(), ids=MALFORMED_URLS.keys())
+@pytest.mark.parametrize("trust_env", [True, False], ids=["trust_env", "no-trust_env"])
+def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_traceback(
+    url: str, trust_env: bool, names: Names, sessions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", url)
+    session = sessions(SOCKSAdapter())
+    session.trust_env = trust_env
+    # Refused before anything is resolved or connected: no site needed.
+    with pytest.raises(requests.exceptions.InvalidProxyURL) as info:
+        session.get(f"http://{NAME_A}/", timeout=TIMEOUT)
+    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert "ALL_PROXY" in str(info.value)
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS.values(), ids=MALFORMED_URLS.keys())
+@pytest.mark.parametrize("make", [SOCKSAdapter, SOCKSPoolManager])
+def test_a_malformed_proxy_url_given_leaves_no_password_in_the_traceback(
+    make: Callable[[str], object], url: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        make(url)
+    assert _password_places(info.value, ENV_PASSWORD) == []
+
+
+def test_proxy_urls_requests_read_from_the_environment_stay_out_of_the_traceback(
+    names: Names, sessions: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests passes the URLs it read (trust_env) to SOCKSAdapter.send as
+    # ``proxies``; that frame is in the traceback of every failure.
+    monkeypatch.setenv("ALL_PROXY", f"socks5h://user:{ENV_PASSWORD}@127.0.0.1:{closed_port()}")
+    session = sessions(SOCKSAdapter())
+    with pytest.raises(requests.exceptions.ProxyError) as info:
+        session.get(f"http://{NAME_A}/", timeout=TIMEOUT)
+    assert _password_places(info.value, ENV_PASSWORD) == []
 
 
 def test_proxy_credentials_never_reach_the_site_on_redirect(

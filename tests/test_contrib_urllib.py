@@ -19,6 +19,7 @@ import errno
 import http.client
 import http.server
 import inspect
+import os
 import socket
 import socketserver
 import ssl
@@ -548,6 +549,69 @@ def test_a_socks4_proxy_in_the_environment_is_an_error(
     with pytest.raises(ValueError, match="SOCKS5"):
         build_opener().open(site.url(host=fake_name), timeout=TIMEOUT)
     assert site.requests == []
+
+
+#: Nothing else in this file contains this text.
+ENV_PASSWORD = "Pw-urllib-3b8e-never-LEAK"
+
+#: Malformed proxy URLs a user may set, by kind.
+MALFORMED_ENV_URLS = {
+    # A '#' in the password that was not percent-encoded: a fragment.
+    "unencoded-hash": f"socks5h://user:{ENV_PASSWORD}#1@127.0.0.1:1080",
+    "socks4": f"socks4://user:{ENV_PASSWORD}@127.0.0.1:1080",
+    "bad-port": f"socks5h://user:{ENV_PASSWORD}@127.0.0.1:99999",
+}
+
+
+def _password_places(exc: BaseException, secret: str) -> list[str]:
+    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
+
+    Error reporters record ``repr()`` of every local of every frame and
+    follow ``__cause__``/``__context__``; docs/errors.md promises that no
+    socks5client frame among them holds a password.  (urllib's own frames
+    are not ours to judge.)
+    """
+    package = os.path.dirname(socks5client.__file__)
+    places: list[str] = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if secret in str(err) or secret in repr(err.args):
+            places.append(f"the message of {type(err).__name__}")
+        tb = err.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if code.co_filename.startswith(package):
+                for name, value in dict(tb.tb_frame.f_locals).items():
+                    if secret in repr(value):
+                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
+            tb = tb.tb_next
+        todo += [err.__cause__, err.__context__]
+    return places
+
+
+@pytest.mark.parametrize("url", MALFORMED_ENV_URLS.values(), ids=MALFORMED_ENV_URLS.keys())
+@pytest.mark.parametrize(
+    "make_opener",
+    [build_opener, lambda: urllib.request.build_opener(SOCKSHandler())],
+    ids=["build_opener", "SOCKSHandler"],
+)
+def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_traceback(
+    make_opener: Callable[[], urllib.request.OpenerDirector],
+    url: str,
+    fake_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", url)
+    # Refused before anything is resolved or connected: no site needed.
+    with pytest.raises(ValueError) as info:
+        make_opener().open(f"http://{fake_name}/", timeout=TIMEOUT)
+    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert "ALL_PROXY" in str(info.value)
 
 
 # ---------------------------------------------------------------------------

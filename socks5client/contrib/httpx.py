@@ -47,7 +47,7 @@ import httpcore
 import httpx
 
 from .. import errors
-from .._environ import proxy_from_environment, proxy_url_from_environment
+from .._environ import proxy_from_environment
 from .._secret import guard_secrets
 from ..proxy import Proxy, proxy_from_args
 from ..sock import create_connection
@@ -447,15 +447,12 @@ class _TransportBase:
             )
         except ValueError as exc:
             # A SOCKS4 or malformed SOCKS5 URL.  The message names the
-            # variable and the problem, never the URL's password; the
-            # exception itself is left behind, as its traceback holds frames
-            # whose locals have the URL.
+            # variable and the problem, never the URL's password.  Only the
+            # text is kept, and the URL is not looked up again here: this
+            # frame is in the traceback of the error raised below.
             problem = str(exc)
             proxy = None
         if problem is not None:
-            found = proxy_url_from_environment(request.url.scheme)
-            if found is not None and found[0] not in problem:
-                problem = f"{found[0]}: {problem}"
             raise httpx.ProxyError(f"cannot use the proxy environment: {problem}", request=request)
         return proxy
 

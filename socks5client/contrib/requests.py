@@ -52,6 +52,7 @@ from urllib3.util.timeout import Timeout
 
 from .. import errors
 from .._environ import proxy_from_environment
+from .._secret import guard_secrets
 from ..proxy import Proxy
 from ..sock import create_connection
 
@@ -245,6 +246,10 @@ class SOCKSPoolManager(PoolManager):
     ``ValueError``).
     """
 
+    # guard_secrets: ``proxy`` may be a URL with a password, which a
+    # ValueError for a malformed URL would otherwise keep in this frame's
+    # and _as_proxy's locals.
+    @guard_secrets
     def __init__(
         self,
         proxy: ProxyLike | None = None,
@@ -269,7 +274,11 @@ class SOCKSPoolManager(PoolManager):
             return proxy_from_environment(scheme.lower(), host, port=port)
         except ValueError as exc:
             # The message names the variable and never shows a password.
-            raise requests.exceptions.InvalidProxyURL(str(exc)) from None
+            problem = str(exc)
+        # Raised outside the except block, so that it has no __context__
+        # (``from None`` only hides it from the printed traceback, not from
+        # error reporters that follow it).
+        raise requests.exceptions.InvalidProxyURL(problem)
 
     def connection_from_context(self, request_context: dict[str, Any]) -> HTTPConnectionPool:
         # Every way of getting a pool (connection_from_url, _host, requests'
@@ -354,6 +363,8 @@ class SOCKSAdapter(HTTPAdapter):
     # What pickling keeps (HTTPAdapter's list plus ours): requests' name and shape.
     __attrs__ = [*HTTPAdapter.__attrs__, "_socks_proxy", "_socks_pool_kwargs"]  # noqa: RUF012
 
+    # guard_secrets: as for SOCKSPoolManager, ``proxy`` may hold a password.
+    @guard_secrets
     def __init__(self, proxy: ProxyLike | None = None, **pool_kwargs: Any) -> None:
         # Set before HTTPAdapter.__init__, which calls init_poolmanager.
         self._socks_proxy = _as_proxy(proxy)
@@ -427,6 +438,10 @@ class SOCKSAdapter(HTTPAdapter):
     ) -> requests.Response:
         """Send ``request`` through the SOCKS5 proxy (``proxies`` is not used)."""
         _drop_derived_proxy_authorization(self, request, proxies)
+        # requests fills ``proxies`` from the environment (trust_env), proxy
+        # URLs and their passwords included; this frame is in the traceback
+        # of every failure below, so the mapping must not stay in a local.
+        del proxies
         try:
             return super().send(
                 request,
