@@ -14,7 +14,9 @@ What the blocking client promises holds here too:
   steps.  Past it the call raises the blocking client's error
   (:class:`~socks5client.errors.ProxyTimeoutError` or
   :class:`~socks5client.errors.ProxyConnectionTimeoutError`, both
-  ``TimeoutError``), with the same message.
+  ``TimeoutError``), with the same message; once the tunnel is up, what
+  runs out of time is the TLS handshake, and the error a plain
+  ``TimeoutError``.
 * **Cancellable at every await.**  Cancelling the task closes the socket
   of the call and raises ``CancelledError``; no descriptor is left behind.
 * **The same errors**, raised by the same code: what the proxy says is
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import ssl as _ssl
 import sys
@@ -56,6 +59,7 @@ from .sock import (
     _resolve_locally,
     _split_address,
     _with_host,
+    carried_options,
     socksocket,
 )
 
@@ -96,10 +100,23 @@ class _Call:
     The deadline is enforced around the whole call (``asyncio.timeout``), so
     the code that was waiting does not see it coming; it keeps this record
     up to date instead, and the handler words the error from it, exactly as
-    the blocking driver words its own.
+    the blocking driver words its own.  It also keeps what a fresh
+    descriptor for the next address must get again (see :func:`_renew`).
     """
 
-    __slots__ = ("budget", "connecting", "heard", "hint", "last", "proxy", "waiting_for")
+    __slots__ = (
+        "after",
+        "budget",
+        "connecting",
+        "heard",
+        "hint",
+        "last",
+        "local",
+        "local_exact",
+        "options",
+        "proxy",
+        "waiting_for",
+    )
 
     def __init__(self, proxy: Proxy, timeout: float | None) -> None:
         self.proxy = proxy
@@ -111,8 +128,22 @@ class _Call:
         self.waiting_for = ""
         self.heard = False
         self.hint = ""
+        #: Once the tunnel is up, what the call still waits for (the TLS
+        #: handshake with the destination): running out of time then is
+        #: no fault of the proxy's.
+        self.after: str | None = None
+        #: The local address a plain socket of the call leaves from (None:
+        #: the kernel's choice), and whether its port is the caller's own
+        #: (else it is only what the kernel picked when the caller bound).
+        self.local: tuple[Any, ...] | None = None
+        self.local_exact = True
+        #: setsockopt() arguments the caller gave for the call's sockets.
+        self.options: tuple[tuple[Any, ...], ...] = ()
 
-    def timed_out(self) -> ProxyError:
+    def timed_out(self) -> TimeoutError:
+        if self.after is not None:
+            # A plain TimeoutError: the proxy's part is over (docs/asyncio.md).
+            return TimeoutError(f"{self.after} did not complete {self.budget.describe()}")
         if self.connecting:
             return _negotiate._connect_timeout(self.proxy, self.budget, self.last)
         return _negotiate.handshake_timeout(
@@ -311,7 +342,11 @@ async def _reach_proxy(loop: asyncio.AbstractEventLoop, sock: socket.socket, cal
             error = await loop.run_in_executor(None, _negotiate._unresolvable, proxy, family, exc)
             raise error from exc
         addrs = [info[4] for info in infos]
-    for addr in addrs:
+    for i, addr in enumerate(addrs):
+        if i:
+            # A TCP socket whose connect failed cannot connect again (Linux
+            # answers ECONNABORTED): the next address gets a fresh one.
+            _renew(sock, call)
         try:
             await _connect_socket(loop, sock, addr)
         except OSError as exc:
@@ -379,20 +414,63 @@ async def _handshake(
     return reply
 
 
-def _renew(sock: socket.socket) -> None:
-    """A fresh, unconnected descriptor under ``sock`` (for the next address to try)."""
+def _renew(sock: socket.socket, call: _Call) -> None:
+    """A fresh, unconnected descriptor under ``sock`` (for the next address to try).
+
+    It must leave as the first one did, by the same interface and route.  A
+    socksocket renews itself (its recorded options and bind).  A plain
+    socket gets what the blocking client's ``socksocket._renew_fd`` carries
+    over (``carried_options``: the options that differ from a fresh
+    socket's, however they were set), then the call's ``socket_options``
+    and its local address.  An option that cannot be copied raises rather
+    than being dropped.
+    """
     if isinstance(sock, socksocket):
         sock._renew_fd()
     else:
-        import os
-
         fresh = PlainSocket(sock.family, sock.type, sock.proto)
         try:
+            carried = carried_options(sock, fresh)
             os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
         finally:
             fresh.close()
+        for option in call.options:
+            sock.setsockopt(*option)
+        for level, name, value in carried:
+            sock.setsockopt(level, name, value)
+        if call.local is not None:
+            _bind_again(sock, call.local, call.local_exact)
     # The new descriptor is blocking: settimeout rewrites the flags.
     PlainSocket.settimeout(sock, 0.0)
+
+
+def _bind_again(sock: socket.socket, address: tuple[Any, ...], exact: bool) -> None:
+    """Bind the renewed ``sock`` to ``address``, where the previous descriptor was.
+
+    If we closed the previous connection first (a proxy that refused and
+    kept it open), its port stays taken for a while (FIN_WAIT, TIME_WAIT).
+    A port the caller gave (``local_addr``, ``exact``) is asked for again
+    and, if taken, fails the call with EADDRINUSE, as the blocking client's
+    bind does.  A port read back from a socket its owner bound may be the
+    kernel's pick (a bind to port 0), which cannot be told apart: then the
+    same host with a new port will do.
+    """
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        if exact or exc.errno != errno.EADDRINUSE or not address[1]:
+            raise
+        sock.bind((address[0], 0, *address[2:]))
+
+
+def _bound_address(sock: socket.socket) -> tuple[Any, ...] | None:
+    """The local address the owner of the unconnected plain ``sock`` bound it to, if any."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    address: tuple[Any, ...] = sock.getsockname()
+    if not address[1] and _unspecified(str(address[0]).split("%", 1)[0]):
+        return None
+    return address
 
 
 async def _connect_via(
@@ -418,7 +496,7 @@ async def _connect_via(
     last: SOCKS5Error | None = None
     for i, target in enumerate(targets):
         if i:
-            _renew(sock)
+            _renew(sock, call)
         name = host if is_name and target == host else None
         try:
             return await _handshake(
@@ -437,8 +515,20 @@ async def _connect_via(
 
 
 def _chosen_proxy(proxy: ProxyLike | None) -> Proxy | None:
-    """``proxy`` as a :class:`Proxy`; the default proxy when ``None``."""
-    return get_default_proxy() if proxy is None else proxy_from_args(proxy)
+    """``proxy`` as a :class:`Proxy`; the default proxy when ``None``.
+
+    A URL that fails validation raises an error that keeps no credentials
+    (``proxy_from_args`` is guarded), but the traceback still holds this
+    frame and the caller's: both drop their copies of the URL first.  The
+    callers do so with ``try``/``finally``: ``del proxy``.
+    """
+    if proxy is None:
+        return get_default_proxy()
+    try:
+        return proxy_from_args(proxy)
+    except BaseException:
+        del proxy
+        raise
 
 
 def _mark_connected(sock: socket.socket, address: Any, host: str, port: int, reply: Reply) -> None:
@@ -473,8 +563,9 @@ async def connect(
     as ``loop.sock_*`` and transports want it.  ``address`` is ``(host,
     port)`` (or an IPv6 4-tuple); a name goes to the proxy unresolved with
     remote DNS.  ``proxy`` is a :class:`~socks5client.Proxy` or URL, else
-    the default proxy; with neither, the connection is direct
-    (``loop.sock_connect``).
+    the proxy a socksocket's own ``connect()`` would use (its own, set with
+    ``set_proxy``, else the default), else for a plain socket the default
+    proxy; with none, the connection is direct (``loop.sock_connect``).
 
     Returns BND.ADDR and BND.PORT of the proxy's reply (``None`` for a
     direct connection).  ``timeout`` bounds the whole call.  On any
@@ -482,25 +573,57 @@ async def connect(
     those of the blocking client.
     """
     loop = asyncio.get_running_loop()
-    chosen = _chosen_proxy(proxy)
-    # The URL may hold a password: no local of this frame keeps it.
-    del proxy
+    try:
+        if proxy is None and isinstance(sock, socksocket):
+            # What its own connect() would use, as the loop hook (patch) passes.
+            chosen = sock._effective_proxy()
+        else:
+            chosen = _chosen_proxy(proxy)
+    finally:
+        # The URL may hold a password: no local of this frame keeps it, even
+        # in the traceback of a URL that fails validation.
+        del proxy
     try:
         _check_unconnected(sock)
         sock.setblocking(False)
         if chosen is None:
-            if isinstance(sock, socksocket):
-                sock.set_proxy()  # "no proxy", even if a default appears meanwhile
-            await _bounded(timeout, loop.sock_connect(sock, address), None)
+            await _direct(loop, sock, address, timeout)
             return None
         host, port = _split_address(address)
         call = _Call(chosen, timeout)
+        if not isinstance(sock, socksocket):
+            # A socksocket renews its descriptor with its recorded bind; a
+            # plain one's bind is read now, before connecting changes it.
+            call.local = _bound_address(sock)
+            call.local_exact = False
         reply = await _bounded(timeout, _connect_via(loop, sock, call, host, port), call)
     except BaseException:
         _forget(loop, sock)
         raise
     _mark_connected(sock, address, host, port, reply)
     return (reply.host, reply.port)
+
+
+async def _direct(
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    address: tuple[Any, ...],
+    timeout: float | None,
+) -> None:
+    """``loop.sock_connect``: ``sock`` connects directly to ``address``."""
+    if not isinstance(sock, socksocket):
+        await _bounded(timeout, loop.sock_connect(sock, address), None)
+        return
+    # The loop calls sock.connect(), which looks for a proxy again: a
+    # default proxy set meanwhile must not turn this into a (blocking)
+    # handshake.  The socket's own setting is pinned to "direct" for the
+    # call only, and then restored.
+    own = sock._proxy
+    sock._proxy = None
+    try:
+        await _bounded(timeout, loop.sock_connect(sock, address), None)
+    finally:
+        sock._proxy = own
 
 
 async def _open_tunnel(
@@ -567,8 +690,13 @@ async def _tunnel_for(
     timeout: float | None,
     kwargs: dict[str, Any],
     then: Callable[[socket.socket], Awaitable[_T]],
+    after: str | None = None,
 ) -> _T:
-    """Open a tunnel and run ``then(sock)`` on it, all of it within ``timeout``."""
+    """Open a tunnel and run ``then(sock)`` on it, all of it within ``timeout``.
+
+    ``after`` names what ``then`` waits for (the TLS handshake), for the
+    plain ``TimeoutError`` raised if the deadline hits it.
+    """
     loop = asyncio.get_running_loop()
     family = int(kwargs.pop("family", 0) or 0)
     local_addr = kwargs.pop("local_addr", None)
@@ -577,9 +705,18 @@ async def _tunnel_for(
         kwargs.pop(name, None)
     host, port = _split_address((host, port))
     call = _Call(chosen, timeout)
+    # A descriptor renewed for the destination's next address binds and
+    # sets these again.
+    call.local = local_addr
+    call.options = tuple(options or ())
 
     async def work() -> _T:
         sock = await _open_tunnel(loop, chosen, host, port, call, family, local_addr, options)
+        if after is not None:
+            call.after = (
+                f"{after} with {describe(host, port)} (through the tunnel via proxy"
+                f" {describe(call.proxy.host, call.proxy.port)})"
+            )
         try:
             return await then(sock)
         except BaseException:
@@ -633,8 +770,10 @@ async def open_connection(
     apply to the connection to the proxy, and the arguments that shape a
     direct connection (``happy_eyeballs_delay``...) are ignored with a proxy.
     """
-    chosen = _chosen_proxy(proxy)
-    del proxy
+    try:
+        chosen = _chosen_proxy(proxy)
+    finally:
+        del proxy  # see _chosen_proxy
     if chosen is None:
         return await _bounded(
             timeout,
@@ -650,7 +789,8 @@ async def open_connection(
             **kwargs,
         )
 
-    return await _tunnel_for(host, port, chosen, timeout, kwargs, then)
+    after = "the TLS handshake" if ssl else "the connection"
+    return await _tunnel_for(host, port, chosen, timeout, kwargs, then, after)
 
 
 async def create_connection(
@@ -670,8 +810,10 @@ async def create_connection(
     protocol)`` from the running loop.
     """
     loop = asyncio.get_running_loop()
-    chosen = _chosen_proxy(proxy)
-    del proxy
+    try:
+        chosen = _chosen_proxy(proxy)
+    finally:
+        del proxy  # see _chosen_proxy
     if chosen is None:
         return await _bounded(
             timeout,
@@ -690,7 +832,8 @@ async def create_connection(
             **kwargs,
         )
 
-    return await _tunnel_for(host, port, chosen, timeout, kwargs, then)
+    after = "the TLS handshake" if ssl else "the connection"
+    return await _tunnel_for(host, port, chosen, timeout, kwargs, then, after)
 
 
 # -- BIND ------------------------------------------------------------------------
@@ -705,7 +848,7 @@ class _AcceptCall(_Call):
         super().__init__(proxy, timeout)
         self.address = address
 
-    def timed_out(self) -> ProxyError:
+    def timed_out(self) -> TimeoutError:
         if self.heard:
             return super().timed_out()
         # Worded as the blocking client's accept() words it.
@@ -803,8 +946,10 @@ async def bind(
     the wait for the peer).
     """
     loop = asyncio.get_running_loop()
-    chosen = _chosen_proxy(proxy)
-    del proxy
+    try:
+        chosen = _chosen_proxy(proxy)
+    finally:
+        del proxy  # see _chosen_proxy
     if chosen is None:
         raise OSError(errno.EOPNOTSUPP, "SOCKS5 BIND needs a proxy, and none is set")
     call = _Call(chosen, timeout)
@@ -997,8 +1142,10 @@ async def open_udp(
     from .udp import UDPSocksSocket, _Association
 
     loop = asyncio.get_running_loop()
-    chosen = _chosen_proxy(proxy)
-    del proxy
+    try:
+        chosen = _chosen_proxy(proxy)
+    finally:
+        del proxy  # see _chosen_proxy
     if chosen is None:
         raise OSError(errno.EOPNOTSUPP, "a SOCKS5 UDP association needs a proxy, and none is set")
     call = _Call(chosen, timeout)

@@ -121,6 +121,32 @@ _NAME_OPTIONS = frozenset(
     for opt in _option(*spec)
 )
 
+
+def carried_options(old: socket.socket, fresh: socket.socket) -> list[tuple[int, int, Any]]:
+    """The ``_CARRIED_OPTIONS`` where ``old`` differs from ``fresh``: ``(level, name, value)``.
+
+    What a fresh descriptor replacing ``old`` must be given again, however
+    the options were set; ready for ``setsockopt``.  (Shared with the
+    asyncio client's renewal of plain sockets.)
+    """
+    carried = []
+    for level, name, buflen in _CARRIED_OPTIONS:
+        try:
+            if buflen is None:
+                value: Any = PlainSocket.getsockopt(old, level, name)
+                default: Any = fresh.getsockopt(level, name)
+            else:
+                value = PlainSocket.getsockopt(old, level, name, buflen)
+                default = fresh.getsockopt(level, name, buflen)
+        except OSError:
+            continue  # not an option of this kind of socket
+        if value != default:
+            if (level, name) in _NAME_OPTIONS:
+                value = value.rstrip(b"\0") or value
+            carried.append((level, name, value))
+    return carried
+
+
 # Subclasses of socksocket made with SOCK_DGRAM become a class that derives
 # from both the subclass and the UDP variant; one such class per subclass.
 _udp_classes: dict[type, type] = {}
@@ -794,19 +820,7 @@ class socksocket(socket.socket):
         """
         fresh = PlainSocket(self.family, self.type, self.proto)
         try:
-            carried = []
-            for level, name, buflen in _CARRIED_OPTIONS:
-                try:
-                    if buflen is None:
-                        value: Any = PlainSocket.getsockopt(self, level, name)
-                        default: Any = fresh.getsockopt(level, name)
-                    else:
-                        value = PlainSocket.getsockopt(self, level, name, buflen)
-                        default = fresh.getsockopt(level, name, buflen)
-                except OSError:
-                    continue  # not an option of this kind of socket
-                if value != default:
-                    carried.append((level, name, value))
+            carried = carried_options(self, fresh)
             os.dup2(fresh.fileno(), self.fileno(), inheritable=self.get_inheritable())
         finally:
             fresh.close()
@@ -819,8 +833,6 @@ class socksocket(socket.socket):
         for args in self._options:
             PlainSocket.setsockopt(self, *args)
         for level, name, value in carried:
-            if (level, name) in _NAME_OPTIONS:
-                value = value.rstrip(b"\0") or value
             PlainSocket.setsockopt(self, level, name, value)
         if self._local_bind is not None:
             PlainSocket.bind(self, self._local_bind)

@@ -1158,3 +1158,195 @@ def test_socks5h_makes_no_dns_query_at_all(
     run(attempt())
     assert resolver.names() == []
     assert [r.dst_addr for r in server.records] == ["leak.test"] * 3
+
+
+# --------------------------------------------------------------------------
+# The socket's own proxy, and the next address on a descriptor that leaves
+# as the first did.
+# --------------------------------------------------------------------------
+
+
+def test_connect_without_proxy_uses_the_socksockets_own(
+    run: Runner[Any],
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dns_recorder import install_recorder
+
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden = {"echo.test"}
+    socks_server.commands[1] = _connect_to(echo_server)
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+
+    async def attempt() -> None:
+        loop = asyncio.get_running_loop()
+        with socks5client.socksocket() as sock:
+            sock.set_proxy(url)
+            # As socksocket.connect() would: the socket's own proxy, the
+            # name unresolved, and the setting left as it was.
+            assert await aio.connect(sock, ("echo.test", 80), timeout=5) is not None
+            assert sock.getpeername() == ("echo.test", 80)
+            assert str(sock.proxy) == url
+            await loop.sock_sendall(sock, b"own")
+            assert await loop.sock_recv(sock, 3) == b"own"
+        with socks5client.socksocket() as sock:
+            # "No proxy" of its own wins over a default one.
+            sock.set_proxy()
+            assert await aio.connect(sock, echo_server, timeout=5) is None
+            await loop.sock_sendall(sock, b"direct")
+            assert await loop.sock_recv(sock, 6) == b"direct"
+
+    socks5client.set_default_proxy(url)
+    try:
+        run(attempt())
+    finally:
+        socks5client.set_default_proxy()
+    assert resolver.names() == []
+    assert [(r.atyp, r.dst_addr) for r in socks_server.records] == [(ATYP_DOMAIN, "echo.test")]
+
+
+def _fake_names(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[str]]) -> None:
+    """Make the library's resolver answer ``names`` with the addresses given, in order."""
+    from socks5client import _resolve
+
+    real = _resolve.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in names:
+            return [
+                (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))
+                for ip in names[host]
+            ]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(_resolve, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("driver", ["open_connection", "connect-plain", "connect-socksocket"])
+def test_next_destination_address_leaves_from_the_same_address_with_the_same_options(
+    run: Runner[Any],
+    scripted_server: ScriptedServer,
+    fd_count: FdCounter,
+    monkeypatch: pytest.MonkeyPatch,
+    driver: str,
+) -> None:
+    """socks5:// and a name with two addresses: the proxy refuses the first.
+
+    It keeps that connection open, so the port it came from stays taken
+    once we close it: a port the kernel picked must give way.
+    """
+    _fake_names(monkeypatch, {"two.test": ["127.0.0.10", "127.0.0.11"]})
+    seen: list[tuple[str, int]] = []
+
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        seen.append(conn.getpeername())
+        read_greeting(conn)
+        conn.sendall(b"\x05\x00")
+        _cmd, _atyp, addr, _port = read_request(conn)
+        # A refusal whose first two bytes say it all: read whole, so that
+        # closing our end sends a FIN (not a reset) and holds the port.
+        conn.sendall(b"\x05\x05" if addr == "127.0.0.10" else encode_reply(0))
+        server.wait()
+
+    before = fd_count()
+    server = scripted_server(script)
+    url = f"socks5://127.0.0.1:{server.port}"
+    local = "127.0.0.5"
+
+    async def attempt() -> None:
+        if driver == "open_connection":
+            _reader, writer = await aio.open_connection(
+                "two.test", 80, proxy=url, local_addr=(local, 0), timeout=FAST_TIMEOUT,
+                socket_options=[(socket.IPPROTO_IP, socket.IP_TOS, 0x10)],
+            )  # fmt: skip
+            tunnel = writer.get_extra_info("socket")
+            assert tunnel.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 0x10
+            writer.close()
+            return
+        with socks5client.socksocket() if driver.endswith("socksocket") else socket.socket() as s:
+            s.bind((local, 0))
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+            await aio.connect(s, ("two.test", 80), url, timeout=FAST_TIMEOUT)
+            assert s.getsockname()[0] == local
+            assert s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 0x10
+
+    run(attempt())
+    server.stop()
+    assert server.errors == []
+    # The two connections to the proxy: both from the local address asked
+    # for (the second from a new port); the option is checked above on the
+    # second one's socket.
+    assert [peer[0] for peer in seen] == [local, local]
+    assert seen[0] != seen[1]
+    assert fd_count.settle(before) == before
+
+
+@pytest.mark.parametrize("driver", ["connect-plain", "connect-socksocket"])
+def test_connect_falls_over_to_the_proxys_next_address(
+    run: Runner[Any],
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    fd_count: FdCounter,
+    monkeypatch: pytest.MonkeyPatch,
+    driver: str,
+) -> None:
+    # proxy.test: first an address where nothing listens, then the proxy.
+    _fake_names(monkeypatch, {"proxy.test": ["127.0.0.9", "127.0.0.1"]})
+    before = fd_count()
+
+    async def attempt() -> None:
+        loop = asyncio.get_running_loop()
+        with socks5client.socksocket() if driver.endswith("socksocket") else socket.socket() as s:
+            s.bind(("127.0.0.7", 0))
+            await aio.connect(
+                s, echo_server, f"socks5h://proxy.test:{socks_server.port}", timeout=5
+            )
+            await loop.sock_sendall(s, b"over")
+            assert await loop.sock_recv(s, 4) == b"over"
+
+    run(attempt())
+    (record,) = socks_server.records
+    # The fresh descriptor for the second address kept the local address.
+    assert record.client_address[0] == "127.0.0.7"
+    assert fd_count.settle(before) == before
+
+
+@pytest.mark.parametrize("has_timeout", [True, False], ids=["asyncio.timeout", "wait_for"])
+def test_tls_handshake_past_the_deadline_is_a_plain_timeout_error(
+    run: Runner[Any],
+    scripted_server: ScriptedServer,
+    fd_count: FdCounter,
+    monkeypatch: pytest.MonkeyPatch,
+    has_timeout: bool,
+) -> None:
+    import ssl
+
+    if has_timeout and not aio._HAS_TIMEOUT:
+        pytest.skip("asyncio.timeout is Python 3.11+")
+    monkeypatch.setattr(aio, "_HAS_TIMEOUT", has_timeout)
+    # The proxy completes the handshake at once; the "destination" never
+    # answers the ClientHello.
+    before = fd_count()
+    server = scripted_server(_no_auth(OK_REPLY, STALL))
+
+    async def attempt() -> tuple[BaseException, float]:
+        started = time.monotonic()
+        try:
+            await aio.open_connection(
+                "tls.test", 443, proxy=_proxy_url(server, False),
+                ssl=ssl.create_default_context(), timeout=STALL_TIMEOUT,
+            )  # fmt: skip
+        except TimeoutError as exc:
+            return exc, time.monotonic() - started
+        raise AssertionError("the TLS handshake succeeded")
+
+    exc, elapsed = run(attempt())
+    server.stop()
+    assert type(exc) is TimeoutError, f"{type(exc).__name__}: {exc}"
+    assert str(exc) == (
+        f"the TLS handshake with tls.test:443 (through the tunnel via proxy"
+        f" 127.0.0.1:{server.port}) did not complete within {STALL_TIMEOUT:g} s"
+    )
+    assert STALL_TIMEOUT * 0.9 <= elapsed < STALL_TIMEOUT + TIMEOUT_MARGIN, elapsed
+    assert fd_count.settle(before) == before

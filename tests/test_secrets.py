@@ -9,6 +9,7 @@ searches everything such a tool could record.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Iterator
@@ -224,6 +225,46 @@ def test_socket_level_validation_errors_keep_the_password_out(
 ) -> None:
     exc = _failure(call)
     assert type(exc) in (ValueError, TypeError)
+    assert_no_secret(exc)
+
+
+async def _async_connect(url: str) -> None:
+    import socks5client.asyncio as aio
+
+    with socket.socket() as sock:
+        await aio.connect(sock, TARGET, url)
+
+
+def _async_call(name: str, url: str) -> Callable[[], object]:
+    """A call of the asyncio API ``name`` with proxy ``url``, run on a fresh loop."""
+    import socks5client.asyncio as aio
+
+    calls: dict[str, Callable[[], Any]] = {
+        "open_connection": lambda: aio.open_connection(*TARGET, proxy=url),
+        "create_connection": lambda: aio.create_connection(asyncio.Protocol, *TARGET, proxy=url),
+        "connect": lambda: _async_connect(url),
+        "bind": lambda: aio.bind(url),
+        "open_udp": lambda: aio.open_udp(url),
+    }
+    return lambda: asyncio.run(calls[name]())
+
+
+ASYNC_CASES: dict[str, Callable[[], object]] = {
+    f"{name}-{problem}": _async_call(name, url)
+    for name in ("open_connection", "create_connection", "connect", "bind", "open_udp")
+    for problem, url in [
+        ("url-bad-port", f"socks5h://{USER}:{PASSWORD}@h:99999"),
+        ("url-path", f"socks5h://{USER}:{PASSWORD}@h/path"),
+    ]
+}
+
+
+@pytest.mark.parametrize("call", ASYNC_CASES.values(), ids=ASYNC_CASES.keys())
+def test_asyncio_validation_errors_keep_the_password_out(call: Callable[[], object]) -> None:
+    # The URL is the proxy argument of a coroutine: its frame, and that of
+    # the helper that parses it, are in the traceback.
+    exc = _failure(call)
+    assert type(exc) is ValueError
     assert_no_secret(exc)
 
 
