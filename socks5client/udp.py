@@ -86,6 +86,10 @@ _END_OF_SEQUENCE = 0x80
 # (20) and UDP (8) headers; IPv6's payload length excludes its own header.
 _MAX_UDP_PAYLOAD = {socket.AF_INET: 65507, socket.AF_INET6: 65527}
 _RECV_BUFFER = 65536
+# How many passes (a poll and the datagram or control data it found) a
+# receive that must not wait makes before it gives up with BlockingIOError
+# when none of them had a datagram to return; see _may_pass_again.
+_NONBLOCKING_PASSES = 64
 # How many destinations' headers and sources' decoded headers an association
 # keeps; past that the cache starts again (a program talking to more remotes
 # than this pays one encode or decode per datagram, as without a cache).
@@ -252,6 +256,28 @@ def _poll(poller: select.poll, fds: tuple[int, ...], timeout_ms: int | None) -> 
         for fd in fds:
             fresh.register(fd, select.POLLIN)
         return fresh.poll(timeout_ms)
+
+
+def _may_pass_again(nonblocking: bool, deadline: float | None, passes: int) -> None:
+    """Raise unless a receive whose ``passes`` found nothing to return may poll again.
+
+    Called only after a pass that had nothing to return (a datagram
+    dropped, control data ignored, a datagram another thread took), so a
+    call whose first datagram is accepted never reaches it (and the fast
+    receive paths never reach the loop at all).  A call with a
+    deadline stops at it with the timeout the expired ``poll`` raises.  A
+    call that must not wait still reads past junk already queued, since a
+    valid datagram may be behind it, but at most _NONBLOCKING_PASSES times:
+    while junk keeps arriving the queue never empties.  Its BlockingIOError
+    then is the spurious "readable, then EAGAIN" that select(2) documents
+    for datagrams the kernel drops; a poller that sees the socket readable
+    again simply calls again.
+    """
+    if nonblocking:
+        if passes >= _NONBLOCKING_PASSES:
+            raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
+    elif deadline is not None and time.monotonic() >= deadline:
+        raise socket.timeout("timed out")
 
 
 def _is_set(value: Any) -> bool:
@@ -803,7 +829,11 @@ class UDPSocksSocket(socksocket):
         if reply.atyp == AddressType.DOMAIN:
             try:
                 infos = _resolve.getaddrinfo(host, reply.port, self.family, socket.SOCK_DGRAM)
-            except socket.gaierror as exc:
+            except (socket.gaierror, ValueError) as exc:
+                # ValueError (UnicodeError among them): a name the local
+                # resolver refuses to encode ("a..b", ".", a label over 63
+                # characters) is as unusable as one that does not resolve,
+                # and just as much the proxy's doing.
                 raise GeneralProxyError(
                     f"cannot resolve the UDP relay {host!r} named by the proxy", exc
                 ) from exc
@@ -1402,7 +1432,10 @@ class UDPSocksSocket(socksocket):
         One ``poll`` on both the UDP socket and the control connection per
         wait, then a read that cannot block (``kernel_flags`` has
         MSG_DONTWAIT); a datagram that is not valid is dropped and the wait
-        goes on.
+        goes on.  The deadline is checked after every pass that returned
+        nothing, not only when ``poll`` finds nothing: junk arriving faster
+        than it is dropped, or a proxy writing on the control connection,
+        keeps ``poll`` from ever finding nothing.
         """
         end = self._end
         assert end is not None
@@ -1412,6 +1445,8 @@ class UDPSocksSocket(socksocket):
             # to something else by now.
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         both = end.both
+        # Passes (a poll and what it found) that had nothing to return.
+        passes = 0
         while True:
             if assoc.closed_by_proxy:
                 raise assoc.ended_error()
@@ -1432,6 +1467,8 @@ class UDPSocksSocket(socksocket):
                 if end.control_fd in fds:
                     assoc.read_control()
                     if udp_fd not in fds:
+                        passes += 1
+                        _may_pass_again(nonblocking, deadline, passes)
                         continue
                 elif udp_fd not in fds:
                     if wait_ms == _MAX_POLL_MS:
@@ -1449,13 +1486,18 @@ class UDPSocksSocket(socksocket):
                         self, _RECV_BUFFER, ancbufsize, kernel_flags
                     )
             except (BlockingIOError, InterruptedError):
-                continue  # another thread took it
+                # Another thread took it.
+                passes += 1
+                _may_pass_again(nonblocking, deadline, passes)
+                continue
             if source is None:
                 # What a plain UDP socket returns once shut down for reading.
                 return b"", None, ancdata, msg_flags
             result = self._accept_datagram(assoc, data, source)
             if result is not None:
                 return result[0], result[1], ancdata, msg_flags & ~_MSG_TRUNC
+            passes += 1
+            _may_pass_again(nonblocking, deadline, passes)
 
     def _accept_datagram(
         self, assoc: _Association, data: bytes, source: Sockaddr
@@ -1588,8 +1630,16 @@ class UDPSocksSocket(socksocket):
     # -- closing ----------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the UDP socket; the control connection closes with the last dup of it."""
-        self._release()
+        """Close the UDP socket; the control connection closes with the last dup of it.
+
+        While a :meth:`makefile` object still holds the socket, the descriptor
+        stays open (``socket.socket.close`` closes it when the last such file
+        is closed, and calls this again then), so the association stays too:
+        the file goes on sending and receiving through the relay, as a plain
+        UDP socket's file goes on working.
+        """
+        if self._io_refs <= 0:
+            self._release()
         super().close()
 
 

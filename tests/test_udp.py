@@ -13,6 +13,7 @@ lost one.  Every test ends with no file descriptor left open.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import gc
 import re
@@ -28,6 +29,7 @@ from typing import Any, Callable
 import pytest
 
 import socks5client
+import socks5client.asyncio
 import socks5client.udp
 from socks5client import errors
 from socks5client.udp import UDPSocksSocket
@@ -445,6 +447,27 @@ def test_close_closes_the_control_connection(
     sock.close()  # idempotent
     with pytest.raises(OSError):
         sock.sendto(b"x", REMOTE)
+
+
+def test_makefile_keeps_the_association_until_the_last_file_closes(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    # As on a plain socket, close() only marks the socket closed while a
+    # makefile() object holds it; the descriptor (and so the association)
+    # goes with the last file.
+    sock, assoc = associated
+    sock.connect(REMOTE)
+    file = sock.makefile("rwb", buffering=0)
+    sock.close()
+    assert file.write(b"query") == 5
+    assert assoc.wait_until(lambda a: len(a.received) == 1)
+    assert assoc.received[0].data == b"query"
+    assoc.send_to_client(_dgram(b"answer"))
+    assert file.read(100) == b"answer"
+    assert not assoc.closed.is_set()
+    file.close()
+    assert assoc.closed.wait(TIMEOUT)
+    assert sock.fileno() == -1
 
 
 def test_garbage_collection_closes_the_control_connection_quietly(
@@ -890,6 +913,40 @@ def test_relay_name_that_does_not_resolve_is_a_proxy_error(
         sock.associate()
     assert isinstance(info.value.socket_err, socket.gaierror)
     sock.close()
+    assert fd_count.settle(before) == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"a..b", b".", b"x" * 64 + b".example"],
+    ids=["empty-label", "dot", "label-over-63"],
+)
+@pytest.mark.parametrize("api", ["socket", "asyncio"])
+def test_relay_name_the_resolver_refuses_is_a_proxy_error(
+    scripted_server: Callable[..., SocksServer], fd_count: FdCount, name: bytes, api: str
+) -> None:
+    # Names getaddrinfo will not even encode (its IDNA step raises
+    # UnicodeError): as much the proxy's fault as a name that does not resolve.
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        read_greeting(conn)
+        conn.sendall(b"\x05\x00")
+        read_request(conn)
+        conn.sendall(encode_reply(0, ATYP_DOMAIN, name, 53))
+        conn.recv(1)  # until the client hangs up (for the fd count)
+
+    server = scripted_server(script)
+    before = fd_count()
+    url = f"socks5h://127.0.0.1:{server.port}"
+    with pytest.raises(errors.GeneralProxyError, match="cannot resolve the UDP relay") as info:
+        if api == "socket":
+            with socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.set_proxy(url)
+                sock.settimeout(TIMEOUT)
+                sock.sendto(b"hello", REMOTE)
+        else:
+            asyncio.run(socks5client.asyncio.open_udp(url, timeout=TIMEOUT))
+    assert isinstance(info.value.socket_err, ValueError)
+    # The control connection was closed with the error.
     assert fd_count.settle(before) == before
 
 

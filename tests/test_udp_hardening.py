@@ -696,6 +696,148 @@ def test_default_timeout_zero_does_not_break_the_association(
 
 
 # --------------------------------------------------------------------------
+# 6b. Junk that keeps arriving does not stretch a receive past its deadline.
+# --------------------------------------------------------------------------
+
+#: More junk datagrams than a receive that must not wait reads (64), so that
+#: some are left when it gives up.
+JUNK = 100
+#: A timeout shorter than one pass of the receive loop: the deadline has
+#: passed by the time the first junk datagram has been dropped.
+TINY = 1e-6
+#: A source that is not the relay.
+OTHER_REMOTE = ("127.0.0.8", 5300)
+
+
+def _queue_junk(sock: UDPSocksSocket, assoc: UDPAssociation, kind: str, count: int) -> None:
+    """Put ``count`` datagrams the receive filter drops in ``sock``'s queue.
+
+    ``foreign``: from a socket that is not the relay; ``malformed``: from the
+    relay, with a bad address type; ``other-remote``: from the relay, naming
+    a remote other than the ``connect()`` destination.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    if kind == "other-remote":
+        sock.connect(REMOTE)
+    with PlainSocket(socket.AF_INET, socket.SOCK_DGRAM) as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        for _ in range(count):
+            if kind == "foreign":
+                foreign.sendto(_dgram(b"forged"), sock.getsockname())
+            elif kind == "malformed":
+                assoc.send_to_client(b"\x00\x00\x00\x09junk")
+            else:
+                assoc.send_to_client(_dgram(b"not connected", OTHER_REMOTE))
+    time.sleep(0.05)
+    assert select.select([sock], [], [], TIMEOUT)[0]
+
+
+def _datagrams_left(sock: UDPSocksSocket) -> int:
+    """How many datagrams are still queued on ``sock`` (read and thrown away)."""
+    # Non-blocking: with a timeout the C method would first wait that long.
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            PlainSocket.recvfrom(sock, 100, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+def _control_readable(sock: UDPSocksSocket) -> bool:
+    """Whether data the proxy wrote on the control connection is still unread."""
+    assert sock._assoc is not None
+    return bool(select.select([sock._assoc.control], [], [], 0)[0])
+
+
+@pytest.mark.parametrize("kind", ["foreign", "malformed", "other-remote"])
+@pytest.mark.parametrize("name", list(_RECEIVES))
+def test_a_receive_stops_at_its_deadline_between_dropped_datagrams(
+    associated: tuple[UDPSocksSocket, UDPAssociation], name: str, kind: str
+) -> None:
+    sock, assoc = associated
+    _queue_junk(sock, assoc, kind, JUNK)
+    sock.settimeout(TINY)
+    outcome = _bounded(
+        lambda: _RECEIVES[name](sock, 0), AT_ONCE * 3, lambda: assoc.send_to_client(_dgram(b"x"))
+    )
+    assert isinstance(outcome, socket.timeout), outcome
+    assert not isinstance(outcome, errors.ProxyError)
+    # It gave up once its deadline had passed, not once the junk ran out:
+    # junk arriving as fast as it is dropped would never run out.
+    assert _datagrams_left(sock) >= JUNK - 3
+
+
+@pytest.mark.parametrize("kind", ["foreign", "malformed", "other-remote"])
+@pytest.mark.parametrize("flags", [0, socket.MSG_DONTWAIT], ids=["non-blocking", "dontwait"])
+@pytest.mark.parametrize("name", list(_RECEIVES))
+def test_a_receive_that_must_not_wait_reads_a_bounded_run_of_junk(
+    associated: tuple[UDPSocksSocket, UDPAssociation], name: str, flags: int, kind: str
+) -> None:
+    sock, assoc = associated
+    _queue_junk(sock, assoc, kind, JUNK)
+    assoc.send_to_client(_dgram(b"behind the junk"))
+    sock.settimeout(0.0 if flags == 0 else TIMEOUT)
+    receive = _RECEIVES[name]
+    started = time.monotonic()
+    outcome = _bounded(lambda: receive(sock, flags), AT_ONCE * 3, lambda: None)
+    # It gave up before the junk ran out (junk arriving as fast as it is
+    # dropped would never run out), as the kernel's own "readable, then
+    # EAGAIN" for a dropped datagram does...
+    assert isinstance(outcome, BlockingIOError), outcome
+    assert time.monotonic() - started < AT_ONCE
+    # ...so a caller that sees the socket readable calls again and gets
+    # the datagram behind the junk.
+    assert select.select([sock], [], [], 0)[0]
+    assert receive(sock, flags)  # the rest of the junk (36), then the datagram
+
+
+def _fill_control(assoc: UDPAssociation, at_least: int) -> None:
+    """Make the proxy write on the control connection, as much as it holds unread."""
+    assoc.control.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    chunk = bytes(65536)
+    written = 0
+    while written < 4 << 20:
+        try:
+            written += assoc.control.send(chunk, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+    assert written >= at_least, written
+    time.sleep(0.05)
+
+
+def test_a_receive_stops_at_its_deadline_while_the_proxy_writes_on_the_control_connection(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    sock, assoc = associated
+    # RFC 1928 gives the proxy nothing to send there: it is read and ignored.
+    _fill_control(assoc, 65536)
+    sock.settimeout(TINY)
+    outcome = _bounded(lambda: sock.recvfrom(100), AT_ONCE * 3, lambda: None)
+    assert isinstance(outcome, socket.timeout), outcome
+    assert _control_readable(sock)
+
+
+@pytest.mark.parametrize("flags", [0, socket.MSG_DONTWAIT], ids=["non-blocking", "dontwait"])
+def test_a_receive_that_must_not_wait_reads_a_bounded_run_of_control_data(
+    associated: tuple[UDPSocksSocket, UDPAssociation], flags: int
+) -> None:
+    sock, assoc = associated
+    # More than 64 reads of 4096 bytes: what such a call reads at most.
+    _fill_control(assoc, 2 * 64 * 4096)
+    sock.settimeout(0.0 if flags == 0 else TIMEOUT)
+    started = time.monotonic()
+    outcome = _bounded(lambda: sock.recvfrom(100, flags), AT_ONCE * 3, lambda: None)
+    assert isinstance(outcome, BlockingIOError), outcome
+    assert time.monotonic() - started < AT_ONCE
+    assert _control_readable(sock)
+    sock.settimeout(TIMEOUT)
+    assoc.send_to_client(_dgram(b"still associated"))
+    assert sock.recvfrom(100) == (b"still associated", REMOTE)
+
+
+# --------------------------------------------------------------------------
 # 7. Threads: one association per socket, one proxy per call.
 # --------------------------------------------------------------------------
 
