@@ -332,6 +332,7 @@ class _PatchedSocket(socksocket):
             return
         proxy, target = self._route(address)
         if proxy is None:
+            self._direct = True  # (see socksocket._connected_directly)
             PlainSocket.connect(self, target)
             return
         if not self._stream:
@@ -348,6 +349,7 @@ class _PatchedSocket(socksocket):
         except OSError as exc:
             return exc.errno or errno.EHOSTUNREACH
         if proxy is None:
+            self._direct = True
             return PlainSocket.connect_ex(self, target)
         if not self._stream:
             return errno.EOPNOTSUPP

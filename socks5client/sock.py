@@ -356,6 +356,9 @@ class socksocket(socket.socket):
     _options: list[tuple[Any, ...]] | tuple[()] = ()
     #: Neither TCP nor UDP on AF_INET/AF_INET6 (raw, SCTP...): refused with a proxy.
     _other = False
+    #: Set when this object connects without the proxy: the descriptor may
+    #: then be connected with no _peername recorded (see _connected_directly).
+    _direct = False
 
     def __init__(
         self,
@@ -477,6 +480,7 @@ class socksocket(socket.socket):
         other._options = list(self._options)
         other._bind_accepted = self._bind_accepted
         other._listening = self._listening
+        other._direct = self._direct
 
     def dup(self) -> socksocket:
         """A duplicate of this socket that keeps its proxy, destination and tunnel.
@@ -577,6 +581,7 @@ class socksocket(socket.socket):
         if self._stream and not flags & _MSG_FASTOPEN:
             return  # without a connection the kernel refuses it (ENOTCONN)
         if self._effective_proxy() is None:
+            self._direct = True  # a Fast Open send connects the socket
             return
         if self._other:
             raise _unsupported(self)
@@ -656,6 +661,7 @@ class socksocket(socket.socket):
             proxy = get_default_proxy()
         if proxy is None or not self._inet:
             _check_not_synthetic(address)
+            self._direct = True
             PlainSocket.connect(self, address)
             return
         if not self._stream:
@@ -675,6 +681,7 @@ class socksocket(socket.socket):
         proxy = self._effective_proxy()
         if proxy is None:
             _check_not_synthetic(address)
+            self._direct = True
             return PlainSocket.connect_ex(self, address)
         if not self._stream:
             return errno.EOPNOTSUPP
@@ -690,7 +697,12 @@ class socksocket(socket.socket):
         On failure the socket is closed, or with ``keep_open`` given a fresh
         unconnected descriptor (what ``connect_ex`` callers expect).
         """
-        if self._peername is not None or self._bind_address is not None or self._listening:
+        if (
+            self._peername is not None
+            or self._bind_address is not None
+            or self._listening
+            or (self._direct and self._connected_directly())
+        ):
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         try:
@@ -802,6 +814,20 @@ class socksocket(socket.socket):
             except OSError:
                 self.close()
 
+    def _connected_directly(self) -> bool:
+        """Whether the descriptor is connected, after a connection without the proxy.
+
+        Asked before connecting to the proxy: with a timeout, CPython's
+        connect() on a connected socket returns as if it had connected
+        (EISCONN counts as success), and the SOCKS5 greeting and the
+        credentials would go to the peer of the direct connection.
+        """
+        try:
+            PlainSocket.getpeername(self)
+        except OSError:
+            return False  # that attempt failed, or is still under way
+        return True
+
     def _sockaddr(self, address: tuple[Any, ...], host: str, port: int) -> tuple[Any, ...]:
         """An address in the shape this socket's family uses (4-tuples for AF_INET6)."""
         if len(address) == 4:
@@ -895,7 +921,7 @@ class socksocket(socket.socket):
         return self._bind_address
 
     def _socks_bind(self, proxy: Proxy, expected_peer: Any) -> None:
-        if self._peername is not None:
+        if self._peername is not None or (self._direct and self._connected_directly()):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         if PlainSocket.getsockopt(self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
             # listen() made it a local listener (a loopback bind): its

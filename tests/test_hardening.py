@@ -26,6 +26,7 @@ from dns_recorder import install_recorder
 import socks5client
 from socks5client import _negotiate, errors
 
+from conftest import AUTH_PASSWORD, AUTH_USER
 from server import (
     ATYP_DOMAIN,
     CMD_CONNECT,
@@ -752,6 +753,60 @@ def test_default_proxy_cleared_by_another_thread_mid_connect(
     for t in threads:
         t.join(30)
     assert [f for f in failures if not isinstance(f, OSError)] == []
+
+
+@pytest.mark.parametrize("call", ["connect", "proxy_bind", "dup-connect"])
+def test_a_direct_connection_never_gets_the_handshake_or_the_password(
+    auth_server: SocksServer, echo_server: tuple[str, int], call: str
+) -> None:
+    # Connected without a proxy, then given one: with a timeout, CPython's
+    # connect() on a connected socket returns as if it had connected, and
+    # the greeting and credentials would go to the direct peer.  A plain
+    # socket says EISCONN (connect) or EINVAL (bind), and stays connected.
+    url = f"socks5h://{AUTH_USER}:{AUTH_PASSWORD}@127.0.0.1:{auth_server.port}"
+    with socks5client.socksocket() as s:
+        s.set_proxy()
+        s.settimeout(2)
+        s.connect(echo_server)
+        s.set_proxy(url)
+        target = s.dup() if call == "dup-connect" else s
+        with pytest.raises(OSError) as info:
+            if call == "proxy_bind":
+                target.proxy_bind()
+            else:
+                target.connect(("192.0.2.1", 80))
+        expected = errno.EINVAL if call == "proxy_bind" else errno.EISCONN
+        assert info.value.errno == expected
+        assert not isinstance(info.value, errors.ProxyError)
+        if target is not s:
+            target.close()
+        # Still the direct connection, and the echo server got nothing else.
+        s.sendall(b"still here")
+        assert s.recv(100) == b"still here"
+    assert auth_server.connections == 0
+
+
+def test_a_direct_connection_under_patch_never_gets_the_handshake(
+    auth_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # The same through patch(): loopback goes direct, then the program asks
+    # the socket for a SOCKS BIND or another connection.
+    socks5client.patch(f"socks5h://{AUTH_USER}:{AUTH_PASSWORD}@127.0.0.1:{auth_server.port}")
+    try:
+        with socket.socket() as s:
+            s.settimeout(2)
+            s.connect(echo_server)
+            with pytest.raises(OSError) as refused:
+                s.proxy_bind()  # type: ignore[attr-defined]
+            assert refused.value.errno == errno.EINVAL
+            with pytest.raises(OSError) as refused:
+                s.connect(("192.0.2.1", 80))
+            assert refused.value.errno == errno.EISCONN
+            s.sendall(b"still here")
+            assert s.recv(100) == b"still here"
+    finally:
+        socks5client.unpatch()
+    assert auth_server.connections == 0
 
 
 def test_connect_on_a_local_listener_is_eisconn_and_keeps_it_open(
