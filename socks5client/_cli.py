@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from types import CodeType, TracebackType
@@ -121,20 +122,24 @@ child processes:
   and the settings in SOCKS5CLIENT_PATCH; the proxy URL in it includes the
   password, as ALL_PROXY would.  A Python child that finds
   SOCKS5CLIENT_PATCH but cannot apply it prints one line to stderr and
-  exits with status 2 rather than run unproxied.  The hook then runs any
-  other sitecustomize it shadows (Debian ships one).
+  exits with status 2 rather than run unproxied; so does a Python older
+  than 3.9 that finds it.  The hook then runs any other sitecustomize it
+  shadows (Debian ships one).
   Not covered: children started with python -I, -E or -S (they ignore
   PYTHONPATH or skip sitecustomize), children given an environment without
   PYTHONPATH or SOCKS5CLIENT_PATCH, and programs that are not Python (many,
-  such as curl and git, read ALL_PROXY themselves).
+  such as curl and git, read ALL_PROXY themselves).  For that reason
+  socks5client refuses to run under python -I, -E or -S itself:
+  multiprocessing would start its children with the same flag.
 
 exit status:
   The program's own: 0 at its end, the SystemExit code, 1 after an uncaught
   exception (its traceback shows the program's frames only), death by
   SIGINT after an uncaught KeyboardInterrupt.  socks5client itself exits
   with status 2 for a usage error (no proxy, a bad proxy URL, an unknown
-  option, a script that cannot be opened) and 1 for a module that cannot
-  be found, as python does; its errors never show the password.
+  option, a script that cannot be opened, python run with -I, -E or -S)
+  and 1 for a module that cannot be found, as python does; its errors
+  never show the password.
 """
 )
 
@@ -221,13 +226,33 @@ def _parse(argv: Sequence[str]) -> _Options:
             if name in ("-h", "--help", "--version"):
                 return opts
         else:
-            # Only the option's name is quoted: a mistyped "--prox=URL" or
-            # "-xURL" may carry a password in its value.
-            shown = name if name.startswith("--") else arg[:2]
-            if shown in _FLAG_OPTIONS:  # "--udp=1", or "-vh" (no combined short flags)
-                raise _UsageError(f"option {shown} takes no value; give options one by one")
-            raise _UsageError(f"unrecognized option {shown!r} (see --help)")
+            raise _unknown_option(arg)
     return opts
+
+
+def _unknown_option(arg: str) -> _UsageError:
+    """The error for ``arg``, an option we do not know, quoting only its name.
+
+    What follows the name may be a proxy URL with its password: after
+    "=" ("--prox=URL"), glued to a short option ("-xURL"), or glued to a
+    long one by a missing space, a colon or a pasted no-break space
+    ("--proxysocks5h://...", "--proxy:URL").  So only the leading
+    ``--letters-and-dashes`` (or ``-x``) is shown, with "..." when
+    something other than "=value" was cut off.
+    """
+    if arg.startswith("--"):
+        match = re.match(r"--[A-Za-z-]*", arg)
+        shown = match.group() if match else "--"
+        rest = arg[len(shown) :]
+        if shown in _FLAG_OPTIONS and rest.startswith("="):  # "--udp=1"
+            return _UsageError(f"option {shown} takes no value; give options one by one")
+        if rest and not rest.startswith("="):
+            shown += "..."  # say that the name was cut, not that "--proxy" is unknown
+    else:
+        shown = arg[:2]
+        if shown in _FLAG_OPTIONS:  # "-vh": no combined short flags
+            return _UsageError(f"option {shown} takes no value; give options one by one")
+    return _UsageError(f"unrecognized option {shown!r} (see --help)")
 
 
 def _userinfo_parts(url: str) -> list[str]:
@@ -248,16 +273,26 @@ def _userinfo_parts(url: str) -> list[str]:
     return sorted((p for p in pieces if p), key=len, reverse=True)
 
 
-def _scrub(message: str, url: str | None) -> str:
-    """``message`` with the user info of ``url`` masked.
+def _scrub(message: str, *urls: str | None) -> str:
+    """``message`` with the user info of each of ``urls`` masked.
 
     The parser's messages never quote credentials; this is the second
-    lock on that door, for any message that may have come near the URL.
+    lock on that door, for any message that may have come near a URL.
     """
-    if url:
-        for piece in _userinfo_parts(url):
-            message = message.replace(piece, "***")
+    pieces = {piece for url in urls if url for piece in _userinfo_parts(url)}
+    # Longest first, across all the URLs: a password that contains another
+    # URL's password must not be left half masked.
+    for piece in sorted(pieces, key=len, reverse=True):
+        message = message.replace(piece, "***")
     return " ".join(message.split())  # one line, whatever the message held
+
+
+#: The runner's arguments that hold "://", and the proxy URL once known:
+#: :func:`_error` masks their user info in every message.  Any argument may
+#: be a proxy URL in the wrong place (typed where the script goes, glued to
+#: an option by a missing space), and the messages quote arguments (a
+#: script that cannot be opened, a module that cannot be found).
+_urls_to_mask: list[str] = []
 
 
 def _resolve_proxy(given: str | None, environ: Mapping[str, str]) -> tuple[Proxy, str]:
@@ -364,7 +399,7 @@ def _apply_patch(proxy: Proxy, opts: _Options) -> None:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {_scrub(message, *_urls_to_mask)}\n")
     sys.stderr.flush()
 
 
@@ -544,10 +579,40 @@ def _run_as_python_would(opts: _Options) -> int:
         return 1
 
 
+def _refuse_flags_children_would_inherit() -> None:
+    """Refuse to run under ``python -E``, ``-I`` or ``-S``.
+
+    multiprocessing starts its spawn and forkserver children with the
+    parent's interpreter flags (``subprocess._args_from_interpreter_flags``):
+    under these flags they would ignore ``PYTHONPATH`` or skip
+    ``sitecustomize``, never run the hook, and run unproxied without a word.
+    Failing here, before the program starts, is the only place that can
+    say so.
+    """
+    flags = [
+        flag
+        for flag, on in [
+            ("-I", sys.flags.isolated),
+            # -I implies -E: name only what was typed.
+            ("-E", sys.flags.ignore_environment and not sys.flags.isolated),
+            ("-S", sys.flags.no_site),
+        ]
+        if on
+    ]
+    if flags:
+        raise _UsageError(
+            f"python was started with {' and '.join(flags)}, which multiprocessing passes on to"
+            " its child processes: they would skip socks5client's hook and run unproxied;"
+            " run python without -I, -E and -S"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _urls_to_mask[:] = [arg for arg in args if "://" in arg]
     try:
-        opts = _parse(sys.argv[1:] if argv is None else argv)
+        opts = _parse(args)
         if opts.help:
             sys.stdout.write(HELP)
             return 0
@@ -556,9 +621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(f"{PROG} {__version__}\n")
             return 0
+        _refuse_flags_children_would_inherit()
         if opts.mode is None:
             raise _UsageError("no program to run: give a script, -m module or -c code (see --help)")
         proxy, url = _resolve_proxy(opts.proxy, os.environ)
+        _urls_to_mask.append(url)
     except _UsageError as exc:
         _error(str(exc))
         return 2

@@ -9,6 +9,7 @@ the request, and the server's records say who went through it.
 
 from __future__ import annotations
 
+import ast
 import http.server
 import json
 import os
@@ -593,6 +594,30 @@ def test_missing_script_and_module_are_one_line_errors(
             id="unknown-long-option",
         ),
         pytest.param([f"-x{AUTH_PASSWORD}", "-c", "pass"], {}, id="unknown-short-option"),
+        # An option glued to its URL: a missing space, a colon, a no-break
+        # space pasted from a web page.
+        pytest.param(
+            [f"--proxysocks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080", "-c", "pass"],
+            {},
+            id="option-glued-to-url",
+        ),
+        pytest.param(
+            [f"--proxy:socks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080", "-c", "pass"],
+            {},
+            id="option-colon-url",
+        ),
+        pytest.param(
+            [f"--proxy\u00a0socks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080", "-c", "pass"],
+            {},
+            id="option-nbsp-url",
+        ),
+        # The URL typed where the script goes, the proxy coming from the
+        # environment: "can't open file" quotes the script's path.
+        pytest.param(
+            [f"socks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080", "script.py"],
+            {"SOCKS5CLIENT_PROXY": "socks5h://127.0.0.1:1"},
+            id="url-as-script",
+        ),
         pytest.param(["--udp=yes", "-c", "pass"], {}, id="flag-with-value"),
         pytest.param(["--proxy"], {}, id="missing-value"),
         pytest.param(["--proxy", "socks5h://h:1080"], {}, id="no-program"),
@@ -604,6 +629,53 @@ def test_usage_error_is_one_line_without_password_and_status_2(
 ) -> None:
     result = run_cli(args, cwd=tmp_path, env=clean_env(**env))
     assert_one_error_line(result)
+
+
+def test_option_glued_to_its_value_is_named_in_the_error(tmp_path: Path) -> None:
+    result = run_cli(
+        [f"--proxysocks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080", "-c", "pass"], cwd=tmp_path
+    )
+    assert result.stderr == (
+        "socks5client: error: unrecognized option '--proxysocks...' (see --help)\n"
+    )
+
+
+def test_module_error_does_not_show_a_password_typed_as_the_module(tmp_path: Path) -> None:
+    result = run_cli(
+        ["-m", f"socks5h://{AUTH_USER}:{AUTH_PASSWORD}@h:1080"],
+        cwd=tmp_path,
+        env=clean_env(SOCKS5CLIENT_PROXY="socks5h://127.0.0.1:1"),
+    )
+    assert result.returncode == 1  # as python -m
+    assert result.stderr.startswith("socks5client: error: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert AUTH_PASSWORD not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["-E", "-I", "-S"])
+def test_runner_refuses_flags_that_multiprocessing_children_would_inherit(
+    flag: str, socks_server: SocksServer, tmp_path: Path
+) -> None:
+    # multiprocessing starts spawn/forkserver children with these flags too,
+    # so they would never run the hook.  The runner is started through -c
+    # with this test's sys.path, since -E/-I ignore PYTHONPATH and -S drops
+    # site-packages.
+    bootstrap = (
+        f"import sys; sys.path[:0] = {[PACKAGE_ROOT, *sys.path]!r};"
+        " from socks5client.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    )
+    runner = [sys.executable, flag, "-c", bootstrap]
+    result = subprocess.run(
+        [*runner, "--proxy", proxy_url(socks_server), "-c", "print('ran')"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert_one_error_line(result)
+    assert f"started with {flag}," in result.stderr
+    assert socks_server.records == []
 
 
 def test_help_documents_options_environment_and_children(tmp_path: Path) -> None:
@@ -724,3 +796,135 @@ def test_child_that_cannot_apply_the_settings_exits_2_rather_than_run_unproxied(
     result = run_child("print('ran unproxied')", tmp_path, PYTHONPATH=hook_path(), **{ENV_VAR: raw})
     assert_one_error_line(result)
     assert "unproxied" in result.stderr
+
+
+# -- the hook in Pythons socks5client does not support --------------------------------
+
+#: The ``site`` of any Python the program starts finds the hook, even one
+#: socks5client does not support.
+SITECUSTOMIZE = Path(HOOK_DIR) / "sitecustomize.py"
+_PYENV = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+OLD_PYTHONS = sorted(
+    str(python)
+    for prefix in ("2.7", "3.6", "3.7", "3.8")
+    for python in _PYENV.glob(f"{prefix}*/bin/python")
+)
+
+#: ``from __future__`` features that Python 2.7 knows.
+_PY27_FUTURES = {
+    "nested_scopes",
+    "generators",
+    "division",
+    "absolute_import",
+    "with_statement",
+    "print_function",
+    "unicode_literals",
+}
+
+
+def _python3_only_syntax(tree: ast.AST) -> list[str]:
+    """What in ``tree`` Python 2.7 cannot compile, as far as an AST can tell."""
+    found = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            found += [f"{line}: future {a.name}" for a in node.names if a.name not in _PY27_FUTURES]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            if args.kwonlyargs or args.posonlyargs:
+                found.append(f"{line}: keyword-only or positional-only parameters")
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            if any(a is not None and a.annotation is not None for a in every):
+                found.append(f"{line}: annotated parameter")
+            if not isinstance(node, ast.Lambda) and node.returns is not None:
+                found.append(f"{line}: return annotation")
+        elif isinstance(node, ast.Raise) and node.cause is not None:
+            found.append(f"{line}: raise ... from")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            # print(..., end=...) is a syntax error without print_function.
+            if node.func.id == "print" and node.keywords:
+                found.append(f"{line}: print() with keywords")
+        elif isinstance(node, ast.Constant) and node.value is Ellipsis:
+            found.append(f"{line}: ... outside a subscript")
+        python3_only = (
+            ast.JoinedStr,
+            ast.AnnAssign,
+            ast.Nonlocal,
+            ast.AsyncFunctionDef,
+            ast.Await,
+            ast.AsyncFor,
+            ast.AsyncWith,
+            ast.NamedExpr,
+            ast.YieldFrom,
+            ast.Starred,
+        )
+        if isinstance(node, python3_only):
+            found.append(f"{line}: {type(node).__name__}")
+        if isinstance(node, ast.Dict) and None in node.keys:
+            found.append(f"{line}: ** in a dict display")
+    return found
+
+
+def test_hook_entry_module_uses_only_syntax_python_2_7_parses() -> None:
+    """sitecustomize.py must compile in every Python that may find it, 2.7 included.
+
+    Otherwise ``site`` of an old child prints "Error in sitecustomize" and
+    the child runs unproxied instead of exiting with status 2.  The test
+    below runs real old interpreters when pyenv provides them; CI (.ci/run)
+    installs none, and this test is what checks the rule there.  The
+    parser at hand cannot be asked for the 2.7 grammar (``ast.parse``'s
+    ``feature_version`` goes down to 3.7 at best and checks few features),
+    so this walks the tree for the Python 3 constructs 2.7 lacks.  An AST
+    cannot see everything (a trailing comma after ``*args``, ``1_000``):
+    the old-interpreter test is the full check.
+    """
+    source = SITECUSTOMIZE.read_text()
+    tree = ast.parse(source)
+    assert _python3_only_syntax(tree) == []
+    # The version check comes before anything 3.9-only runs: the first
+    # statement of _start that is not an assignment is that check.
+    start = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_start")
+    first_if = next(n for n in start.body if not isinstance(n, ast.Assign))
+    assert isinstance(first_if, ast.If)
+    assert "sys.version_info < (3, 9)" in ast.unparse(first_if.test)
+
+
+@pytest.mark.parametrize(
+    "python",
+    OLD_PYTHONS
+    or [
+        pytest.param(
+            None,
+            marks=pytest.mark.skip(
+                reason=f"no Python 2.7/3.6/3.7/3.8 under {_PYENV} (CI installs none);"
+                " test_hook_entry_module_uses_only_syntax_python_2_7_parses checks the syntax"
+            ),
+        )
+    ],
+)
+def test_child_in_an_unsupported_python_exits_2_rather_than_run_unproxied(
+    python: str, socks_server: SocksServer, tmp_path: Path
+) -> None:
+    settings = {"proxy": proxy_url(socks_server, f"{AUTH_USER}:{AUTH_PASSWORD}@")}
+    # No bytecode: Python 2 would write sitecustomize.pyc into the package.
+    env = clean_env(PYTHONPATH=hook_path(), PYTHONDONTWRITEBYTECODE="1")
+    refused = subprocess.run(
+        [python, "-c", "print('ran unproxied')"],
+        cwd=tmp_path,
+        env={**env, ENV_VAR: json.dumps(settings)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert_one_error_line(refused)
+    assert "needs Python 3.9 or later" in refused.stderr
+    # Without settings the hook stays out of the way.
+    plain = subprocess.run(
+        [python, "-c", "print('ran')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "ran\n", "")

@@ -7,96 +7,38 @@ so every Python child of the program (``subprocess`` running
 ``sys.executable``, ``multiprocessing`` spawn and forkserver processes),
 and their children in turn, applies the same patch as the program.
 
-Here, in order:
+Any Python the program starts finds this file, not only the ones
+socks5client supports: a Python 2.7 or 3.6 child that could not even
+compile it would have ``site`` print "Error in sitecustomize" and go on
+*unproxied*.  So this file is written in the syntax every Python since 2.7
+parses (no f-strings, annotations, keyword-only arguments, ``from
+__future__ import annotations``...; tests/test_cli.py checks it), and its
+first act is the version check: an interpreter older than 3.9 that finds
+``SOCKS5CLIENT_PATCH`` prints one line and exits with status 2, as any
+child that cannot apply the settings does.  Without the settings it does
+nothing at all.  The hook proper (applying the settings, then running the
+``sitecustomize`` this one shadows) is in ``_startup.py`` next to this
+file, loaded by file path once the interpreter is known to be recent
+enough.
 
-1. If ``SOCKS5CLIENT_PATCH`` is set, apply it.  socks5client is loaded from
-   the directory above this one, the runner's own copy, so that a child
-   whose ``sys.path`` lacks it (another virtual environment) is covered
-   too.  On any failure the child prints one line and exits with status 2:
-   it fails closed, because running unproxied is what the user asked us
-   to prevent, and a child that exits is easier to notice than a leak.
-2. Import the ``sitecustomize`` this one shadows, if any (Debian's, a
-   virtual environment's...), with this directory off ``sys.path`` and this
-   module out of ``sys.modules``, so that it is found and runs as it
-   would have without us.  Its errors are reported as ``site`` reports
-   them and do not stop the child: the patch is already in place.
-
-This directory stays off ``sys.path`` afterwards: the child sees the path
-it would have had without the runner (``PYTHONPATH`` keeps the entry, for
-grandchildren).  Imported under any other name (tests, type checkers) the
-module does nothing.
+Imported under any other name (tests, type checkers) the module does
+nothing.
 """
 
-from __future__ import annotations
-
-import importlib
 import os
 import sys
-from types import ModuleType
 
 _ENV_VAR = "SOCKS5CLIENT_PATCH"
-_HOOK_DIR = os.path.dirname(os.path.abspath(__file__))
-_PACKAGE_DIR = os.path.dirname(_HOOK_DIR)
 
 
-def _load_socks5client() -> ModuleType:
-    """Import socks5client from the runner's copy (the directory above this one)."""
-    import importlib.util
-
-    loaded = sys.modules.get("socks5client")
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(
-        "socks5client",
-        os.path.join(_PACKAGE_DIR, "__init__.py"),
-        submodule_search_locations=[_PACKAGE_DIR],
-    )
-    if spec is None or spec.loader is None:
-        raise ImportError(f"socks5client is not in {_PACKAGE_DIR}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["socks5client"] = module
+def _refuse(detail):
+    # type: (str) -> None
+    """Fail closed: one line on stderr, then status 2 (see _startup._fail_closed)."""
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop("socks5client", None)
-        raise
-    return module
-
-
-def _masked(message: str, raw: str) -> str:
-    """``message`` on one line, with anything that could be the proxy's user info masked.
-
-    socks5client's messages never quote a password; this guards against
-    the ones that do not come from it (a failed import, say).
-    """
-    import json
-    from urllib.parse import unquote
-
-    try:
-        url = str(json.loads(raw).get("proxy", ""))
-    except Exception:
-        url = ""
-    userinfo = url.split("://", 1)[-1].rpartition("@")[0]
-    password = userinfo.partition(":")[2]
-    secrets = {raw, userinfo, unquote(userinfo), password, unquote(password)} - {""}
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return " ".join(message.split())
-
-
-def _apply(raw: str) -> None:
-    _load_socks5client()
-    from socks5client._cli import apply_inherited_settings
-
-    apply_inherited_settings(raw)
-
-
-def _fail_closed(exc: Exception, raw: str) -> None:
-    try:
-        detail = _masked(f"{type(exc).__name__}: {exc}", raw)
         sys.stderr.write(
-            f"socks5client: error: cannot route this Python process through the proxy"
-            f" ({detail}); exiting with status 2 rather than running it unproxied\n"
+            "socks5client: error: cannot route this Python process through the proxy ("
+            + detail
+            + "); exiting with status 2 rather than running it unproxied\n"
         )
         sys.stderr.flush()
     finally:
@@ -105,53 +47,32 @@ def _fail_closed(exc: Exception, raw: str) -> None:
         os._exit(2)
 
 
-def _same_dir(entry: str) -> bool:
-    try:
-        return os.path.samefile(entry or os.curdir, _HOOK_DIR)
-    except OSError:
-        return False
+def _start():
+    # type: () -> None
+    settings = os.environ.get(_ENV_VAR)
+    # ruff's UP036 calls this check dead code for the project's target
+    # version: that is the point, it is for the interpreters outside it.
+    if sys.version_info < (3, 9):  # noqa: UP036
+        if settings:
+            version = ".".join(str(part) for part in sys.version_info[:2])
+            _refuse("socks5client needs Python 3.9 or later; this is Python " + version)
+        return
+    import importlib.util
 
-
-def _chain() -> None:
-    """Run the ``sitecustomize`` this module shadows, as ``site`` would have."""
-    ours = sys.modules.pop("sitecustomize", None)
-    sys.path[:] = [entry for entry in sys.path if not _same_dir(entry)]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_startup.py")
     try:
-        importlib.import_module("sitecustomize")  # the next one on sys.path, if any
-    except ImportError as exc:
-        if exc.name != "sitecustomize":
-            _report_chained(exc)
-        _restore(ours)
+        spec = importlib.util.spec_from_file_location("socks5client._hook._startup", path)
+        if spec is None or spec.loader is None:
+            raise ImportError("cannot load " + path)
+        startup = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(startup)
     except Exception as exc:
-        _report_chained(exc)
-        _restore(ours)
-
-
-def _restore(ours: ModuleType | None) -> None:
-    # No other sitecustomize ran: keep ours registered, so that a later
-    # "import sitecustomize" does not run this hook a second time.
-    if ours is not None and "sitecustomize" not in sys.modules:
-        sys.modules["sitecustomize"] = ours
-
-
-def _report_chained(exc: BaseException) -> None:
-    if sys.flags.verbose:
-        sys.excepthook(type(exc), exc, exc.__traceback__)
+        if not settings:
+            raise  # site reports it; nothing to apply, so nothing leaks
+        _refuse(type(exc).__name__ + ": " + " ".join(str(exc).split()))
     else:
-        sys.stderr.write(
-            f"Error in sitecustomize (run by socks5client's hook): {type(exc).__name__}: {exc}\n"
-        )
-
-
-def _main() -> None:
-    raw = os.environ.get(_ENV_VAR)
-    if raw:
-        try:
-            _apply(raw)
-        except Exception as exc:
-            _fail_closed(exc, raw)
-    _chain()
+        startup.main()
 
 
 if __name__ == "sitecustomize":
-    _main()
+    _start()
