@@ -139,16 +139,24 @@ def handshake(
     choice = yield from method_selection(where)
     method = chosen(choice, plan.offered, where)
     try:
-        protection = yield from method.negotiate()
+        # The command decides which checks a method asks for (GSS-API:
+        # sequence checking on a stream, not on datagrams).
+        protection = yield from method.negotiate(request[1])
     except Truncated as exc:
         raise closed(where, "authentication reply", exc.data) from None
     if protection is None:
         yield (SEND, request)
         return (yield from read_reply(context, where, name)), None
     # RFC 1961 section 5: from here on everything is wrapped, the request first.
-    token = protection.wrap(request)
-    yield (SEND, _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token))
-    reply, rest = yield from protected_reply(protection, context, where, name)
+    try:
+        token = protection.wrap(request)
+        yield (SEND, _codec.encode_gssapi_frame(_codec.GSSAPIMessage.ENCAPSULATED, token))
+        reply, rest = yield from protected_reply(protection, context, where, name)
+    except BaseException:
+        # The protection holds the live security context (its keys): not
+        # for the traceback's locals.
+        protection = None
+        raise
     return reply, (protection, rest)
 
 
@@ -167,6 +175,21 @@ def protected_reply(
     reply: BIND's second reply reads on from the first's).
     """
     buf = bytearray(buffered)
+    try:
+        return (yield from _protected_reply(protection, buf, context, where, name))
+    except BaseException:
+        # (See handshake: the live security context stays out of tracebacks.)
+        del protection
+        raise
+
+
+def _protected_reply(
+    protection: Protection,
+    buf: bytearray,
+    context: str | Callable[[], str],
+    where: str,
+    name: str | None,
+) -> Steps[tuple[Reply, bytes]]:
     try:
         while True:
             code = _codec.peek_reply_code(buf)

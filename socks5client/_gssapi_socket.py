@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import operator
 import os
 import select
 import socket
@@ -102,6 +103,7 @@ class GSSAPISocket(socksocket):
     _eof: bool
     _send_lock: threading.Lock
     _recv_lock: threading.Lock
+    _timeout: float | None
 
     def _start_protection(self, protection: Protection, pending: bytes) -> None:
         """Take over the handshake's protection and the bytes it unwrapped past the reply."""
@@ -112,17 +114,60 @@ class GSSAPISocket(socksocket):
         self._eof = False
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
+        # The timeout the user set lives here; the descriptor itself stays
+        # non-blocking (C-level timeout 0).  With a C-level timeout, CPython
+        # waits inside each recv/send for up to the whole timeout, and each
+        # bit of progress (an empty frame, a byte of a frame, a partial
+        # write) would start that wait again, past the call's one deadline:
+        # only _wait may wait, and it knows the deadline.  One setting for
+        # the object, never changed per call, because a reader and a writer
+        # thread may share it.
+        self._timeout = PlainSocket.gettimeout(self)
+        PlainSocket.settimeout(self, 0.0)
 
     @property
     def gssapi_protection(self) -> str:
         """The per-message protection of this tunnel: ``"integrity"`` or ``"confidentiality"``."""
         return "confidentiality" if self._gss.level == 2 else "integrity"
 
+    # -- timeout: the user's, kept apart from the descriptor's --------------
+
+    def settimeout(self, value: float | None) -> None:
+        """As on a plain socket; the descriptor stays non-blocking (see ``_start_protection``)."""
+        # Validated as the C method does (same errors), without it: this
+        # object's C-level timeout must stay 0.
+        if value is None:
+            self._timeout = None
+            return
+        seconds = value if isinstance(value, float) else float(operator.index(value))
+        if seconds != seconds:
+            raise ValueError("Invalid value NaN (not a number)")
+        if seconds < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = seconds
+
+    def gettimeout(self) -> float | None:
+        """The timeout set by the user, as on a plain socket."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """As on a plain socket: ``settimeout(None)`` or ``settimeout(0.0)``."""
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """As on a plain socket: False when the timeout is 0."""
+        return self._timeout != 0.0
+
+    @property
+    def timeout(self) -> float | None:
+        """The timeout set by the user (the C attribute would say 0.0)."""
+        return self._timeout
+
     # -- waiting ------------------------------------------------------------
 
     def _deadline(self, flags: int) -> tuple[float | None, bool]:
         """``(deadline, nowait)`` of one call: None waits forever."""
-        timeout = PlainSocket.gettimeout(self)
+        timeout = self._timeout
         if timeout == 0.0 or flags & _MSG_DONTWAIT:
             return None, True
         return (None if timeout is None else time.monotonic() + timeout), False
@@ -148,6 +193,10 @@ class GSSAPISocket(socksocket):
         """Write out every queued frame byte, or raise (the rest stays queued)."""
         out = self._out
         while out:
+            # After every partial write too: a peer that reads slowly must
+            # not keep the call going past its deadline.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise socket.timeout("timed out")
             try:
                 sent = PlainSocket.send(self, out, _MSG_DONTWAIT | _MSG_NOSIGNAL)
             except BlockingIOError:
@@ -233,6 +282,10 @@ class GSSAPISocket(socksocket):
             self._decode()
             if len(rbuf) != before:
                 return
+            # After every chunk: a proxy sending empty frames, or a frame a
+            # byte at a time, must not keep the call going past its deadline.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise socket.timeout("timed out")
             try:
                 chunk = PlainSocket.recv(self, _READ_SIZE, _MSG_DONTWAIT)
             except BlockingIOError:
@@ -253,8 +306,12 @@ class GSSAPISocket(socksocket):
     def _decode(self) -> None:
         """Unwrap every whole frame in ``_inbuf`` into ``_rbuf``."""
         inbuf = self._inbuf
-        while len(inbuf) >= 4:
-            if inbuf[0] != GSSAPI_VERSION or inbuf[1] != _ENCAPSULATED:
+        while inbuf:
+            # VER from the first octet and MTYP from the second, as
+            # _codec.parse_gssapi_frame does: an abort is two octets and
+            # complete, so waiting for a whole header would leave it
+            # unreported until a timeout (or forever).
+            if inbuf[0] != GSSAPI_VERSION or (len(inbuf) >= 2 and inbuf[1] != _ENCAPSULATED):
                 what = (
                     "an abort (01 ff)"
                     if inbuf[:2] == b"\x01\xff"
@@ -263,13 +320,19 @@ class GSSAPISocket(socksocket):
                 raise ProxyProtocolError(
                     f"the proxy broke the GSS-API protected tunnel's framing: it sent {what}"
                 )
+            if len(inbuf) < 4:
+                return
             end = 4 + ((inbuf[2] << 8) | inbuf[3])
             if len(inbuf) < end:
                 return
             token = bytes(inbuf[4:end])
-            del inbuf[:end]
             if token:  # an empty frame carries nothing to unwrap
+                # Unwrapped before it leaves _inbuf: a token that fails
+                # verification stays there and fails every later recv too,
+                # so a caller that reads on after the error cannot get the
+                # stream with a piece missing.
                 self._rbuf += self._gss.unwrap(token)
+            del inbuf[:end]
 
     def _flush_before_reading(self) -> None:
         """Push out a queued frame (without waiting) before waiting for an answer to it."""
@@ -288,6 +351,10 @@ class GSSAPISocket(socksocket):
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         with self._recv_lock:
+            if self.fileno() == -1:
+                # What a plain socket raises: the plaintext still buffered
+                # belongs to a closed connection.
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
             if not self._rbuf and not self._eof:
                 self._flush_before_reading()
             deadline, nowait = self._deadline(flags)
@@ -307,7 +374,10 @@ class GSSAPISocket(socksocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """As :meth:`recv`, into ``buffer``."""
-        view = memoryview(buffer).cast("B")
+        return self._recv_into(buffer, nbytes, flags, "recv_into")
+
+    def _recv_into(self, buffer: Any, nbytes: int, flags: int, what: str) -> int:
+        view = _writable_view(buffer, what)
         if nbytes < 0:
             raise ValueError("negative buffersize in recv_into")
         if nbytes > len(view):
@@ -324,7 +394,7 @@ class GSSAPISocket(socksocket):
 
     def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
         """``(recv_into(...), None)``, as a connected TCP socket gives."""
-        return self.recv_into(buffer, nbytes, flags), None
+        return self._recv_into(buffer, nbytes, flags, "recvfrom_into"), None
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple[Any, ...]:
         """``(data, [], 0, None)``; ancillary data is refused (it cannot match frames)."""
@@ -336,7 +406,17 @@ class GSSAPISocket(socksocket):
         """Scatter one :meth:`recv` over ``buffers``; ancillary data is refused."""
         if ancbufsize:
             raise _unsupported("recvmsg_into with ancillary data")
-        views = [memoryview(b).cast("B") for b in buffers]
+        # All checked before anything is read: a buffer refused after the
+        # recv would lose what was taken for it, which a plain socket never does.
+        refused = TypeError(
+            "recvmsg_into() argument 1 must be an iterable of single-segment read-write buffers"
+        )
+        try:
+            views = [memoryview(b).cast("B") for b in buffers]
+        except TypeError:
+            raise refused from None
+        if any(view.readonly for view in views):
+            raise refused
         data = self.recv(sum(len(v) for v in views), flags)
         offset = 0
         for view in views:
@@ -382,6 +462,27 @@ class GSSAPISocket(socksocket):
         if self.fileno() != -1 and getattr(self, "_out", None):
             self._flush_before_reading()
         super().close()
+
+    def _real_close(self, *args: Any, **kwargs: Any) -> None:
+        # Reached by close(), or by the last makefile() object's close after
+        # it: the plaintext buffered for the connection goes with it.
+        super()._real_close(*args, **kwargs)  # type: ignore[misc]
+        for buf in ("_rbuf", "_inbuf", "_out"):
+            if hasattr(self, buf):
+                getattr(self, buf).clear()
+
+
+def _writable_view(buffer: Any, what: str) -> memoryview:
+    """``buffer`` as a byte view, or the TypeError a plain socket's ``what`` raises."""
+    try:
+        view = memoryview(buffer)
+    except TypeError:
+        view = None
+    if view is None or view.readonly:
+        raise TypeError(
+            f"{what}() argument 1 must be read-write bytes-like object, not {type(buffer).__name__}"
+        )
+    return view.cast("B")
 
 
 def _writable(sock: socket.socket) -> bool:

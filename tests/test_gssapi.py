@@ -8,13 +8,16 @@ The realm-backed tests are in ``tests/interop/test_gssapi.py``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import pickle
 import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -391,3 +394,153 @@ def test_a_frame_cut_by_a_timeout_is_finished_before_anything_else(
         offset += 4 + length
     assert plain.endswith(b"end")
     assert set(plain[:-3]) == {0}
+
+
+def test_recv_after_close_is_ebadf_and_drops_the_buffers(pair: tuple[socket.socket, ...]) -> None:
+    sock, _ = pair
+    assert sock.recv(3) == b"pen"  # "ding" stays buffered
+    sock.close()
+    for read in (lambda: sock.recv(10), lambda: sock.recv_into(bytearray(10))):
+        with pytest.raises(OSError) as info:
+            read()
+        assert info.value.errno == errno.EBADF
+    # No plaintext of the closed connection stays behind in the object.
+    assert not sock._rbuf and not sock._inbuf and not sock._out  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.recv_into(b"xxxx"), "recv_into() argument 1 must be read-write"),
+        (lambda s: s.recvfrom_into(b"xxxx"), "recvfrom_into() argument 1 must be read-write"),
+        (lambda s: s.recv_into("text"), "recv_into() argument 1 must be read-write"),
+        (lambda s: s.recvmsg_into([bytearray(2), b"xx"]), "read-write buffers"),
+    ],
+    ids=["recv_into", "recvfrom_into", "not-a-buffer", "recvmsg_into"],
+)
+def test_a_read_only_buffer_is_refused_before_anything_is_read(
+    pair: tuple[socket.socket, ...], call: Any, message: str
+) -> None:
+    sock, _ = pair
+    with pytest.raises(TypeError) as info:
+        call(sock)
+    assert message in str(info.value)
+    assert sock.recv(100) == b"pending"  # nothing was taken for the refused buffer
+
+
+@pytest.mark.parametrize(
+    ("wire", "what"), [(b"\x01\xff", "an abort"), (b"\x05", "05 where"), (b"\x01\x01", "01 01")]
+)
+def test_an_abort_or_bad_header_after_the_handshake_is_reported_at_once(
+    pair: tuple[socket.socket, ...], wire: bytes, what: str
+) -> None:
+    sock, peer = pair
+    sock.recv(7)
+    peer.sendall(wire)  # nothing more comes, and the connection stays open
+    start = time.monotonic()
+    with pytest.raises(ProxyProtocolError, match=what):
+        sock.recv(10)
+    assert time.monotonic() - start < 2  # not the socket's 5 s timeout
+
+
+def _in_background(work: Any) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("mode", ["empty-frames", "trickle"])
+def test_recv_keeps_one_deadline_while_the_proxy_makes_slow_progress(
+    pair: tuple[socket.socket, ...], mode: str
+) -> None:
+    sock, peer = pair
+    sock.recv(7)
+    stop = threading.Event()
+
+    def feed() -> None:
+        # Progress every 50 ms, but never a whole frame with data, for 3 s.
+        wire = _frame(b"x" * 100)
+        for i in range(60):
+            if stop.wait(0.05):
+                return
+            peer.sendall(encode_gssapi_frame(3, b"") if mode == "empty-frames" else wire[i : i + 1])
+
+    thread = _in_background(feed)
+    sock.settimeout(0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(socket.timeout):
+            sock.recv(10)
+        assert time.monotonic() - start < 1.5
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_sendall_keeps_one_deadline_while_the_proxy_reads_slowly(
+    pair: tuple[socket.socket, ...],
+) -> None:
+    sock, peer = pair
+    stop = threading.Event()
+
+    def read_slowly() -> None:
+        # Some every 50 ms, for 3 s: the kernel buffers keep taking a bit
+        # more, so no single write waits long.  Then a reset, so that a
+        # sendall that never times out ends anyway.
+        end = time.monotonic() + 3
+        while not stop.wait(0.05) and time.monotonic() < end:
+            try:
+                if not peer.recv(16384):
+                    return
+            except OSError:
+                return
+        peer.close()
+
+    thread = _in_background(read_slowly)
+    sock.settimeout(0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(socket.timeout):
+            sock.sendall(bytes(64 << 20))
+        assert time.monotonic() - start < 1.5
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_the_timeout_is_the_users_and_the_descriptor_stays_non_blocking(
+    pair: tuple[socket.socket, ...],
+) -> None:
+    sock, _ = pair
+    assert (sock.gettimeout(), sock.timeout, sock.getblocking()) == (5.0, 5.0, True)
+    assert socket.socket.gettimeout(sock) == 0.0  # only _wait waits
+    sock.setblocking(False)
+    assert (sock.gettimeout(), sock.getblocking()) == (0.0, False)
+    sock.recv(7)
+    with pytest.raises(BlockingIOError):
+        sock.recv(1)
+    sock.settimeout(None)
+    assert (sock.gettimeout(), sock.getblocking()) == (None, True)
+    sock.settimeout(2)
+    assert sock.gettimeout() == 2.0
+    with pytest.raises(ValueError, match="out of range"):
+        sock.settimeout(-1)
+    with pytest.raises(TypeError):
+        sock.settimeout("1")  # type: ignore[arg-type]
+    assert socket.socket.gettimeout(sock) == 0.0
+
+
+def test_a_token_that_fails_verification_fails_every_later_recv(
+    pair: tuple[socket.socket, ...],
+) -> None:
+    sock, peer = pair
+    sock.recv(7)
+    peer.sendall(_frame(b"before") + encode_gssapi_frame(3, b"Xforged") + _frame(b"after"))
+    got = b""
+    for _ in range(3):
+        # Reading on after the error gives what came before it, never what follows.
+        with contextlib.suppress(ProxyProtocolError):
+            got += sock.recv(100)
+    assert got in (b"", b"before")
+    with pytest.raises(ProxyProtocolError, match="verification"):
+        sock.recv(100)

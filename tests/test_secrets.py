@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
@@ -420,3 +422,99 @@ def test_secret_reveals_only_on_request() -> None:
     assert PASSWORD not in repr(secret)
     assert PASSWORD not in str(secret)
     assert PASSWORD not in f"{secret}"
+
+
+# --------------------------------------------------------------------------
+# GSS-API: our Kerberos token and the security context.
+# --------------------------------------------------------------------------
+# Our first context token is a Kerberos AP-REQ, a credential the proxy (or
+# anyone who records it) could replay while its authenticator is fresh, and
+# the security context wraps and unwraps as us: neither may stay reachable
+# from a failure's traceback.
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from interop.conftest import server_unavailable
+    from interop.kerberos import running_realm
+
+    try:
+        import gssapi  # noqa: F401
+    except ImportError as exc:
+        server_unavailable(f"the gssapi package is not installed ({exc}): pip install gssapi")
+    # running_realm yields once; the loop resumes it (to stop the KDC) at teardown.
+    for kdc in running_realm(tmp_path_factory.mktemp("krb5")):
+        with kdc.applied():
+            yield kdc
+
+
+def _aborting_gssapi_proxy(stage: str, tokens: list[bytes]) -> tuple[socket.socket, Any]:
+    """A proxy that records our context tokens, then aborts (01 ff) at ``stage``.
+
+    ``"context"``: instead of answering our first token; ``"protection"``:
+    instead of answering the protection level, the context complete.
+    """
+    import gssapi
+
+    from server import encode_gss_frame, read_gss_frame
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(3)
+            conn.sendall(b"\x05\x01")
+            context = gssapi.SecurityContext(
+                creds=gssapi.Credentials(usage="accept"), usage="accept"
+            )
+            token = read_gss_frame(conn)[1]
+            tokens.append(token)
+            if stage == "protection":
+                conn.sendall(encode_gss_frame(1, context.step(token) or b""))
+                read_gss_frame(conn)
+            conn.sendall(b"\x01\xff")
+            conn.recv(1)  # until the client closes
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def _gss_leaks(exc: BaseException, token: bytes) -> list[str]:
+    """Where a socks5client frame of ``exc``'s tracebacks (chain included) holds
+    ``token`` or a security context, directly or one attribute down."""
+    import gssapi
+
+    def holds(value: object) -> bool:
+        if isinstance(value, gssapi.SecurityContext):
+            return True
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return token in bytes(value)
+        return token.hex() in repr(value).replace("\\x", "")
+
+    leaks = []
+    for err in _exception_chain(exc):
+        for tb in _tracebacks(err):
+            frame = tb.tb_frame
+            if f"{os.sep}socks5client{os.sep}" not in frame.f_code.co_filename:
+                continue
+            for local, value in dict(frame.f_locals).items():
+                values = [value] + [attr for _, attr in _attributes(value)]
+                if any(holds(v) for v in values):
+                    leaks.append(f"{frame.f_code.co_name}() local {local}")
+    return leaks
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("stage", ["context", "protection"])
+def test_gssapi_abort_keeps_no_token_and_no_context(realm: Any, stage: str) -> None:
+    tokens: list[bytes] = []
+    listener, thread = _aborting_gssapi_proxy(stage, tokens)
+    with listener:
+        proxy = Proxy("localhost", listener.getsockname()[1], gssapi=True)
+        exc = _failure(lambda: socks5client.create_connection(TARGET, timeout=10, proxy=proxy))
+        thread.join(10)
+    assert isinstance(exc, errors.GSSAPIAbortError)
+    assert tokens and len(tokens[0]) > 100  # the AP-REQ did go out
+    assert _gss_leaks(exc, tokens[0]) == []

@@ -48,8 +48,11 @@ class AuthMethod(Protocol):
     def code(self) -> int:
         """The METHOD byte offered in the greeting."""
 
-    def negotiate(self) -> Steps[Protection | None]:
+    def negotiate(self, command: int | None = None) -> Steps[Protection | None]:
         """Run the sub-negotiation once the proxy has chosen this method.
+
+        ``command`` is the request's CMD (CONNECT, BIND, UDP ASSOCIATE) when
+        known: GSS-API asks for sequence checking on streams only.
 
         Returns the per-message protection it agreed on, or ``None`` for
         none (the data then flows as it is).

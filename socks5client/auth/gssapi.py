@@ -28,6 +28,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._codec import (
+    Command,
     GSSAPIFrame,
     GSSAPIMessage,
     Method,
@@ -150,6 +151,30 @@ class MessageProtection:
         return message
 
 
+def _checks_for(flags: Any, command: int | None) -> list[Any]:
+    """The per-message checks (``RequirementFlag`` members) to require for ``command``.
+
+    MIT Kerberos checks a wrapped token's sequence number only when asked:
+    without these flags a token replayed, reordered or dropped on the path
+    unwraps as if it were the next one.  Replay detection suits every use.
+    Sequence checking (a token missing or out of order fails) suits only the
+    TCP streams of CONNECT and BIND, where a gap is an attack; over UDP
+    ASSOCIATE datagrams are lost and reordered in the ordinary course, and
+    it would fail the datagram after each loss.  An unknown command gets
+    replay detection only.
+    """
+    if command in (Command.CONNECT, Command.BIND):
+        return [flags.replay_detection, flags.out_of_sequence_detection]
+    return [flags.replay_detection]
+
+
+def _combined(members: list[Any]) -> int:
+    combined = 0
+    for member in members:
+        combined |= member
+    return combined
+
+
 def _gss_text(exc: BaseException) -> str:
     """GSS-API's own words for ``exc`` (it names principals and caches, never keys)."""
     gen = getattr(exc, "gen_message", None)
@@ -195,10 +220,23 @@ class GSSAPIAuth:
         raise AssertionError("GSSAPI is never pipelined")
         yield  # a generator
 
-    def negotiate(self) -> Steps[MessageProtection | None]:
-        """Establish the context, agree on a protection level; the protection (or None)."""
+    def negotiate(self, command: int | None = None) -> Steps[MessageProtection | None]:
+        """Establish the context, agree on a protection level; the protection (or None).
+
+        ``command`` is the request's CMD (``Command``), which decides the
+        per-message checks asked of the context (see :func:`_checks_for`);
+        ``None`` (not known) asks for the checks every command can take.
+        """
         gssapi = _load_gssapi()
         flags = gssapi.RequirementFlag
+        checks = _checks_for(flags, command)
+        # Our initial token is a Kerberos AP-REQ, replayable while its
+        # authenticator is fresh, and the context can wrap and unwrap as us:
+        # neither may stay in this (generator's) frame, which any error's
+        # traceback keeps, so every way out by exception drops them first.
+        token: bytes | None = None
+        context: Any = None
+        frame: GSSAPIFrame | None = None
         try:
             kind = gssapi.NameType.hostbased_service if self._hostbased else None
             name = (
@@ -206,105 +244,132 @@ class GSSAPIAuth:
                 if kind is not None
                 else gssapi.Name(self._name, gssapi.NameType.kerberos_principal)
             )
-            context = gssapi.SecurityContext(
-                name=name,
-                usage="initiate",
-                flags=flags.mutual_authentication | flags.integrity | flags.confidentiality,
-            )
-            token = context.step()
-        except gssapi.exceptions.GSSError as exc:
-            raise self._failure(exc) from None
-        for _ in range(_MAX_ROUNDS):
-            yield (SEND, encode_gssapi_frame(GSSAPIMessage.CONTEXT, token or b""))
-            frame = yield from self._frame(GSSAPIMessage.CONTEXT, "GSS-API context token")
-            if context.complete:
-                break  # the proxy's acknowledgement (often empty) of our last token
-            if not frame.token:
-                raise GSSAPIFramingError(
-                    f"proxy {self._where} sent an empty GSS-API context token while the"
-                    " context still needed one"
-                )
             try:
-                token = context.step(frame.token)
+                context = gssapi.SecurityContext(
+                    name=name,
+                    usage="initiate",
+                    flags=flags.mutual_authentication
+                    | flags.integrity
+                    | flags.confidentiality
+                    | _combined(checks),
+                )
+                token = context.step()
             except gssapi.exceptions.GSSError as exc:
                 raise self._failure(exc) from None
-            if context.complete and not token:
-                break
-        else:
-            raise GSSAPIError(
-                f"the GSS-API context with proxy {self._where} did not complete in"
-                f" {_MAX_ROUNDS} rounds"
+            for _ in range(_MAX_ROUNDS):
+                yield (SEND, encode_gssapi_frame(GSSAPIMessage.CONTEXT, token or b""))
+                token = None
+                frame = yield from self._frame(GSSAPIMessage.CONTEXT, "GSS-API context token")
+                if context.complete:
+                    break  # the proxy's acknowledgement (often empty) of our last token
+                if not frame.token:
+                    raise GSSAPIFramingError(
+                        f"proxy {self._where} sent an empty GSS-API context token while the"
+                        " context still needed one"
+                    )
+                try:
+                    token = context.step(frame.token)
+                except gssapi.exceptions.GSSError as exc:
+                    raise self._failure(exc) from None
+                if context.complete and not token:
+                    break
+            else:
+                raise GSSAPIError(
+                    f"the GSS-API context with proxy {self._where} did not complete in"
+                    f" {_MAX_ROUNDS} rounds"
+                )
+            token = frame = None
+            actual = context.actual_flags
+            if flags.mutual_authentication not in actual:
+                raise GSSAPIError(
+                    f"proxy {self._where} did not prove its identity (no GSS-API mutual"
+                    " authentication), so it may not be the proxy named by the service"
+                    f" {self._name!r}"
+                )
+            missing = [flag.name for flag in checks if flag not in actual]
+            if missing:
+                # Without them a replayed, reordered or dropped token would
+                # unwrap as if it were the next one: the data could be
+                # changed on the path without any check failing.
+                raise GSSAPIError(
+                    f"the GSS-API context with proxy {self._where} lacks "
+                    + " and ".join(missing)
+                    + ", so replayed, reordered or dropped messages would go unnoticed"
+                )
+            available = (
+                2 if flags.confidentiality in actual else 1 if flags.integrity in actual else 0
             )
-        actual = context.actual_flags
-        if flags.mutual_authentication not in actual:
-            raise GSSAPIError(
-                f"proxy {self._where} did not prove its identity (no GSS-API mutual"
-                " authentication), so it may not be the proxy named by the service"
-                f" {self._name!r}"
-            )
-        available = 2 if flags.confidentiality in actual else 1 if flags.integrity in actual else 0
-        return (yield from self._agree_level(gssapi, context, available))
+            return (yield from self._agree_level(gssapi, context, available))
+        except BaseException:
+            token = context = frame = None
+            raise
 
     def _agree_level(
         self, gssapi: Any, context: Any, available: int
     ) -> Steps[MessageProtection | None]:
-        wanted = self._wanted
-        ask = available if wanted is None else wanted
-        if ask > available:
-            raise GSSAPIProtectionRefusedError(
-                f"gssapi_protection={LEVEL_NAMES[ask]!r} was asked for, but the GSS-API"
-                f" context with proxy {self._where} offers at most {LEVEL_NAMES[available]!r}"
-            )
+        """Agree on a protection level with the proxy over ``context``; its protection."""
         try:
-            token = context.wrap(bytes([ask]), False).message
-        except gssapi.exceptions.GSSError as exc:
-            raise self._failure(exc) from None
-        yield (SEND, encode_gssapi_frame(GSSAPIMessage.PROTECTION, token))
-        try:
-            frame = yield from self._frame(GSSAPIMessage.PROTECTION, "GSS-API protection level")
-        except Truncated:
-            # Dante closes the connection on a level it does not grant,
-            # without an abort frame.  No retry at a lower level: a closed
-            # connection is not authenticated, so anyone on the path could
-            # cause it, while the proxy's wrapped answer cannot be forged.
-            hint = (
-                " set gssapi_protection to a level the proxy allows"
-                if wanted is not None
-                else " gssapi_protection=None asks for the strongest level the context"
-                " offers; set gssapi_protection to a level the proxy allows"
-            )
-            raise GSSAPIProtectionRefusedError(
-                f"proxy {self._where} closed the connection when asked for protection level"
-                f" {ask} ({LEVEL_NAMES[ask]}), which it apparently does not grant (Dante"
-                f" closes instead of answering);{hint}"
-            ) from None
-        try:
-            level_octets = context.unwrap(frame.token).message
-        except gssapi.exceptions.GSSError as exc:
-            raise GSSAPIFramingError(
-                f"proxy {self._where} sent a protection level token that does not unwrap:"
-                f" {_gss_text(exc)}"
-            ) from None
-        if len(level_octets) != 1:
-            raise GSSAPIFramingError(
-                f"proxy {self._where} sent a protection level of {len(level_octets)} octets;"
-                " RFC 1961 says one"
-            )
-        level = level_octets[0]
-        acceptable = level <= available and (level >= wanted if wanted is not None else True)
-        if level not in (0, 1, 2) or not acceptable:
-            name = LEVEL_NAMES.get(level, f"unknown level {level}")
-            want = "the strongest offered" if wanted is None else repr(LEVEL_NAMES[wanted])
-            raise GSSAPIProtectionRefusedError(
-                f"proxy {self._where} answered protection level {level} ({name}) where"
-                f" gssapi_protection asks for {want}"
-                + (
-                    "; set gssapi_protection=None to accept a weaker level the proxy chooses"
-                    if wanted is not None and level < wanted
-                    else ""
+            wanted = self._wanted
+            ask = available if wanted is None else wanted
+            if ask > available:
+                raise GSSAPIProtectionRefusedError(
+                    f"gssapi_protection={LEVEL_NAMES[ask]!r} was asked for, but the GSS-API"
+                    f" context with proxy {self._where} offers at most {LEVEL_NAMES[available]!r}"
                 )
-            )
-        return None if level == 0 else MessageProtection(context, level)
+            try:
+                token = context.wrap(bytes([ask]), False).message
+            except gssapi.exceptions.GSSError as exc:
+                raise self._failure(exc) from None
+            yield (SEND, encode_gssapi_frame(GSSAPIMessage.PROTECTION, token))
+            try:
+                frame = yield from self._frame(GSSAPIMessage.PROTECTION, "GSS-API protection level")
+            except Truncated:
+                # Dante closes the connection on a level it does not grant,
+                # without an abort frame.  No retry at a lower level: a closed
+                # connection is not authenticated, so anyone on the path could
+                # cause it, while the proxy's wrapped answer cannot be forged.
+                hint = (
+                    " set gssapi_protection to a level the proxy allows"
+                    if wanted is not None
+                    else " gssapi_protection=None asks for the strongest level the context"
+                    " offers; set gssapi_protection to a level the proxy allows"
+                )
+                raise GSSAPIProtectionRefusedError(
+                    f"proxy {self._where} closed the connection when asked for protection level"
+                    f" {ask} ({LEVEL_NAMES[ask]}), which it apparently does not grant (Dante"
+                    f" closes instead of answering);{hint}"
+                ) from None
+            try:
+                level_octets = context.unwrap(frame.token).message
+            except gssapi.exceptions.GSSError as exc:
+                raise GSSAPIFramingError(
+                    f"proxy {self._where} sent a protection level token that does not unwrap:"
+                    f" {_gss_text(exc)}"
+                ) from None
+            if len(level_octets) != 1:
+                raise GSSAPIFramingError(
+                    f"proxy {self._where} sent a protection level of {len(level_octets)} octets;"
+                    " RFC 1961 says one"
+                )
+            level = level_octets[0]
+            acceptable = level <= available and (level >= wanted if wanted is not None else True)
+            if level not in (0, 1, 2) or not acceptable:
+                name = LEVEL_NAMES.get(level, f"unknown level {level}")
+                want = "the strongest offered" if wanted is None else repr(LEVEL_NAMES[wanted])
+                raise GSSAPIProtectionRefusedError(
+                    f"proxy {self._where} answered protection level {level} ({name}) where"
+                    f" gssapi_protection asks for {want}"
+                    + (
+                        "; set gssapi_protection=None to accept a weaker level the proxy chooses"
+                        if wanted is not None and level < wanted
+                        else ""
+                    )
+                )
+            return None if level == 0 else MessageProtection(context, level)
+        except BaseException:
+            # See negotiate: the context must not outlive a failure in a frame.
+            context = None
+            raise
 
     def _frame(self, expected: int, what: str) -> Steps[GSSAPIFrame]:
         """One frame of type ``expected``; raise on an abort or another type."""

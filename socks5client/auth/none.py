@@ -14,7 +14,7 @@ class NoAuth:
 
     code = Method.NO_AUTH
 
-    def negotiate(self) -> Steps[None]:
+    def negotiate(self, command: int | None = None) -> Steps[None]:
         """Nothing is exchanged for this method."""
         return
         yield  # a generator that yields nothing

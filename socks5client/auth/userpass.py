@@ -32,7 +32,7 @@ class UsernamePasswordAuth:
     def __repr__(self) -> str:
         return f"UsernamePasswordAuth(username={self._username!r}, password='***')"
 
-    def negotiate(self) -> Steps[None]:
+    def negotiate(self, command: int | None = None) -> Steps[None]:
         """Send the credentials; raise :class:`SOCKS5AuthError` if refused."""
         yield (SEND, self._request)
         yield from self.finish()

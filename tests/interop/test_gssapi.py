@@ -45,7 +45,13 @@ from socks5client import (
 
 from .conftest import server_unavailable
 from .kerberos import DanteGSSAPI, KerberosRealm, Protection, running_dante, running_realm
-from server import ATYP_IPV4, SocksServer, encode_udp_datagram
+from server import (
+    ATYP_IPV4,
+    SocksServer,
+    encode_gss_frame,
+    encode_udp_datagram,
+    read_gss_frame,
+)
 
 if TYPE_CHECKING:
     from .conftest import EchoServer, UDPEchoServer
@@ -538,3 +544,181 @@ def test_level_none_through_a_clear_only_dante(
 def test_environment_is_the_realms(realm: KerberosRealm) -> None:
     # The client and the reference server read these in this process.
     assert os.environ["KRB5CCNAME"] == realm.env["KRB5CCNAME"]
+
+
+# ---------------------------------------------------------------------------
+# Per-message checks: replayed, reordered and dropped tokens
+
+
+def _acceptor() -> Any:
+    import gssapi
+
+    return gssapi.SecurityContext(creds=gssapi.Credentials(usage="accept"), usage="accept")
+
+
+def _establish(command: int | None, protection: str | None = "confidentiality") -> tuple[Any, Any]:
+    """Run ``GSSAPIAuth.negotiate(command)`` against an in-process acceptor.
+
+    Returns our protection and the acceptor's context: the checks the
+    initiator asked for decide what unwrapping the acceptor's tokens accepts.
+    """
+    from socks5client._codec import encode_gssapi_frame, parse_gssapi_frame
+    from socks5client.auth.gssapi import GSSAPIAuth
+
+    acceptor = _acceptor()
+    auth = GSSAPIAuth("localhost", "test proxy", "rcmd", protection)
+    steps = auth.negotiate(command)
+    inbox = bytearray()
+    answer: bytes | None = None
+    try:
+        while True:
+            step = steps.send(answer)
+            answer = None
+            if step[0] == 0:  # SEND: one frame from us, answered at once
+                frame = parse_gssapi_frame(bytearray(step[1])).message  # type: ignore[union-attr]
+                if frame.mtyp == 1:
+                    inbox += encode_gssapi_frame(1, acceptor.step(frame.token) or b"")
+                else:
+                    level = acceptor.unwrap(frame.token).message
+                    inbox += encode_gssapi_frame(2, acceptor.wrap(level, False).message)
+            else:  # RECV: never more than asked
+                answer, inbox[:] = bytes(inbox[: step[1]]), inbox[step[1] :]
+    except StopIteration as done:
+        return done.value, acceptor
+
+
+@pytest.mark.parametrize("command", [1, 2], ids=["CONNECT", "BIND"])
+def test_tcp_commands_refuse_replayed_reordered_and_dropped_tokens(
+    realm: KerberosRealm, command: int
+) -> None:
+    ours, proxy = _establish(command)
+    first, second, third, fourth = (proxy.wrap(b"%d" % i, True).message for i in range(4))
+    assert ours.unwrap(first) == b"0"
+    with pytest.raises(ProxyProtocolError, match="duplicate"):
+        ours.unwrap(first)
+    with pytest.raises(ProxyProtocolError, match="expected per-message token was not received"):
+        ours.unwrap(third)  # the second was dropped
+    with pytest.raises(ProxyProtocolError, match="later token has already been processed"):
+        ours.unwrap(second)  # and comes late
+    assert ours.unwrap(fourth) == b"3"
+
+
+@pytest.mark.parametrize("command", [3, None], ids=["UDP_ASSOCIATE", "unknown"])
+def test_datagrams_may_be_lost_or_reordered_but_not_replayed(
+    realm: KerberosRealm, command: int | None
+) -> None:
+    ours, proxy = _establish(command)
+    first, second, third = (proxy.wrap(b"%d" % i, True).message for i in range(3))
+    assert ours.unwrap(first) == b"0"
+    with pytest.raises(ProxyProtocolError, match="duplicate"):
+        ours.unwrap(first)
+    assert ours.unwrap(third) == b"2"  # the second was lost (or is late)...
+    assert ours.unwrap(second) == b"1"  # ...and arrives late
+    with pytest.raises(ProxyProtocolError, match="duplicate"):
+        ours.unwrap(second)
+
+
+@pytest.mark.parametrize(("command", "lacking"), [(1, "out_of_sequence_detection"), (3, None)])
+def test_a_context_without_the_checks_is_refused(
+    realm: KerberosRealm, monkeypatch: pytest.MonkeyPatch, command: int, lacking: str | None
+) -> None:
+    import gssapi
+
+    real = gssapi.SecurityContext.actual_flags
+
+    def without(self: Any) -> Any:
+        flags = real.fget(self)  # type: ignore[attr-defined]
+        drop = {gssapi.RequirementFlag.replay_detection}
+        if lacking:
+            drop.add(gssapi.RequirementFlag[lacking])
+        return {flag for flag in flags if flag not in drop}
+
+    monkeypatch.setattr(gssapi.SecurityContext, "actual_flags", property(without))
+    with pytest.raises(GSSAPIError) as info:
+        _establish(command)
+    message = str(info.value)
+    assert "lacks replay_detection" in message
+    assert "replayed, reordered or dropped" in message
+    if lacking:
+        assert f"and {lacking}" in message
+    else:  # UDP ASSOCIATE does not ask for sequence checking
+        assert "sequence" not in message
+
+
+class _ScriptedProxy:
+    """One RFC 1961 handshake at level 2 with a real acceptor, then ``script(conn, context)``."""
+
+    def __init__(self, script: Any) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(3)  # the greeting: 05 01 01
+            conn.sendall(b"\x05\x01")
+            context = _acceptor()
+            while not context.complete:
+                token = context.step(read_gss_frame(conn)[1])
+                conn.sendall(encode_gss_frame(1, token or b""))
+            level = context.unwrap(read_gss_frame(conn)[1]).message
+            conn.sendall(encode_gss_frame(2, context.wrap(level, False).message))
+            context.unwrap(read_gss_frame(conn)[1])  # the request
+            self.script(conn, context)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(10)
+
+
+REPLY_OK = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x04\xd2"
+
+
+def test_a_dropped_frame_in_the_tunnel_is_refused(realm: KerberosRealm) -> None:
+    # CONNECT asks for sequence checking through the shared conversation
+    # (the request's command reaches the method): a frame missing from the
+    # stream fails the next one instead of passing unnoticed.
+    def drop(conn: socket.socket, context: Any) -> None:
+        conn.sendall(encode_gss_frame(3, context.wrap(REPLY_OK, True).message))
+        context.wrap(b"PAY 100 TO BOB;", True)  # wrapped, never sent
+        conn.sendall(encode_gss_frame(3, context.wrap(b"PAY 200 TO EVE;", True).message))
+        conn.recv(1)  # until the client closes
+
+    proxy = _ScriptedProxy(drop)
+    try:
+        with (
+            socks5client.create_connection(
+                ("127.0.0.1", 9), timeout=10, proxy=Proxy("localhost", proxy.port, gssapi=True)
+            ) as sock,
+            pytest.raises(ProxyProtocolError),
+        ):
+            sock.recv(100)
+    finally:
+        proxy.close()
+
+
+def test_a_replayed_frame_in_the_tunnel_is_refused(realm: KerberosRealm) -> None:
+    def replay(conn: socket.socket, context: Any) -> None:
+        conn.sendall(encode_gss_frame(3, context.wrap(REPLY_OK, True).message))
+        payment = encode_gss_frame(3, context.wrap(b"PAY 100 TO BOB;", True).message)
+        conn.sendall(payment + payment)
+        conn.recv(1)  # until the client closes
+
+    proxy = _ScriptedProxy(replay)
+    try:
+        with socks5client.create_connection(
+            ("127.0.0.1", 9), timeout=10, proxy=Proxy("localhost", proxy.port, gssapi=True)
+        ) as sock:
+            got = b""
+            with pytest.raises(ProxyProtocolError, match="duplicate"):
+                while True:
+                    chunk = sock.recv(100)
+                    assert chunk
+                    got += chunk
+            # The first copy may or may not have been read before the second failed.
+            assert got in (b"", b"PAY 100 TO BOB;")
+    finally:
+        proxy.close()
