@@ -66,7 +66,9 @@ def guard_secrets(func: _F) -> _F:
     classes: the validation errors, whose messages we write), the caller gets
     a fresh exception of the same class and arguments, raised outside the
     ``except`` block so it has no ``__context__``, and whose traceback starts
-    at this wrapper; the original's finished frames are cleared too.  Any
+    at this wrapper; the original's finished frames are cleared too.  A
+    ``UnicodeError`` (whose arguments are the string it failed on) becomes
+    such a fresh ``ValueError`` that keeps only its reason.  Any
     other exception passes through unchanged, except that ``func``'s own
     frame, whose parameters are the raw credentials, is cleared.  In both
     cases the wrapper's own ``args``/``kwargs`` are gone before it re-raises.
@@ -80,13 +82,21 @@ def guard_secrets(func: _F) -> _F:
         except BaseException as exc:
             # This frame is part of every traceback that passes through it.
             del args, kwargs
-            if type(exc) not in _VALIDATION_ERRORS:
+            clean: BaseException
+            if isinstance(exc, UnicodeError):
+                # A codec's error (a ValueError) carries the whole string it
+                # failed on, a password perhaps, in its args and ``object``:
+                # only the reason is kept.
+                reason = getattr(exc, "reason", type(exc).__name__)
+                clean = ValueError(f"a proxy argument cannot be encoded: {reason}")
+            elif type(exc) not in _VALIDATION_ERRORS:
                 tb = exc.__traceback__
                 inner = tb.tb_next if tb is not None else None
                 if inner is not None and inner.tb_frame.f_code is code:
                     inner.tb_frame.clear()
                 raise
-            clean = type(exc)(*exc.args)
+            else:
+                clean = type(exc)(*exc.args)
             # The original is dropped here; clearing its frames (those below
             # this one, all finished) drops the credentials at once even if
             # something still refers to it.  Frames still executing raise

@@ -32,6 +32,7 @@ import socket
 
 from . import _resolve
 from ._negotiate import Budget, PlainSocket, debug_logger
+from ._secret import guard_secrets
 from .proxy import Proxy, get_default_proxy, proxy_from_args, set_default_proxy
 from .sock import _UNSET, _direct_connection, _errno_of, _unsupported, socksocket
 from .sock import create_connection as _proxied_create_connection
@@ -604,6 +605,7 @@ _REPLACEMENTS: dict[str, Any] = {
 # -- patch / unpatch -----------------------------------------------------------
 
 
+@guard_secrets
 def _settings(
     proxy: ProxyLike, no_proxy: str | Sequence[str] | None, udp: bool, bind: bool
 ) -> _Settings:
@@ -637,7 +639,12 @@ def patch(
     Thread-safe.
     """
     global _active
-    settings = _settings(proxy, no_proxy, udp, bind)
+    try:
+        settings = _settings(proxy, no_proxy, udp, bind)
+    finally:
+        # A URL may hold a password, and this frame is in the traceback of
+        # a URL _settings refuses (_settings' own is cleared: guard_secrets).
+        del proxy
     with _lock:
         if _active is not None:
             if _active.settings == settings:
@@ -706,7 +713,15 @@ def patched(
     # contextlib imported only now: programs that never patch need not load it.
     import contextlib
 
-    return contextlib.contextmanager(_patched)(proxy, no_proxy, udp, bind)
+    # Made a Proxy now, whose repr masks the password: the generator's frame
+    # keeps its arguments, and this one is in the traceback of a bad URL.
+    try:
+        chosen = proxy_from_args(proxy)
+    finally:
+        del proxy
+    if chosen is None:  # pragma: no cover - proxy_from_args(Proxy|str) never is
+        raise ValueError("patched() needs a proxy")
+    return contextlib.contextmanager(_patched)(chosen, no_proxy, udp, bind)
 
 
 def _patched(

@@ -472,7 +472,9 @@ def _url_credential(text: str | None) -> Credential | None:
         return None
     from urllib.parse import unquote_to_bytes
 
-    raw = unquote_to_bytes(text)
+    # surrogateescape: a byte that is not UTF-8 in a URL from argv or the
+    # environment arrives as a lone surrogate, and goes back to that byte.
+    raw = unquote_to_bytes(text.encode("utf-8", "surrogateescape"))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

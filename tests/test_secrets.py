@@ -425,6 +425,45 @@ def test_secret_reveals_only_on_request() -> None:
 
 
 # --------------------------------------------------------------------------
+# patch() and proxy URLs with credentials that do not encode.
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["patch", "patched"])
+def test_patch_refusing_a_url_keeps_its_password_out(call: str) -> None:
+    url = f"socks5h://{USER}:{PASSWORD}@127.0.0.1:99999"
+    try:
+        if call == "patch":
+            exc = _failure(lambda: socks5client.patch(url))
+        else:
+            exc = _failure(lambda: socks5client.patched(url).__enter__())
+    finally:
+        socks5client.unpatch()
+    assert isinstance(exc, ValueError)
+    assert_no_secret(exc)
+
+
+def test_a_url_password_with_a_byte_that_is_not_utf8_is_those_bytes() -> None:
+    # What argv or the environment give for the bytes of such a password
+    # (surrogateescape): the byte itself, as the proxy expects.
+    secret = PASSWORD.encode() + b"\xff"
+    proxy = socks5client.Proxy.from_url(f"socks5h://{USER}:{os.fsdecode(secret)}@127.0.0.1:1")
+    assert proxy.password == secret
+
+
+def test_a_url_password_that_cannot_be_encoded_stays_out_of_the_error() -> None:
+    url = f"socks5h://{USER}:{PASSWORD}\ud800@127.0.0.1:1"
+    for call in (
+        lambda: socks5client.Proxy.from_url(url),
+        lambda: socks5client.socksocket().set_proxy(url),
+        lambda: socks5client.create_connection(("127.0.0.1", 9), proxy=url, timeout=1),
+    ):
+        exc = _failure(call)
+        assert type(exc) is ValueError, exc
+        assert_no_secret(exc)
+
+
+# --------------------------------------------------------------------------
 # GSS-API: our Kerberos token and the security context.
 # --------------------------------------------------------------------------
 # Our first context token is a Kerberos AP-REQ, a credential the proxy (or
