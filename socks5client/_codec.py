@@ -57,6 +57,7 @@ __all__ = [
     "encode_request",
     "encode_udp_header",
     "encode_userpass",
+    "is_unspecified",
     "lookup_udp_datagram",
     "parse_auth_reply",
     "parse_gssapi_frame",
@@ -496,9 +497,27 @@ def _decode_address(data: _Buffer, offset: int, what: str) -> tuple[AddressType,
             raise ProxyProtocolError(
                 f"proxy sent a domain name that is not ASCII in its {what}"
             ) from None
+        if "\x00" in host:
+            # No name holds a NUL, and what we would do with this one
+            # (give it back as an address, send it on) refuses it with a
+            # bare ValueError: a proxy fault must surface as one.
+            raise ProxyProtocolError(f"proxy sent a domain name holding a NUL in its {what}")
         end = offset + 2 + n
     (port,) = struct.unpack_from("!H", data, end)
     return atyp, host, port
+
+
+def is_unspecified(atyp: int, host: str) -> bool:
+    """Whether a decoded BND.ADDR is the wildcard address (``0.0.0.0`` or ``::``).
+
+    Decided from the address type and the decoded text alone: a name
+    (ATYP 3) is never the wildcard, whatever it reads like, and is not
+    parsed again (a hostile one need not be a valid address).
+    """
+    if atyp == AddressType.IPV4:
+        return host == "0.0.0.0"
+    # inet_ntop writes the all-zero IPv6 address as "::" and nothing else so.
+    return atyp == AddressType.IPV6 and host == "::"
 
 
 def ipv4_reply(data: _Buffer) -> Reply:

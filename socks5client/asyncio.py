@@ -973,7 +973,9 @@ async def bind(
                     loop, sock, call, request, f"BIND for {describe(host, port)}"
                 )
                 bnd_host = reply.host
-                if _is_ip_literal(bnd_host) and _unspecified(bnd_host):
+                # From ATYP and the decoded address (see sock.py's
+                # _socks_bind): never a ValueError for a hostile BND.ADDR.
+                if _codec.is_unspecified(reply.atyp, bnd_host):
                     # The proxy listens on all its addresses; the one we
                     # reached it on is the one a peer can use too.
                     bnd_host = str(sock.getpeername()[0])

@@ -240,13 +240,6 @@ def _is_ip_literal(host: str) -> bool:
     return _codec.encode_host(host)[0] != _codec.AddressType.DOMAIN
 
 
-def _is_unspecified(host: str) -> bool:
-    """Whether the IP literal ``host`` is the wildcard address (0.0.0.0 or ::)."""
-    import ipaddress  # here: importing it costs more than most of this module
-
-    return ipaddress.ip_address(host).is_unspecified
-
-
 def _is_loopback(host: str) -> bool:
     import ipaddress  # here: importing it costs more than most of this module
 
@@ -346,6 +339,8 @@ class socksocket(socket.socket):
     _bind_address: tuple[Any, ...] | None = None
     _bind_accepted = False
     _bind_proxy: Proxy | None = None
+    #: After a SOCKS BIND: held by the accept() that waits for the peer.
+    _bind_lock: Any = None
     #: After a SOCKS BIND whose GSS-API handshake agreed on protection: the
     #: protection and the plaintext unwrapped past the first reply.
     _bind_protection: Any = None
@@ -896,7 +891,14 @@ class socksocket(socket.socket):
         # The address the socket is bound to, however it got it (also via
         # fromfd, or on a raw/SCTP socket); unbound, it is the wildcard.
         local = str(PlainSocket.getsockname(self)[0])
-        if _is_loopback(local):
+        if _is_loopback(local) or PlainSocket.getsockopt(
+            self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+        ):
+            # A loopback listener stays local; so does a descriptor that
+            # already listens (inherited, or socket.fromfd, as gunicorn and
+            # systemd sockets are): a listening socket cannot connect to the
+            # proxy any more, and on a plain socket listen() again only
+            # changes the backlog.
             PlainSocket.listen(self, *backlog)
             self._listening = True
             return
@@ -946,7 +948,10 @@ class socksocket(socket.socket):
                 f"BIND for {_negotiate.describe(host, port)}",
             )
             bnd_host = reply.host
-            if _is_ip_literal(bnd_host) and _is_unspecified(bnd_host):
+            # From ATYP and the decoded address, never by parsing the text
+            # again: BND.ADDR is the proxy's, and a name there (even one
+            # that reads like "::1%") is no argument of ours to validate.
+            if _codec.is_unspecified(reply.atyp, bnd_host):
                 # The proxy listens on all its addresses; the one we reached
                 # it on is the one a peer can use too.
                 bnd_host = str(PlainSocket.getpeername(self)[0])
@@ -962,6 +967,13 @@ class socksocket(socket.socket):
             # The second reply and the tunnel are wrapped too (RFC 1961).
             self._bind_protection = (channel.protection, channel.pending)
         self._bind_address = self._sockaddr((bnd_host, reply.port), bnd_host, reply.port)
+        # One thread at a time waits for the second reply and reads it (see
+        # accept()); made here, before any accept() can run, so no two
+        # threads can make one each.
+        self._bind_lock = _thread.allocate_lock()
+        # Until accept(), the descriptor is the line to the proxy: only
+        # accept() may read from it (see _BindWaitingSocket).
+        self.__class__ = _bind_waiting_class_for(self.__class__)
 
     def accept(self) -> tuple[socket.socket, Any]:
         """Wait for the peer of a SOCKS BIND; return ``(conn, peer_address)``.
@@ -973,24 +985,59 @@ class socksocket(socket.socket):
         called again.  ``conn`` takes over the tunnel (this socket's file
         descriptor); one BIND serves exactly one connection.
         """
-        if self._bind_address is None or self.fileno() == -1:
-            if self._bind_accepted and self.fileno() != -1:
-                raise OSError(
-                    errno.EINVAL,
-                    "a SOCKS5 BIND serves one connection, and it has been accepted",
-                )
-            conn, address = super().accept()
-            if isinstance(conn, socksocket):
-                # socket.accept() builds the connection with socket.socket,
-                # a socksocket under global patching: it is a direct local
-                # connection, already open, so no proxy applies to it (else
-                # detach(), and so ssl wrapping, would be refused).
-                conn.set_proxy()
-            return conn, address
-        proxy = self._bind_proxy
-        assert proxy is not None
+        lock = self._bind_lock
+        if lock is None:
+            return self._plain_accept()
         timeout = self.gettimeout()
         budget = Budget.for_socket(timeout)
+        # Several threads may wait in accept(), as on a plain listening
+        # socket: one at a time waits for the second reply and reads it,
+        # so that no two split its bytes between them (and lose the peer).
+        # The wait for the lock counts against the same deadline.
+        if timeout == 0.0:
+            acquired = lock.acquire(False)
+        else:
+            left = budget.remaining()
+            acquired = lock.acquire(True, -1 if left is None else max(0.0, left))
+        if not acquired:
+            if timeout == 0.0:
+                raise BlockingIOError(errno.EAGAIN, "another thread is accepting on this socket")
+            raise ProxyTimeoutError(
+                "another thread was still accepting the peer of this SOCKS5 BIND"
+                f" {budget.describe()}"
+            )
+        try:
+            if self._bind_address is None or self.fileno() == -1:
+                # Another thread accepted the peer (EINVAL), or failed and
+                # closed the socket (EBADF, as on a closed socket).
+                return self._plain_accept()
+            return self._bind_accept(timeout, budget)
+        finally:
+            lock.release()
+
+    def _plain_accept(self) -> tuple[socket.socket, Any]:
+        """``accept()`` of a socket that is not waiting for a BIND peer."""
+        if self._bind_accepted:
+            # Checked first: accept() detached the descriptor, so the plain
+            # call would raise EBADF, and the documented answer is EINVAL.
+            raise OSError(
+                errno.EINVAL,
+                "a SOCKS5 BIND serves one connection, and it has been accepted",
+            )
+        conn, address = super().accept()
+        if isinstance(conn, socksocket):
+            # socket.accept() builds the connection with socket.socket,
+            # a socksocket under global patching: it is a direct local
+            # connection, already open, so no proxy applies to it (else
+            # detach(), and so ssl wrapping, would be refused).
+            conn.set_proxy()
+        return conn, address
+
+    def _bind_accept(self, timeout: float | None, budget: Budget) -> tuple[socket.socket, Any]:
+        """Wait for the BIND's second reply and hand the tunnel over (lock held)."""
+        assert self._bind_address is not None
+        proxy = self._bind_proxy
+        assert proxy is not None
         where = _negotiate.describe(proxy.host, proxy.port)
         if not _wait_readable(self, 0.0 if timeout == 0.0 else budget.remaining()):
             if timeout == 0.0:
@@ -1023,6 +1070,8 @@ class socksocket(socket.socket):
         fd = PlainSocket.detach(self)
         self._bind_address = None
         self._bind_accepted = True
+        # The BIND no longer waits: the usual class (and C methods) again.
+        self.__class__ = getattr(type(self), "_class_before_bind", type(self))
         conn = socksocket(family, type_, proto, fileno=fd)
         conn.set_proxy()
         conn._peername = peer
@@ -1065,6 +1114,110 @@ class socksocket(socket.socket):
     def get_proxy_peername(self) -> Any:
         """The address of the proxy this socket is connected to."""
         return super().getpeername()
+
+
+class _BindWaitingSocket(socksocket):
+    """A TCP socksocket between its SOCKS BIND and ``accept()``.
+
+    Its descriptor is then the connection to the proxy, which owes us the
+    second reply: a ``send`` would put application bytes into the SOCKS
+    conversation, and a ``recv`` would take the reply away from
+    ``accept()``.  Like a plain listening socket, this refuses both:
+    sends with ``EPIPE`` and receives with ``ENOTCONN`` (what Linux
+    answers on one; ``makefile()`` reads and writes come here too).
+
+    The socket becomes this class only for the wait (``_socks_bind`` sets
+    it, ``accept()`` puts the class back), as GSS-API protection and UDP
+    switch classes: a socksocket's send/recv stay the C methods, so no
+    connected tunnel pays a Python call per send or receive for this.
+    Once the socket is closed (or detached) every method is the usual one
+    again, so a closed socket still raises ``EBADF``.
+    """
+
+    #: The class to put back at accept().
+    _class_before_bind: type = socksocket
+
+    def _refuse(self, code: int) -> None:
+        if self._bind_address is not None and self.fileno() != -1:
+            raise OSError(
+                code,
+                f"{os.strerror(code)}: this socket waits for the peer of its SOCKS5 BIND;"
+                " accept() first, then use the connection it returns",
+            )
+
+    def send(self, *args: Any) -> int:
+        self._refuse(errno.EPIPE)
+        return super().send(*args)
+
+    def sendall(self, *args: Any) -> None:
+        self._refuse(errno.EPIPE)
+        return super().sendall(*args)
+
+    def sendto(self, *args: Any) -> int:
+        self._refuse(errno.EPIPE)
+        return super().sendto(*args)
+
+    def sendmsg(self, *args: Any) -> int:
+        self._refuse(errno.EPIPE)
+        return super().sendmsg(*args)
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> int:
+        # socket.sendfile() writes to the descriptor with os.sendfile,
+        # never through send(): refused here too.
+        self._refuse(errno.EPIPE)
+        return super().sendfile(*args, **kwargs)
+
+    def recv(self, *args: Any) -> bytes:
+        self._refuse(errno.ENOTCONN)
+        return super().recv(*args)
+
+    def recv_into(self, *args: Any, **kwargs: Any) -> int:
+        self._refuse(errno.ENOTCONN)
+        return super().recv_into(*args, **kwargs)
+
+    def recvfrom(self, *args: Any) -> tuple[bytes, Any]:
+        self._refuse(errno.ENOTCONN)
+        return super().recvfrom(*args)
+
+    def recvfrom_into(self, *args: Any, **kwargs: Any) -> tuple[int, Any]:
+        self._refuse(errno.ENOTCONN)
+        return super().recvfrom_into(*args, **kwargs)
+
+    def recvmsg(self, *args: Any) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        self._refuse(errno.ENOTCONN)
+        return super().recvmsg(*args)
+
+    def recvmsg_into(self, *args: Any) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+        self._refuse(errno.ENOTCONN)
+        return super().recvmsg_into(*args)
+
+
+_bind_waiting_classes: dict[type, type] = {}
+
+
+def _bind_waiting_class_for(cls: type) -> type:
+    """The class a socket of class ``cls`` has while its SOCKS BIND waits for the peer."""
+    if cls is socksocket:
+        return _BindWaitingSocket
+    if issubclass(cls, _BindWaitingSocket):
+        return cls
+    with _udp_classes_lock:
+        made = _bind_waiting_classes.get(cls)
+        if made is None:
+            # (_BindWaitingSocket, cls): the refusals come before the
+            # subclass's own send/recv overrides, whose bytes would reach
+            # the proxy just the same.
+            made = type(
+                cls.__name__,
+                (_BindWaitingSocket, cls),
+                {
+                    "__module__": cls.__module__,
+                    "__qualname__": cls.__qualname__,
+                    "_class_before_bind": cls,
+                },
+            )
+            _bind_waiting_classes[cls] = made
+        return made
 
 
 def _connect_context(host: str, port: int, target: str) -> str:

@@ -837,3 +837,291 @@ def test_create_server_reports_a_refused_bind_as_a_socks5_error(
     assert time.monotonic() - started < 1.0
     assert info.value.reply_code == 7
     assert server.records[0].command == CMD_BIND
+
+
+# --------------------------------------------------------------------------
+# Hostile first replies, concurrent and repeated accept(), inherited
+# listeners, and I/O on a socket waiting for its peer.
+# --------------------------------------------------------------------------
+
+
+def _answer_bind_with(first: bytes, second: bytes | None = None) -> Callable[..., None]:
+    """A script: answer a BIND with ``first``; then ``second`` (if any) after 0.3 s.
+
+    ``second`` may hold a ``|`` to split it: the part before goes 0.2 s
+    before the rest, in its own segment.
+    """
+
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        read_greeting(conn)
+        conn.sendall(bytes([5, METHOD_NO_AUTH]))
+        read_request(conn)
+        conn.sendall(first)
+        if second is None:
+            server.wait(TIMEOUT)
+            return
+        server.wait(0.3)
+        head, _, tail = second.partition(b"|")
+        conn.sendall(head)
+        if tail:
+            server.wait(0.2)
+            conn.sendall(tail)
+        server.wait(TIMEOUT)
+
+    return script
+
+
+def _bind_via_asyncio(server: SocksServer) -> tuple[Any, ...]:
+    import socks5client.asyncio as aio
+
+    async def go() -> tuple[Any, ...]:
+        listener = await aio.bind(_url(server), timeout=TIMEOUT)
+        listener.close()
+        return tuple(listener.address)
+
+    import asyncio
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("how", ["listen", "proxy_bind", "asyncio"])
+def test_domain_bnd_addr_with_a_nul_is_a_protocol_error(
+    scripted_server: ScriptedServer, make_client: MakeClient, how: str
+) -> None:
+    # Was a bare ValueError: the reply's name was validated as if it were
+    # an argument of ours.
+    server = scripted_server(_answer_bind_with(encode_reply(0, 3, "a\0b", 4242)))
+    if how == "asyncio":
+        _failure(lambda: _bind_via_asyncio(server), errors.ProxyProtocolError)
+        return
+    sock = make_client(server)
+    _failure(sock.listen if how == "listen" else sock.proxy_bind, errors.ProxyProtocolError)
+    assert sock.fileno() == -1
+
+
+@pytest.mark.parametrize("how", ["listen", "proxy_bind", "asyncio"])
+@pytest.mark.parametrize("name", ["::1%", "0.0.0.0", "::"])
+def test_domain_bnd_addr_is_kept_as_the_proxy_sent_it(
+    scripted_server: ScriptedServer, make_client: MakeClient, how: str, name: str
+) -> None:
+    # A name (ATYP 3) is never the wildcard, whatever it reads like, and is
+    # not parsed as an IP literal ("::1%" made ipaddress raise ValueError).
+    server = scripted_server(_answer_bind_with(encode_reply(0, 3, name, 4242)))
+    if how == "asyncio":
+        assert _bind_via_asyncio(server) == (name, 4242)
+        return
+    sock = make_client(server)
+    if how == "listen":
+        sock.listen()
+    else:
+        assert sock.proxy_bind() == (name, 4242)
+    assert sock.getsockname() == (name, 4242)
+    assert sock.get_proxy_sockname() == (name, 4242)
+
+
+def test_second_accept_raises_einval(socks_server: SocksServer, make_client: MakeClient) -> None:
+    sock = make_client(socks_server)
+    sock.listen()
+    with _connect_peer(sock.getsockname()) as peer:
+        conn, _ = sock.accept()
+        with conn:
+            # Documented: one BIND serves one connection (was EBADF).
+            assert _errno_of(sock.accept) == errno.EINVAL
+            sock.close()
+            assert _errno_of(sock.accept) == errno.EINVAL
+            _assert_tunnel(conn, peer, 1000)
+
+
+def test_two_threads_accepting_one_bind_give_the_peer_to_one_of_them(
+    scripted_server: ScriptedServer, make_client: MakeClient
+) -> None:
+    # The second reply arrives in two segments while both threads wait.
+    second = encode_reply(0, ATYP_IPV4, "127.0.0.2", 555)
+    server = scripted_server(
+        _answer_bind_with(
+            encode_reply(0, ATYP_IPV4, "127.0.0.1", 4242),
+            second[:4] + b"|" + second[4:] + b"PEER-DATA",
+        )
+    )
+    sock = make_client(server)
+    sock.listen()
+    outcomes: list[Any] = []
+
+    def accept() -> None:
+        try:
+            conn, peer = sock.accept()
+        except OSError as exc:
+            outcomes.append(exc.errno)
+            return
+        with conn:
+            conn.settimeout(TIMEOUT)
+            outcomes.append((peer, recv_exact(conn, 9)))
+
+    threads = [threading.Thread(target=accept) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT * 2)
+    # The other thread, like one calling accept() after it, gets EINVAL.
+    assert sorted(outcomes, key=str) == sorted(
+        [(("127.0.0.2", 555), b"PEER-DATA"), errno.EINVAL], key=str
+    )
+
+
+def test_accept_waiting_behind_another_thread_keeps_its_deadline(
+    socks_server: SocksServer, make_client: MakeClient
+) -> None:
+    sock = make_client(socks_server, timeout=1.0)
+    sock.listen()
+    first = threading.Thread(target=lambda: _errno_of(sock.accept))
+    first.start()
+    time.sleep(0.2)  # the first thread holds the wait for the second reply
+    sock.settimeout(SHORT)
+    started = time.monotonic()
+    with pytest.raises(errors.ProxyTimeoutError):
+        sock.accept()
+    assert time.monotonic() - started < SHORT + MARGIN
+    sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        sock.accept()
+    first.join(TIMEOUT)
+    # Nothing was read: the BIND is still usable.
+    sock.settimeout(TIMEOUT)
+    with _connect_peer(sock.getsockname()) as peer:
+        conn, _ = sock.accept()
+        with conn:
+            _assert_tunnel(conn, peer, 1000)
+
+
+@pytest.mark.parametrize("how", ["socksocket-fileno", "fromfd-patched"])
+def test_listen_on_an_inherited_listening_descriptor_stays_local(
+    scripted_server: ScriptedServer,
+    patch_socket_module: PatchSocketModule,
+    fd_count: FdCount,
+    how: str,
+) -> None:
+    # gunicorn and systemd sockets: socket.fromfd() on a descriptor that
+    # already listens, then listen() again (was EINVAL, "already listens").
+    server = scripted_server(None)
+    if how == "fromfd-patched":
+        patch_socket_module(server)  # (PlainSocket is still the real class)
+    plain = PlainSocket()
+    with plain:
+        plain.bind(("0.0.0.0", 0))
+        plain.listen(1)
+        port = plain.getsockname()[1]
+        if how == "socksocket-fileno":
+            sock = socks5client.socksocket(fileno=plain.dup().detach())
+            sock.set_proxy(_url(server))
+        else:
+            sock = socket.fromfd(plain.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        with sock:
+            assert isinstance(sock, socks5client.socksocket)
+            sock.listen(128)
+            assert sock.getsockname() == ("0.0.0.0", port)
+            with _connect_peer(("127.0.0.1", port)) as peer:
+                sock.settimeout(TIMEOUT)
+                conn, _ = sock.accept()
+                with conn:
+                    peer.sendall(b"direct")
+                    assert recv_exact(conn, 6) == b"direct"
+    assert server.connections == 0
+
+
+_SENDS: dict[str, Callable[[socket.socket], object]] = {
+    "send": lambda s: s.send(b"app bytes"),
+    "sendall": lambda s: s.sendall(b"app bytes"),
+    "sendto": lambda s: s.sendto(b"app bytes", ("127.0.0.1", 9)),
+    "sendmsg": lambda s: s.sendmsg([b"app bytes"]),
+    "sendfile": lambda s: _sendfile(s),
+    "makefile-write": lambda s: _write_through_makefile(s),
+}
+_RECVS: dict[str, Callable[[socket.socket], object]] = {
+    "recv": lambda s: s.recv(100),
+    "recv_into": lambda s: s.recv_into(bytearray(100)),
+    "recvfrom": lambda s: s.recvfrom(100),
+    "recvfrom_into": lambda s: s.recvfrom_into(bytearray(100)),
+    "recvmsg": lambda s: s.recvmsg(100),
+    "recvmsg_into": lambda s: s.recvmsg_into([bytearray(100)]),
+    "makefile-read": lambda s: s.makefile("rb").read(1),
+}
+
+
+def _sendfile(sock: socket.socket) -> int:
+    import tempfile
+
+    with tempfile.TemporaryFile() as file:
+        file.write(b"app bytes")
+        file.seek(0)
+        return sock.sendfile(file)
+
+
+def _write_through_makefile(sock: socket.socket) -> None:
+    with sock.makefile("wb") as file:
+        file.write(b"app bytes")
+        file.flush()
+
+
+def _plain_listener_errno(call: Callable[[socket.socket], object]) -> int | None:
+    with PlainSocket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen()
+        # Blocking: with a timeout, a plain sendfile() or makefile() read
+        # waits for the whole timeout instead (and non-blocking, sendfile()
+        # raises ValueError).
+        return _errno_of(lambda: call(plain))
+
+
+class _OwnSend(socks5client.socksocket):
+    """A subclass with its own send/recv, as applications write them."""
+
+    def send(self, *args: Any) -> int:
+        return super().send(*args)
+
+    def recv(self, *args: Any) -> bytes:
+        return super().recv(*args)
+
+
+@pytest.mark.parametrize("cls", [socks5client.socksocket, _OwnSend], ids=["socksocket", "subclass"])
+@pytest.mark.parametrize("name", [*_SENDS, *_RECVS])
+def test_io_on_a_socket_waiting_for_its_bind_peer_is_refused_as_on_a_listener(
+    socks_server: SocksServer, fd_count: FdCount, name: str, cls: type
+) -> None:
+    # Was: send put application bytes into the SOCKS conversation, recv
+    # took the proxy's second reply away from accept().
+    call = {**_SENDS, **_RECVS}[name]
+    baseline = fd_count()
+    sock = cls()
+    with sock:
+        sock.set_proxy(_url(socks_server))
+        sock.settimeout(TIMEOUT)
+        sock.listen()
+        with _connect_peer(sock.getsockname()) as peer:
+            time.sleep(0.1)  # the second reply is there to be (wrongly) read
+            expected = _plain_listener_errno(call)
+            assert expected == (errno.EPIPE if name in _SENDS else errno.ENOTCONN)
+            assert _errno_of(lambda: call(sock)) == expected
+            conn, address = sock.accept()
+            assert address == peer.getsockname()
+            # The wait is over: the usual class (and C data path) again.
+            assert type(sock) is cls
+            assert type(conn) is socks5client.socksocket
+            with conn:
+                # Nothing the application wrote reached the proxy or the peer.
+                conn.sendall(b"first")
+                assert recv_exact(peer, 5) == b"first"
+    assert fd_count.settle(baseline) == baseline
+
+
+def test_a_connected_socksocket_keeps_the_c_data_path(
+    socks_server: SocksServer, make_client: MakeClient
+) -> None:
+    sock = make_client(socks_server)
+    sock.listen()
+    assert type(sock) is not socks5client.socksocket  # only while it waits
+    for name in ("send", "sendall", "recv", "recv_into"):
+        assert getattr(socks5client.socksocket, name) is getattr(PlainSocket, name)
+    sock.close()
+    # Closed while waiting: the usual errors, not the listener's.
+    assert _errno_of(lambda: sock.send(b"x")) == errno.EBADF
+    assert _errno_of(lambda: sock.recv(1)) == errno.EBADF

@@ -249,11 +249,31 @@ def test_reply_needs_in_steps_never_past_the_shortest_reply() -> None:
         (b"\x05\x00\x00\x00", "address type"),
         (b"\x05\x00\x00\x03\x00", "empty domain"),
         (b"\x05\x00\x00\x03\x02\xff\xfe\x00\x00", "not ASCII"),
+        (b"\x05\x00\x00\x03\x03a\x00b\x00\x50", "NUL"),
     ],
 )
 def test_malformed_replies_raise_protocol_error(raw: bytes, match: str) -> None:
     with pytest.raises(ProxyProtocolError, match=match):
         _codec.parse_reply(raw)
+
+
+@pytest.mark.parametrize(
+    ("atyp", "host", "expected"),
+    [
+        (AddressType.IPV4, "0.0.0.0", True),
+        (AddressType.IPV6, "::", True),
+        (AddressType.IPV4, "127.0.0.1", False),
+        (AddressType.IPV6, "::1", False),
+        # A name is never the wildcard, and is not parsed (no ValueError).
+        (AddressType.DOMAIN, "0.0.0.0", False),
+        (AddressType.DOMAIN, "::", False),
+        (AddressType.DOMAIN, "::1%", False),
+    ],
+)
+def test_is_unspecified_goes_by_the_address_type(
+    atyp: AddressType, host: str, expected: bool
+) -> None:
+    assert _codec.is_unspecified(atyp, host) is expected
 
 
 def test_peek_reply_code() -> None:
@@ -277,6 +297,7 @@ def test_udp_datagram_round_trip() -> None:
         b"\x00\x00\x00\x01\x7f\x00\x00",
         b"\x00\x00\x00\x07" + b"\x00" * 10,
         b"\x00\x00\x00\x03\x00\x00\x35",
+        b"\x00\x00\x00\x03\x03a\x00b\x00\x35",
     ],
 )
 def test_malformed_udp_datagrams_raise_protocol_error(raw: bytes) -> None:

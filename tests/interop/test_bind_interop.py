@@ -27,6 +27,7 @@ through Dante from there.
 
 from __future__ import annotations
 
+import errno
 import ftplib
 import io
 import os
@@ -275,8 +276,9 @@ def test_second_accept_raises(dante: ProxyServer) -> None:
         peer = _connect_peer(sock.getsockname())
         conn, _ = sock.accept()
         with peer, conn:
-            with pytest.raises(OSError):
+            with pytest.raises(OSError) as info:
                 sock.accept()
+            assert info.value.errno == errno.EINVAL  # as documented (was EBADF)
             # The first connection is not disturbed by it.
             conn.sendall(b"fine")
             assert _read_exactly(peer, 4) == b"fine"
