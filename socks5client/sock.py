@@ -1373,7 +1373,7 @@ def create_connection(
         # synthetic address leads nowhere but through a proxy.
         _check_not_synthetic(address)
         return _direct_connection(address, timeout, source_address, socket_options, all_errors)
-    host, port = _split_address(address)
+    host, port = _split_address(_as_create_connection_address(address))
     # Refuse a bad destination before resolving or connecting anything.
     _codec.encode_host(host)
     if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]
@@ -1416,6 +1416,27 @@ def create_connection(
     if all_errors and len(errors) > 1 and sys.version_info >= (3, 11):
         raise ExceptionGroup("create_connection failed", errors)  # noqa: F821
     raise errors[-1]
+
+
+def _as_create_connection_address(address: Any) -> Any:
+    """``address`` as ``socket.create_connection`` reads it: any pair, a port such as "443".
+
+    Programs call the patched ``socket.create_connection`` with what the
+    stdlib accepts; a service name is looked up in the local services
+    database (no DNS).  Anything else is left for ``_split_address`` to
+    judge.
+    """
+    if type(address) is tuple and len(address) == 2 and type(address[1]) is int:
+        return address  # the usual form, untouched
+    try:
+        host, port = address
+    except (TypeError, ValueError):
+        return address
+    if isinstance(port, (bytes, bytearray)):
+        port = bytes(port).decode("ascii", "replace")
+    if isinstance(port, str):
+        port = int(port) if port.isdigit() else socket.getservbyname(port, "tcp")
+    return (host, port)
 
 
 def _direct_connection(

@@ -590,6 +590,24 @@ def test_create_connection_with_a_url(
         echo_round_trip(s)
 
 
+@pytest.mark.parametrize("form", ["str-port", "list", "bytes-port"])
+def test_create_connection_takes_what_socket_create_connection_takes(
+    socks_server: SocksServer, echo_server: tuple[str, int], form: str
+) -> None:
+    # Through a proxy as without one: any pair, a port given as a string
+    # (under patch() this is socket.create_connection for every program).
+    host, port = echo_server
+    address: Any = {
+        "str-port": (host, str(port)),
+        "list": [host, port],
+        "bytes-port": (host, str(port).encode()),
+    }[form]
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+    with socks5client.create_connection(address, 5, proxy=url) as s:
+        echo_round_trip(s)
+    assert socks_server.records[-1].dst_port == port
+
+
 def test_create_connection_with_pysocks_keywords(
     auth_server: SocksServer, echo_server: tuple[str, int]
 ) -> None:
