@@ -35,6 +35,7 @@ from typing import Any, Callable
 import httpcore
 import httpx
 import pytest
+from secret_places import password_places
 
 import socks5client
 from socks5client import errors
@@ -845,37 +846,6 @@ MALFORMED_ENV_URLS = {
     "socks4": f"socks4://user:{ENV_PASSWORD}@127.0.0.1:1080",
     "bad-port": f"socks5h://user:{ENV_PASSWORD}@127.0.0.1:99999",
 }
-
-
-def password_places(exc: BaseException, secret: str) -> list[str]:
-    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
-
-    Error reporters record ``repr()`` of every local of every frame and
-    follow ``__cause__``/``__context__``; docs/errors.md promises that no
-    socks5client frame among them holds a password.  (httpx's own frames
-    are not ours to judge.)
-    """
-    package = os.path.dirname(socks5client.__file__)
-    places: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if secret in str(err) or secret in repr(err.args):
-            places.append(f"the message of {type(err).__name__}")
-        tb = err.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename.startswith(package):
-                for name, value in dict(tb.tb_frame.f_locals).items():
-                    if secret in repr(value):
-                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
-            tb = tb.tb_next
-        todo += [err.__cause__, err.__context__]
-    return places
 
 
 @pytest.mark.parametrize("url", MALFORMED_ENV_URLS.values(), ids=MALFORMED_ENV_URLS.keys())

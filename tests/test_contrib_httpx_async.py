@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 import httpx
 import pytest
 import test_contrib_httpx as sync_suite
+from secret_places import password_places
 from test_asyncio import loop_factory, run_on
 from test_contrib_httpx import (
     CONNECT_TIMEOUT,
@@ -31,7 +32,6 @@ from test_contrib_httpx import (
     Site,
     canned_reply,
     connects,
-    password_places,
     stall_after_greeting,
     tls_pair,
     url_of,

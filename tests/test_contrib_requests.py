@@ -20,7 +20,6 @@ failure to requests' exceptions.
 from __future__ import annotations
 
 import http.server
-import os
 import pickle
 import socket
 import socketserver
@@ -35,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import trustme
+from secret_places import password_places
 
 import socks5client
 from socks5client.contrib.requests import SOCKSAdapter, SOCKSPoolManager
@@ -482,38 +482,6 @@ MALFORMED_URLS = {
 }
 
 
-def _password_places(exc: BaseException, secret: str) -> list[str]:
-    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
-
-    Error reporters record ``repr()`` of every local of every frame and
-    follow ``__cause__``/``__context__``; docs/errors.md promises that no
-    socks5client frame among them holds a password.  (requests' and
-    urllib3's own frames are not ours to judge: with ``trust_env`` they
-    hold the proxy URLs they read.)
-    """
-    package = os.path.dirname(socks5client.__file__)
-    places: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if secret in str(err) or secret in repr(err.args):
-            places.append(f"the message of {type(err).__name__}")
-        tb = err.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename.startswith(package):
-                for name, value in dict(tb.tb_frame.f_locals).items():
-                    if secret in repr(value):
-                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
-            tb = tb.tb_next
-        todo += [err.__cause__, err.__context__]
-    return places
-
-
 @pytest.mark.parametrize("url", MALFORMED_URLS.values(), ids=MALFORMED_URLS.keys())
 @pytest.mark.parametrize("trust_env", [True, False], ids=["trust_env", "no-trust_env"])
 def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_traceback(
@@ -525,7 +493,7 @@ def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_tracebac
     # Refused before anything is resolved or connected: no site needed.
     with pytest.raises(requests.exceptions.InvalidProxyURL) as info:
         session.get(f"http://{NAME_A}/", timeout=TIMEOUT)
-    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert password_places(info.value, ENV_PASSWORD) == []
     assert "ALL_PROXY" in str(info.value)
 
 
@@ -536,7 +504,7 @@ def test_a_malformed_proxy_url_given_leaves_no_password_in_the_traceback(
 ) -> None:
     with pytest.raises(ValueError) as info:
         make(url)
-    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert password_places(info.value, ENV_PASSWORD) == []
 
 
 def test_proxy_urls_requests_read_from_the_environment_stay_out_of_the_traceback(
@@ -548,7 +516,7 @@ def test_proxy_urls_requests_read_from_the_environment_stay_out_of_the_traceback
     session = sessions(SOCKSAdapter())
     with pytest.raises(requests.exceptions.ProxyError) as info:
         session.get(f"http://{NAME_A}/", timeout=TIMEOUT)
-    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert password_places(info.value, ENV_PASSWORD) == []
 
 
 def test_proxy_credentials_never_reach_the_site_on_redirect(

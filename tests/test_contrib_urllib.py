@@ -19,7 +19,6 @@ import errno
 import http.client
 import http.server
 import inspect
-import os
 import socket
 import socketserver
 import ssl
@@ -35,6 +34,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from secret_places import password_places
 
 import socks5client
 from socks5client import errors
@@ -563,37 +563,6 @@ MALFORMED_ENV_URLS = {
 }
 
 
-def _password_places(exc: BaseException, secret: str) -> list[str]:
-    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included.
-
-    Error reporters record ``repr()`` of every local of every frame and
-    follow ``__cause__``/``__context__``; docs/errors.md promises that no
-    socks5client frame among them holds a password.  (urllib's own frames
-    are not ours to judge.)
-    """
-    package = os.path.dirname(socks5client.__file__)
-    places: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if secret in str(err) or secret in repr(err.args):
-            places.append(f"the message of {type(err).__name__}")
-        tb = err.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename.startswith(package):
-                for name, value in dict(tb.tb_frame.f_locals).items():
-                    if secret in repr(value):
-                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
-            tb = tb.tb_next
-        todo += [err.__cause__, err.__context__]
-    return places
-
-
 @pytest.mark.parametrize("url", MALFORMED_ENV_URLS.values(), ids=MALFORMED_ENV_URLS.keys())
 @pytest.mark.parametrize(
     "make_opener",
@@ -610,7 +579,7 @@ def test_a_malformed_proxy_in_the_environment_leaves_no_password_in_the_tracebac
     # Refused before anything is resolved or connected: no site needed.
     with pytest.raises(ValueError) as info:
         make_opener().open(f"http://{fake_name}/", timeout=TIMEOUT)
-    assert _password_places(info.value, ENV_PASSWORD) == []
+    assert password_places(info.value, ENV_PASSWORD) == []
     assert "ALL_PROXY" in str(info.value)
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from secret_places import password_places
 
-import socks5client
 from socks5client import Proxy
 from socks5client._environ import proxy_from_environment, proxy_url_from_environment
 
@@ -107,36 +105,11 @@ MALFORMED = {
 }
 
 
-def _password_places(exc: BaseException, secret: str = PASSWORD) -> list[str]:
-    """Where ``secret`` shows: the messages, and socks5client frames' locals, chain included."""
-    package = os.path.dirname(socks5client.__file__)
-    places: list[str] = []
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if secret in str(err) or secret in repr(err.args):
-            places.append(f"the message of {type(err).__name__}")
-        tb = err.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            if code.co_filename.startswith(package):
-                for name, value in dict(tb.tb_frame.f_locals).items():
-                    if secret in repr(value):
-                        places.append(f"{type(err).__name__}: {code.co_name}() local {name}")
-            tb = tb.tb_next
-        todo += [err.__cause__, err.__context__]
-    return places
-
-
 @pytest.mark.parametrize("url", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_malformed_url_leaves_its_password_in_no_traceback_local(url: str) -> None:
     with pytest.raises(ValueError) as info:
         proxy_from_environment("http", "example.com", {"ALL_PROXY": url})
-    assert _password_places(info.value) == []
+    assert password_places(info.value, PASSWORD) == []
     # Chained to nothing, and still saying where the URL came from.
     assert info.value.__context__ is None and info.value.__cause__ is None
     assert str(info.value).startswith("ALL_PROXY")
