@@ -474,17 +474,9 @@ def test_a_url_password_that_cannot_be_encoded_stays_out_of_the_error() -> None:
 
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from interop.conftest import server_unavailable
-    from interop.kerberos import running_realm
+    from interop.kerberos import applied_realm
 
-    try:
-        import gssapi  # noqa: F401
-    except ImportError as exc:
-        server_unavailable(f"the gssapi package is not installed ({exc}): pip install gssapi")
-    # running_realm yields once; the loop resumes it (to stop the KDC) at teardown.
-    for kdc in running_realm(tmp_path_factory.mktemp("krb5")):
-        with kdc.applied():
-            yield kdc
+    yield from applied_realm(tmp_path_factory.mktemp("krb5"))
 
 
 def _aborting_gssapi_proxy(stage: str, tokens: list[bytes]) -> tuple[socket.socket, Any]:

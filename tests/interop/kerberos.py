@@ -676,6 +676,23 @@ def running_realm(directory: Path) -> Iterator[KerberosRealm]:
         kdc.stop()
 
 
+def applied_realm(directory: Path) -> Iterator[KerberosRealm]:
+    """:func:`running_realm` with the ``gssapi`` package checked and the realm applied.
+
+    What a test of the client needs: the process's Kerberos environment
+    points at the realm while the fixture lasts.  A missing ``gssapi``
+    skips (fails in CI).
+    """
+    try:
+        import gssapi  # noqa: F401
+    except ImportError as exc:
+        server_unavailable(f"the gssapi package is not installed ({exc}): pip install gssapi")
+    # running_realm yields once; the loop resumes it (to stop the KDC) at teardown.
+    for kdc in running_realm(directory):
+        with kdc.applied():
+            yield kdc
+
+
 def running_dante(
     realm: KerberosRealm, directory: Path, protection: Protection
 ) -> Iterator[DanteGSSAPI]:

@@ -44,7 +44,13 @@ from socks5client import (
 )
 
 from .conftest import server_unavailable
-from .kerberos import DanteGSSAPI, KerberosRealm, Protection, running_dante, running_realm
+from .kerberos import (
+    DanteGSSAPI,
+    KerberosRealm,
+    Protection,
+    applied_realm,
+    running_dante,
+)
 from server import (
     ATYP_IPV4,
     SocksServer,
@@ -65,14 +71,7 @@ LEVELS = ["none", "integrity", "confidentiality"]
 
 @pytest.fixture(scope="module")
 def realm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KerberosRealm]:
-    try:
-        import gssapi  # noqa: F401
-    except ImportError as exc:
-        server_unavailable(f"the gssapi package is not installed ({exc}): pip install gssapi")
-    # running_realm yields once; the loop resumes it (to stop the KDC) at teardown.
-    for kdc in running_realm(tmp_path_factory.mktemp("krb5")):
-        with kdc.applied():
-            yield kdc
+    yield from applied_realm(tmp_path_factory.mktemp("krb5"))
 
 
 def _proxy(server: SocksServer, **options: Any) -> Proxy:
