@@ -147,10 +147,30 @@ def carried_options(old: socket.socket, fresh: socket.socket) -> list[tuple[int,
     return carried
 
 
-# Subclasses of socksocket made with SOCK_DGRAM become a class that derives
-# from both the subclass and the UDP variant; one such class per subclass.
-_udp_classes: dict[type, type] = {}
-_udp_classes_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
+# A socket switches class to become a variant (UDP, GSS-API protected, a
+# BIND waiting for its peer); a user's subclass becomes a class derived from
+# both, made once per subclass and variant.
+_variant_classes: dict[tuple[type, type], type] = {}
+_variant_classes_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
+
+
+def _variant_of(cls: type, bases: tuple[type, type], **attributes: Any) -> type:
+    """The class derived from ``bases`` (``cls`` and a variant, in MRO order) for ``cls``.
+
+    It keeps ``cls``'s name and module, so reprs and pickling errors read
+    as the user's class.
+    """
+    key = (cls, bases[0] if bases[1] is cls else bases[1])
+    with _variant_classes_lock:
+        made = _variant_classes.get(key)
+        if made is None:
+            made = type(
+                cls.__name__,
+                bases,
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__, **attributes},
+            )
+            _variant_classes[key] = made
+        return made
 
 
 def _udp_class_for(cls: type) -> type:
@@ -158,41 +178,20 @@ def _udp_class_for(cls: type) -> type:
 
     if cls is socksocket:
         return UDPSocksSocket
-    with _udp_classes_lock:
-        made = _udp_classes.get(cls)
-        if made is None:
-            # (cls, UDPSocksSocket): the subclass's own overrides come first
-            # and their super() calls reach the UDP variant.
-            made = type(
-                cls.__name__,
-                (cls, UDPSocksSocket),
-                {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
-            )
-            _udp_classes[cls] = made
-        return made
+    # (cls, UDPSocksSocket): the subclass's own overrides come first and
+    # their super() calls reach the UDP variant.
+    return _variant_of(cls, (cls, UDPSocksSocket))
 
 
 # Likewise, a TCP socksocket whose GSS-API handshake agreed on per-message
 # protection becomes the wrapping class (or one derived from its own class
 # and the wrapping class).
-_protected_classes: dict[type, type] = {}
-
-
 def _protected_class_for(cls: type) -> type:
     from ._gssapi_socket import GSSAPISocket
 
     if cls is socksocket or issubclass(cls, GSSAPISocket):
         return GSSAPISocket if cls is socksocket else cls
-    with _udp_classes_lock:
-        made = _protected_classes.get(cls)
-        if made is None:
-            made = type(
-                cls.__name__,
-                (cls, GSSAPISocket),
-                {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
-            )
-            _protected_classes[cls] = made
-        return made
+    return _variant_of(cls, (cls, GSSAPISocket))
 
 
 def _split_address(address: Any) -> tuple[str, int]:
@@ -1192,32 +1191,15 @@ class _BindWaitingSocket(socksocket):
         return super().recvmsg_into(*args)
 
 
-_bind_waiting_classes: dict[type, type] = {}
-
-
 def _bind_waiting_class_for(cls: type) -> type:
     """The class a socket of class ``cls`` has while its SOCKS BIND waits for the peer."""
     if cls is socksocket:
         return _BindWaitingSocket
     if issubclass(cls, _BindWaitingSocket):
         return cls
-    with _udp_classes_lock:
-        made = _bind_waiting_classes.get(cls)
-        if made is None:
-            # (_BindWaitingSocket, cls): the refusals come before the
-            # subclass's own send/recv overrides, whose bytes would reach
-            # the proxy just the same.
-            made = type(
-                cls.__name__,
-                (_BindWaitingSocket, cls),
-                {
-                    "__module__": cls.__module__,
-                    "__qualname__": cls.__qualname__,
-                    "_class_before_bind": cls,
-                },
-            )
-            _bind_waiting_classes[cls] = made
-        return made
+    # (_BindWaitingSocket, cls): the refusals come before the subclass's own
+    # send/recv overrides, whose bytes would reach the proxy just the same.
+    return _variant_of(cls, (_BindWaitingSocket, cls), _class_before_bind=cls)
 
 
 def _connect_context(host: str, port: int, target: str) -> str:
