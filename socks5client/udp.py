@@ -65,7 +65,7 @@ from .errors import (
     UDPAssociationClosedError,
 )
 from .proxy import Proxy
-from .sock import _MAX_POLL_MS, _c_int, _errno_of, socksocket
+from .sock import _MAX_POLL_MS, _c_int, _errno_of, _resolve_locally, socksocket
 from .sock import _split_address as _split
 
 if TYPE_CHECKING:
@@ -190,6 +190,12 @@ class Reassembler:
         self.expire(now)
         position = dgram.frag & ~_END_OF_SEQUENCE
         if position < self._highest or (position == 0 and self._pieces):
+            self._reset(abandoned=True)
+        elif self._pieces and (dgram.atyp, dgram.host, dgram.port) != self._source:
+            # Each fragment's header names the remote its data is from: one
+            # naming another remote is no part of this sequence, whose
+            # bytes would otherwise be delivered as the first remote's
+            # (past a connect() filter that sees the first header only).
             self._reset(abandoned=True)
         if dgram.frag == 0:
             return dgram.atyp, dgram.host, dgram.port, dgram.data
@@ -991,7 +997,10 @@ class UDPSocksSocket(socksocket):
             and not proxy.remote_dns
             and (_codec.encode_host(host)[0] == AddressType.DOMAIN)
         ):
-            host = str(_resolve.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][4][0])
+            # The IDNA 2008 form, as TCP resolves it (and as the proxy would
+            # get it): Python's own codec would look up another name for
+            # "faß.de" ("fass.de").
+            host = _resolve_locally(host, port)[0]
         return host, port
 
     def _header_for(self, host: str, port: int, proxy: Proxy) -> tuple[bytes, bool]:

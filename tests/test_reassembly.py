@@ -102,10 +102,29 @@ def test_oversized_sequence_is_abandoned() -> None:
     assert r.push(frag(3, b"z", last=True), 0.0) is None
 
 
-def test_source_of_the_first_fragment_is_reported() -> None:
+def test_source_of_the_sequence_is_reported() -> None:
     r = Reassembler()
     r.push(frag(1, b"a", host="192.0.2.9"), 0.0)
-    assert r.push(frag(2, b"b", last=True), 0.0) == (AddressType.IPV4, "192.0.2.9", 53, b"ab")
+    assert r.push(frag(2, b"b", last=True, host="192.0.2.9"), 0.0) == (
+        AddressType.IPV4,
+        "192.0.2.9",
+        53,
+        b"ab",
+    )
+
+
+def test_fragment_from_another_remote_is_never_merged() -> None:
+    # The relay forwards what two remotes sent; a fragment naming the other
+    # one abandons the sequence instead of joining its bytes to it.
+    r = Reassembler()
+    assert r.push(frag(1, b"part-from-A|", host="192.0.2.1"), 0.0) is None
+    assert r.push(frag(2, b"part-from-B", last=True, host="198.51.100.66"), 0.1) is None
+    assert r.abandoned >= 1
+    # Another port of the same host is another remote too.
+    before = r.abandoned
+    r.push(frag(1, b"a"), 0.2)
+    assert r.push(UDPDatagram(0x82, AddressType.IPV4, "192.0.2.1", 54, b"b"), 0.3) is None
+    assert r.abandoned > before
 
 
 @given(st.lists(st.binary(min_size=0, max_size=50), min_size=1, max_size=127))

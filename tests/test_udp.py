@@ -230,6 +230,25 @@ def test_hostname_is_resolved_locally_without_remote_dns(
     assert assoc.received == [Datagram(0, ATYP_IPV4, "127.0.0.1", port, b"name")]
 
 
+def test_local_resolution_looks_up_the_name_the_proxy_would_get(
+    socks_server: SocksServer, make_udp: MakeUDP, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # socks5:// resolves here, in the IDNA 2008 form that TCP uses and a
+    # proxy would get ("xn--fa-hia.de"), not Python's IDNA 2003 ("fass.de",
+    # another domain).  Both names are refused by the recorder, so nothing
+    # reaches a real resolver.
+    from dns_recorder import install_recorder
+
+    sock = make_udp(socks_server, scheme="socks5")
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden |= {"xn--fa-hia.de", "fass.de"}
+    with pytest.raises(socket.gaierror):
+        sock.sendto(b"x", ("faß.de", 53))
+    names = [host for _what, host in resolver.names()]
+    assert "xn--fa-hia.de" in names
+    assert "fass.de" not in names
+
+
 def test_association_with_username_and_password(
     auth_server: SocksServer, udp_echo_server: UDPEchoServer, make_udp: MakeUDP
 ) -> None:
