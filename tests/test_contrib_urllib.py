@@ -450,6 +450,23 @@ def test_redirect_to_another_host_goes_through_the_proxy_again(
     assert [path for path, _, _ in second.requests] == ["/final"]
 
 
+def test_redirect_to_ftp_is_refused_not_fetched_around_the_proxy(
+    socks_server: SocksServer, sites: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # urllib's FTP handler would resolve the host and connect directly: a
+    # page fetched through the proxy could send the client there.
+    from dns_recorder import install_recorder
+
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden.add("ftp.leak.test")
+    site = sites()
+    opener = build_opener(url_of(socks_server))
+    with pytest.raises(urllib.error.URLError, match="ftp:// URLs are not carried"):
+        opener.open(site.url(path="/redirect?to=ftp://ftp.leak.test/file"), timeout=TIMEOUT)
+    assert "ftp.leak.test" not in resolver.hosts()
+    assert requests_of(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, "localhost", site.port)]
+
+
 def test_redirect_from_https_to_http(
     socks_server: SocksServer, sites: Callable[..., Site], client_tls: ssl.SSLContext
 ) -> None:

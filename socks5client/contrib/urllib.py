@@ -236,6 +236,25 @@ class SOCKSHandler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):
             **self._connection_kwargs,
         )
 
+    def ftp_open(self, req: urllib.request.Request) -> None:
+        """Refuse an ``ftp`` URL that has a SOCKS5 proxy; leave one without to urllib.
+
+        urllib's own FTP handler resolves the host and connects directly,
+        so an ``ftp://`` URL (a redirect from a page fetched through the
+        proxy, say) would reach the network around the proxy.  This
+        handler comes before it, and refuses such a URL with
+        ``URLError``; one that goes direct anyway (``no_proxy``, no proxy
+        in the environment) is left to the FTP handler (``None``).
+        """
+        if self.proxy_for(req) is None:
+            return None
+        import urllib.error
+
+        raise urllib.error.URLError(
+            "ftp:// URLs are not carried through the SOCKS5 proxy (urllib's FTP handler"
+            " would connect directly, around it)"
+        )
+
     def __repr__(self) -> str:
         where = "from the environment" if self.proxy is None else str(self.proxy)
         return f"<{type(self).__name__} {where}>"
