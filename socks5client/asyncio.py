@@ -1022,6 +1022,12 @@ class UDPEndpoint:
         self._udp = udp
         self._assoc = assoc
         self._proxy = proxy
+        # The tasks waiting in recvfrom(): one reader registration serves
+        # them all (a second add_reader on a descriptor would replace the
+        # first's callback), and close() must wake them.
+        self._waiters: set[asyncio.Future[None]] = set()
+        # The loop and descriptors registered for them, None when none are.
+        self._watching: tuple[asyncio.AbstractEventLoop, tuple[int, ...]] | None = None
 
     def __repr__(self) -> str:
         return f"<UDPEndpoint relay={self.relay_address!r} via {self._proxy!r}>"
@@ -1048,11 +1054,15 @@ class UDPEndpoint:
 
         Returns the payload's length.
         """
+        # First, as a socket does: a non-buffer (an int, which bytes() would
+        # turn into that many NULs; a list of ints) is a TypeError before
+        # anything is sent.
+        payload = memoryview(data).cast("B")
         loop = asyncio.get_running_loop()
         host, port = _split_address(address)
         if not self._proxy.remote_dns and not _is_ip_literal(host):
             host = (await loop.run_in_executor(None, _resolve_locally, host, port))[0]
-        datagram = _codec.encode_udp_header(host, port) + bytes(data)
+        datagram = _codec.encode_udp_header(host, port) + payload.tobytes()
         while True:
             self._check()
             try:
@@ -1060,7 +1070,7 @@ class UDPEndpoint:
             except (BlockingIOError, InterruptedError):
                 await _writable(loop, self._udp)
                 continue
-            return len(data)
+            return len(payload)
 
     async def recvfrom(self, *, timeout: float | None = None) -> tuple[bytes, Any]:
         """The next valid datagram's payload and real source, within ``timeout``.
@@ -1079,25 +1089,69 @@ class UDPEndpoint:
             try:
                 data, source = udp.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
-                await _readable(loop, (udp.fileno(), assoc.control_fd))
+                await self._readable(loop)
                 continue
-            if not assoc.from_relay(source):
-                continue
-            try:
-                dgram = _codec.parse_udp_datagram(data)
-            except ProxyError:
-                continue  # malformed: dropped, as a lost datagram would be
-            complete = assoc.reassembler.push(dgram, time.monotonic())
+            complete = None
+            if assoc.from_relay(source):
+                try:
+                    dgram = _codec.parse_udp_datagram(data)
+                except ProxyError:
+                    pass  # malformed: dropped, as a lost datagram would be
+                else:
+                    complete = assoc.reassembler.push(dgram, time.monotonic())
             if complete is None:
+                # Dropped (foreign, malformed, or a fragment kept for later).
+                # A flood of these is always readable: without a yield here
+                # the loop would never run other tasks, the deadline or a
+                # cancellation until the queue drained.
+                await asyncio.sleep(0)
                 continue
             atyp, host, port, payload = complete
             if assoc.six or atyp == _codec.AddressType.IPV6:
                 return payload, (host, port, 0, 0)
             return payload, (host, port)
 
+    async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the UDP socket or the control connection is readable.
+
+        Every task waiting here shares one registration and is woken by
+        it; the last one to leave removes it, unless close() already has
+        (the descriptor numbers may then be another socket's).
+        """
+        future = loop.create_future()
+        if self._watching is None:
+            fds = (self._udp.fileno(), self._assoc.control_fd)
+            for fd in fds:
+                loop.add_reader(fd, self._wake)
+            self._watching = (loop, fds)
+        self._waiters.add(future)
+        try:
+            await future
+        finally:
+            self._waiters.discard(future)
+            if not self._waiters:
+                self._unwatch()
+
+    def _wake(self) -> None:
+        for future in self._waiters:
+            _set_done(future)
+
+    def _unwatch(self) -> None:
+        if self._watching is not None:
+            loop, fds = self._watching
+            self._watching = None
+            for fd in fds:
+                with contextlib.suppress(Exception):  # a loop already closed
+                    loop.remove_reader(fd)
+
     def close(self) -> None:
-        """End the association: close the UDP socket and the control connection."""
+        """End the association: close the UDP socket and the control connection.
+
+        Tasks waiting in :meth:`recvfrom` wake and raise ``OSError(EBADF)``.
+        """
         if self._udp.fileno() != -1:
+            # Before the sockets close: their numbers are free for reuse after.
+            self._unwatch()
             try:
                 loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
             except RuntimeError:
@@ -1108,24 +1162,14 @@ class UDPEndpoint:
                 else:
                     _forget(loop, sock)
             self._assoc.close()
+            # Each waiter goes back to _check(), which raises EBADF now.
+            self._wake()
 
     async def __aenter__(self) -> UDPEndpoint:
         return self
 
     async def __aexit__(self, *args: object) -> None:
         self.close()
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, fds: tuple[int, ...]) -> None:
-    """Wait until one of ``fds`` is readable."""
-    future = loop.create_future()
-    for fd in fds:
-        loop.add_reader(fd, _set_done, future)
-    try:
-        await future
-    finally:
-        for fd in fds:
-            loop.remove_reader(fd)
 
 
 async def open_udp(

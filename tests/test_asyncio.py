@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -1055,6 +1056,150 @@ def test_udp_association_ends_when_the_proxy_closes_the_control_connection(
                 await endpoint.sendto(b"x", ("127.0.0.1", 9))
         finally:
             endpoint.close()
+
+    run(attempt())
+
+
+def _queue_junk(assoc: Any, count: int, origin: tuple[str, int]) -> None:
+    """Queue ``count`` datagrams the endpoint drops: from a foreign source,
+    malformed, and fragments of a sequence that never ends, in turn."""
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            assoc.send_from_foreign(_udp_dgram(b"forged", origin))
+        elif kind == 1:
+            assoc.send_to_client(b"\x00\x00\x00\x09junk")
+        else:
+            assoc.send_to_client(_udp_dgram(b"piece", origin, 1))
+
+
+def test_udp_junk_flood_yields_to_the_loop_and_keeps_the_deadline(
+    run: Runner[Any], socks_server: SocksServer
+) -> None:
+    # Datagrams already queued are the worst case: every recvfrom on the
+    # socket succeeds at once, so only an explicit yield lets the loop run.
+    origin = ("192.0.2.7", 53)
+
+    async def attempt() -> None:
+        url = f"socks5h://127.0.0.1:{socks_server.port}"
+        endpoint = await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0)
+                ticks += 1
+
+        ticking = asyncio.ensure_future(ticker())
+        try:
+            assoc = socks_server.wait_for_association()
+            assert assoc.wait_until(lambda a: a.client_address is not None)
+            # A valid datagram behind the junk still comes back.
+            _queue_junk(assoc, 90, origin)
+            assoc.send_to_client(_udp_dgram(b"behind", origin))
+            await asyncio.sleep(0.05)
+            before = ticks
+            assert await endpoint.recvfrom(timeout=5) == (b"behind", origin)
+            assert ticks - before >= 45, "the loop never ran while junk was dropped"
+            # Junk alone: the deadline applies and the loop keeps running.
+            _queue_junk(assoc, 90, origin)
+            await asyncio.sleep(0.05)
+            before = ticks
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await endpoint.recvfrom(timeout=FAST_TIMEOUT)
+            assert time.monotonic() - started < FAST_TIMEOUT + TIMEOUT_MARGIN
+            assert ticks > before
+        finally:
+            ticking.cancel()
+            endpoint.close()
+
+    run(attempt())
+
+
+def test_udp_close_wakes_a_waiting_receiver_and_spares_reused_descriptors(
+    run: Runner[Any], socks_server: SocksServer
+) -> None:
+    async def attempt() -> None:
+        url = f"socks5h://127.0.0.1:{socks_server.port}"
+        first = await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5)
+        stale = asyncio.ensure_future(first.recvfrom())
+        await asyncio.sleep(0.05)
+        first.close()
+        # asyncio.wait, not wait_for: a waiter still pending must stay so.
+        await asyncio.wait({stale}, timeout=2)
+        # The next endpoint gets the same descriptor numbers; a stale
+        # waiter leaving now must not unregister them.
+        second = await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5)
+        try:
+            fresh = asyncio.ensure_future(second.recvfrom(timeout=2))
+            await asyncio.sleep(0.05)
+            stale.cancel()
+            await asyncio.sleep(0.05)
+            assoc = socks_server.wait_for_association(1)
+            assert assoc.wait_until(lambda a: a.client_address is not None)
+            origin = ("192.0.2.7", 53)
+            assoc.send_to_client(_udp_dgram(b"fresh", origin))
+            assert await fresh == (b"fresh", origin)
+        finally:
+            second.close()
+        assert stale.done() and not stale.cancelled()
+        exc = stale.exception()
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+
+    run(attempt())
+
+
+def test_udp_concurrent_receivers_each_get_datagrams(
+    run: Runner[Any], socks_server: SocksServer
+) -> None:
+    origin = ("192.0.2.7", 53)
+
+    async def attempt() -> None:
+        url = f"socks5h://127.0.0.1:{socks_server.port}"
+        async with await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5) as endpoint:
+            assoc = socks_server.wait_for_association()
+            assert assoc.wait_until(lambda a: a.client_address is not None)
+            one = asyncio.ensure_future(endpoint.recvfrom(timeout=2))
+            await asyncio.sleep(0.05)
+            two = asyncio.ensure_future(endpoint.recvfrom(timeout=2))
+            await asyncio.sleep(0.05)
+            for data in (b"a", b"b"):
+                assoc.send_to_client(_udp_dgram(data, origin))
+            got = await asyncio.gather(one, two)
+            assert sorted(data for data, _ in got) == [b"a", b"b"]
+            # One receiver leaving does not deafen the other.
+            one = asyncio.ensure_future(endpoint.recvfrom(timeout=2))
+            await asyncio.sleep(0.05)
+            two = asyncio.ensure_future(endpoint.recvfrom(timeout=2))
+            await asyncio.sleep(0.05)
+            two.cancel()
+            await asyncio.sleep(0.05)
+            assoc.send_to_client(_udp_dgram(b"c", origin))
+            assert await one == (b"c", origin)
+
+    run(attempt())
+
+
+def test_udp_sendto_refuses_a_non_buffer_and_sends_nothing(
+    run: Runner[Any], socks_server: SocksServer
+) -> None:
+    import array
+
+    async def attempt() -> None:
+        url = f"socks5h://127.0.0.1:{socks_server.port}"
+        async with await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5) as endpoint:
+            target = ("127.0.0.1", 9)
+            for bad in (5, [1, 2, 3], "text"):
+                with pytest.raises(TypeError):
+                    await endpoint.sendto(bad, target)  # type: ignore[arg-type]
+            # Any buffer: its bytes, and their number returned.
+            assert await endpoint.sendto(array.array("H", [1, 2]), target) == 4  # type: ignore[arg-type]
+            assoc = socks_server.wait_for_association()
+            assert assoc.wait_until(lambda a: len(a.received) >= 1)
+            await asyncio.sleep(0.1)
+            assert [d.data for d in assoc.received] == [array.array("H", [1, 2]).tobytes()]
 
     run(attempt())
 
