@@ -30,7 +30,7 @@ import collections
 import errno
 import socket
 
-from . import _resolve
+from . import _codec, _resolve
 from ._negotiate import Budget, PlainSocket, debug_logger
 from ._secret import guard_secrets
 from .proxy import Proxy, get_default_proxy, proxy_from_args, set_default_proxy
@@ -271,6 +271,7 @@ class _PatchedSocket(socksocket):
             host = str(_text(target[0]))
             if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
                 proxy = None
+                target = (_direct_name(target[0]), *target[1:])
         if proxy is None and name is not None:
             raise _unknown_synthetic(str(_text(address[0])))
         return proxy, target
@@ -324,6 +325,8 @@ class _PatchedSocket(socksocket):
                     f"{host!r} is a proxied name, and this UDP socket does not go"
                     f" through the proxy ({why}); its name is not resolved locally",
                 )
+            # A direct name: resolved as no_proxy judged it (see _direct_name).
+            target = (_direct_name(target[0]), *target[1:])
         return target
 
     def connect(self, address: Any) -> None:
@@ -483,6 +486,26 @@ def _remember_if_direct(active: _Active, host: Any, addresses: list[str]) -> Non
         active.remember_direct(addresses)
 
 
+def _direct_name(host: Any) -> Any:
+    """``host`` as a lookup on this machine must spell it: the name no_proxy judged.
+
+    no_proxy compares a non-ASCII name in its IDNA 2008 / UTS 46 form (the
+    form a proxy gets), while the C functions given the text would look up
+    Python's IDNA 2003 form, often another domain ("faß.de" is "fass.de";
+    look-alike letters such as U+1F174 map to "e" in one and not the
+    other).  So every lookup this module lets through is given that ASCII
+    form; text neither form takes is left to the C function.
+    """
+    if isinstance(host, str) and not host.isascii():
+        try:
+            atyp, encoded = _codec.encode_host(host)
+        except ValueError:
+            return host
+        if atyp == _codec.AddressType.DOMAIN:
+            return encoded[1:].decode("ascii")
+    return host
+
+
 def _getaddrinfo(
     host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
 ) -> list[Any]:
@@ -492,7 +515,7 @@ def _getaddrinfo(
         return real(host, port, family, type, proto, flags)
     name = _proxied_name(active, host)
     if name is None or flags & socket.AI_NUMERICHOST:
-        infos = real(host, port, family, type, proto, flags)
+        infos = real(_direct_name(host), port, family, type, proto, flags)
         _remember_if_direct(active, host, [str(info[4][0]) for info in infos])
         return infos
     log = debug_logger()
@@ -508,7 +531,7 @@ def _gethostbyname(hostname: str) -> str:
         return str(real(hostname))
     name = _proxied_name(active, hostname)
     if name is None:
-        address = str(real(hostname))
+        address = str(real(_direct_name(hostname)))
         _remember_if_direct(active, hostname, [address])
         return address
     return _synthetic.address_for(name)
@@ -521,7 +544,7 @@ def _gethostbyname_ex(hostname: str) -> tuple[str, list[str], list[str]]:
         return real(hostname)  # type: ignore[no-any-return]
     name = _proxied_name(active, hostname)
     if name is None:
-        answer: tuple[str, list[str], list[str]] = real(hostname)
+        answer: tuple[str, list[str], list[str]] = real(_direct_name(hostname))
         _remember_if_direct(active, hostname, answer[2])
         return answer
     return name, [], [_synthetic.address_for(name)]
@@ -578,6 +601,7 @@ def _create_connection(
         return _proxied_create_connection(target, timeout, source_address, all_errors=all_errors)
     host = str(_text(target[0]))
     if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
+        target = (_direct_name(target[0]), *target[1:])
         return _direct_connection(target, timeout, source_address, None, all_errors)
     return _proxied_create_connection(
         target, timeout, source_address, proxy=active.proxy, all_errors=all_errors

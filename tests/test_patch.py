@@ -359,6 +359,39 @@ def test_explicit_set_proxy_wins_over_the_patch(
     assert socks_server.connections == 0
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "judged", "other"),
+    [
+        # Circled letters: UTS 46 maps them to ASCII, IDNA 2003 does not.
+        (
+            "example.com",
+            "a.\U0001f134\U0001f147\U0001f130\U0001f13c\U0001f13f\U0001f13b\U0001f134.com",
+            "a.example.com",
+            "a.xn--617hhab1aes7c.com",
+        ),
+        # IDNA 2008 keeps ß; IDNA 2003 turns it into "ss", another domain.
+        ("xn--fa-hia.de", "faß.de", "xn--fa-hia.de", "fass.de"),
+    ],
+    ids=["look-alike-letters", "eszett"],
+)
+def test_a_direct_non_ascii_name_is_looked_up_as_no_proxy_judged_it(
+    socks_server: SocksServer, resolver: Resolver, no_proxy: str, host: str, judged: str, other: str
+) -> None:
+    # no_proxy judges the IDNA 2008 form; Python's own codec would look up
+    # the IDNA 2003 form, a name no_proxy never covered.  Both are refused
+    # by the recorder, so nothing reaches a real resolver.
+    resolver.forbidden |= {judged, other}
+    socks5client.patch(url(socks_server), no_proxy=no_proxy)
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo(host, 80)
+    with pytest.raises(socket.gaierror):
+        socket.gethostbyname(host)
+    names = [name for _what, name in resolver.names()]
+    assert judged in names
+    assert other not in names
+    assert socks_server.connections == 0
+
+
 def test_a_host_with_a_nul_is_refused_never_resolved_nor_direct(
     socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
 ) -> None:
