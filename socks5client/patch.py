@@ -269,7 +269,13 @@ class _PatchedSocket(socksocket):
             and len(target) >= 2
         ):
             host = str(_text(target[0]))
-            if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
+            # A synthetic address (name not None) was handed out because the
+            # lookup found the name proxied; it stays so, even where a
+            # no_proxy entry with a port ("example.test:8080") would send
+            # the name itself direct: the lookup had no port to go by.
+            if name is None and (
+                active.direct(host, target[1]) or active.is_proxy(host, target[1])
+            ):
                 proxy = None
                 target = (_direct_name(target[0]), *target[1:])
         if proxy is None and name is not None:

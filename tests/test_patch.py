@@ -603,6 +603,24 @@ def test_connections_while_another_thread_patches_and_unpatches(
     assert socks_server.connections > 0
 
 
+def test_a_synthetic_address_stays_proxied_where_a_port_entry_would_send_its_name_direct(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    # getaddrinfo has no port to match "localhost:PORT" with, so it hands
+    # out a synthetic address; connecting that to PORT goes through the
+    # proxy, as the lookup decided (it was refused with a wrong "no longer
+    # mapped" error).  No lookup of the name.
+    port = echo_server[1]
+    socks5client.patch(url(socks_server), no_proxy=f"localhost:{port}")
+    address = socket.getaddrinfo("localhost", None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.connect((address, port))
+        echo(s)
+    assert [r.dst_addr for r in socks_server.records] == ["localhost"]
+    assert "localhost" not in resolver.hosts()
+
+
 def test_a_socksocket_with_its_own_proxy_sends_the_name_of_a_synthetic_address(
     socks_server: SocksServer, echo_server: tuple[str, int], unpatched: None
 ) -> None:
