@@ -371,19 +371,16 @@ def _renew(sock: socket.socket) -> None:
 
     A ``socksocket`` also keeps its options and local address
     (``_renew_fd``); a plain socket here is one this package made itself
-    (a UDP association's control connection), with nothing to carry.
+    (a UDP association's control connection).
     """
     renew_fd = getattr(sock, "_renew_fd", None)
     if renew_fd is not None:
         renew_fd()
         return
-    import os
+    from .sock import swap_descriptor  # here: sock imports this module
 
-    fresh = PlainSocket(_family_of(sock), socket.SOCK_STREAM)
-    try:
-        os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
-    finally:
-        fresh.close()
+    for level, name, value in swap_descriptor(sock):
+        sock.setsockopt(level, name, value)
     _settimeout(sock, _gettimeout(sock))
 
 

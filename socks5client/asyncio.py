@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 import socket
 import ssl as _ssl
 import sys
@@ -59,8 +58,8 @@ from .sock import (
     _resolve_locally,
     _split_address,
     _with_host,
-    carried_options,
     socksocket,
+    swap_descriptor,
 )
 
 if TYPE_CHECKING:
@@ -420,7 +419,7 @@ def _renew(sock: socket.socket, call: _Call) -> None:
     It must leave as the first one did, by the same interface and route.  A
     socksocket renews itself (its recorded options and bind).  A plain
     socket gets what the blocking client's ``socksocket._renew_fd`` carries
-    over (``carried_options``: the options that differ from a fresh
+    over (``swap_descriptor``: the options that differ from a fresh
     socket's, however they were set), then the call's ``socket_options``
     and its local address.  An option that cannot be copied raises rather
     than being dropped.
@@ -428,12 +427,7 @@ def _renew(sock: socket.socket, call: _Call) -> None:
     if isinstance(sock, socksocket):
         sock._renew_fd()
     else:
-        fresh = PlainSocket(sock.family, sock.type, sock.proto)
-        try:
-            carried = carried_options(sock, fresh)
-            os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
-        finally:
-            fresh.close()
+        carried = swap_descriptor(sock)
         for option in call.options:
             sock.setsockopt(*option)
         for level, name, value in carried:

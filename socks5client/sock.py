@@ -122,12 +122,30 @@ _NAME_OPTIONS = frozenset(
 )
 
 
+def swap_descriptor(sock: socket.socket) -> list[tuple[int, int, Any]]:
+    """Put a fresh, unconnected socket of the same kind under ``sock``'s descriptor.
+
+    A TCP socket whose connect failed cannot connect again, so the next
+    attempt needs a new one; ``dup2`` keeps the descriptor number and the
+    object.  Returns the options the old one had (``carried_options``),
+    for the caller to set again with what else it knows (recorded options,
+    local address, timeout).  Shared by ``socksocket._renew_fd`` and the
+    renewal of plain sockets in ``_negotiate`` and the asyncio client.
+    """
+    fresh = PlainSocket(sock.family, sock.type, sock.proto)
+    try:
+        carried = carried_options(sock, fresh)
+        os.dup2(fresh.fileno(), sock.fileno(), inheritable=sock.get_inheritable())
+    finally:
+        fresh.close()
+    return carried
+
+
 def carried_options(old: socket.socket, fresh: socket.socket) -> list[tuple[int, int, Any]]:
     """The ``_CARRIED_OPTIONS`` where ``old`` differs from ``fresh``: ``(level, name, value)``.
 
     What a fresh descriptor replacing ``old`` must be given again, however
-    the options were set; ready for ``setsockopt``.  (Shared with the
-    asyncio client's renewal of plain sockets.)
+    the options were set; ready for ``setsockopt``.
     """
     carried = []
     for level, name, buflen in _CARRIED_OPTIONS:
@@ -838,12 +856,7 @@ class socksocket(socket.socket):
         new socket gets the old one's options and local address, so it
         leaves by the same interface and route.
         """
-        fresh = PlainSocket(self.family, self.type, self.proto)
-        try:
-            carried = carried_options(self, fresh)
-            os.dup2(fresh.fileno(), self.fileno(), inheritable=self.get_inheritable())
-        finally:
-            fresh.close()
+        carried = swap_descriptor(self)
         # The new descriptor is in a fresh socket's mode (the default
         # timeout's), whatever this object's timeout says.  Put it in this
         # one's: with a timeout but a blocking descriptor, connect() would
