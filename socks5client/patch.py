@@ -657,7 +657,8 @@ def patch(
     """Route the whole process through ``proxy`` (a :class:`Proxy` or URL).
 
     ``no_proxy``: ``None`` means the ``NO_PROXY``/``no_proxy`` environment
-    variable plus localhost and loopback addresses, which go direct; a
+    variable plus localhost, loopback addresses and this machine's own host
+    name, which go direct; a
     comma-separated string or a sequence of entries replaces that; ``""``
     sends everything, loopback included, through the proxy.  ``udp=True``
     proxies UDP sockets too (through UDP ASSOCIATE); ``bind=True`` makes a
