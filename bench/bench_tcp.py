@@ -402,7 +402,7 @@ def make_clients(
 
     if "PySocks" in wanted:
         try:
-            import socks
+            import socks  # type: ignore[import-untyped]
 
             def via_pysocks(dest: tuple[str, int]) -> socket.socket:
                 s = socks.socksocket()

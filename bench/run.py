@@ -57,7 +57,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -270,7 +270,7 @@ class Log:
 
 
 def interleaved(
-    label: str, tasks: dict[str, Callable[[], T]], rounds: int, log: Log, blocks: int = 1
+    label: str, tasks: Mapping[str, Callable[[], T]], rounds: int, log: Log, blocks: int = 1
 ) -> dict[str, list[list[T]]]:
     """Run every task ``blocks`` times per round, in a different order each time.
 
@@ -351,17 +351,17 @@ def measure_handshake(
     variants: dict[str, dict[str, Client]] = {}
     for variant, auth in ((NO_AUTH, None), (USERPASS, bt.AUTH)):
         port = ports[variant]
-        clients, missing = bt.make_clients(port, bt.ORDER, False, auth)
+        found, missing = bt.make_clients(port, bt.ORDER, False, auth)
         notes += [f"{variant}: {m} (left out)" for m in missing]
 
         def check(c: Client, port: int = port) -> None:
             bt.check_tunnel(c, echo, port)
             bt.run_handshakes(c, echo, 20)  # warm-up
 
-        variants[variant] = by_name(working(clients, check, notes, f"{variant}: "))
+        variants[variant] = by_name(working(found, check, notes, f"{variant}: "))
 
     block = max(1, settings.handshakes // settings.blocks)
-    tasks: dict[str, Callable[[], Sample]] = {}
+    tasks: dict[str, Callable[..., Sample]] = {}
     for variant, clients in variants.items():
         for name, c in clients.items():
             tasks[f"{variant}|{name}"] = lambda c=c: bt.run_handshakes(c, echo, block)
@@ -753,7 +753,7 @@ def measure_concurrency(
     blocks = settings.concurrency_blocks
     block = max(THREADS, settings.concurrency_handshakes // blocks)
     total = block * blocks
-    tasks: dict[str, Callable[[], float]] = {}
+    tasks: dict[str, Callable[..., float]] = {}
     for n, c in ok.items():
         for k in (1, THREADS):
             tasks[f"{n}|{k}"] = lambda c=c, k=k: concurrent_rate(c, echo, k, block)
@@ -967,7 +967,7 @@ def pipelined_clients(
     userinfo = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}@" if auth else ""
     url = f"socks5h://{userinfo}{LOOPBACK}:{proxy_port}?pipeline=1"
 
-    def connector(target: object) -> bt.Connector:
+    def connector(target: socks5client.Proxy | str) -> bt.Connector:
         def connect(dest: tuple[str, int]) -> socket.socket:
             s = socks5client.socksocket()
             s.settimeout(bt.IO_TIMEOUT)
@@ -1063,7 +1063,7 @@ def measure_pipelining(
 
         rows_by_variant[variant] = working(ordered, check, notes, f"{variant}: ")
 
-    tasks: dict[str, Callable[[], float]] = {}
+    tasks: dict[str, Callable[..., float]] = {}
     for variant, clients in rows_by_variant.items():
         for c in clients:
             tasks[f"{variant}|{c.name}"] = lambda c=c: time_to_first_byte(
@@ -1088,15 +1088,15 @@ def measure_pipelining(
     ]
     raw: dict[str, Any] = {}
     for i, variant in enumerate((NO_AUTH, USERPASS)):
-        clients = rows_by_variant.get(variant)
-        if not clients:
+        shown = rows_by_variant.get(variant)
+        if not shown:
             targets[i].measured = "not measured"
             continue
-        figures = {c.name: ttfb[f"{variant}|{c.name}"] for c in clients}
+        figures = {c.name: ttfb[f"{variant}|{c.name}"] for c in shown}
         raw[variant] = figures
         base = figures.get(S5C, [])
         rows = []
-        for c in clients:
+        for c in shown:
             f = figures[c.name]
             if c.name == NO_RELAY:
                 expected = "0"
@@ -1116,7 +1116,7 @@ def measure_pipelining(
                     num(median(saved)) if saved else DASH,
                 ]
             )
-        if not any("socks5client," in c.name for c in clients):
+        if not any("socks5client," in c.name for c in shown):
             rows.insert(1, ["socks5client, pipelined", "pipelining not available", "", "", "", ""])
         parts.append(f"### {variant.capitalize()}\n")
         parts.append(
