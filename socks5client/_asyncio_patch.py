@@ -19,7 +19,9 @@ these loop methods are replaced on their classes:
   remembers the addresses of ``no_proxy`` names as the blocking patch does;
 * ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
   two above): a proxied host gets a tunnel from
-  :mod:`socks5client.asyncio`, handed to the original as ``sock=``;
+  :mod:`socks5client.asyncio`, handed to the original as ``sock=``; a
+  direct one goes to the original in the form ``no_proxy`` judged (see
+  ``patch._direct_name``), which libuv then looks up;
 * ``getnameinfo`` (``uvloop.Loop`` only): the patched
   ``socket.getnameinfo`` in the executor, as the default loop calls it;
   libuv's own would make reverse DNS queries for proxied addresses;
@@ -29,7 +31,8 @@ these loop methods are replaced on their classes:
   (``EOPNOTSUPP``, pointing to :func:`socks5client.asyncio.open_udp`)
   instead of sending around the proxy.  libuv also resolves ``remote_addr``
   itself, so with remote DNS a proxied name there is refused
-  (``ENETUNREACH``) rather than looked up.  The default loop's
+  (``ENETUNREACH``) rather than looked up, and a direct one is given in
+  the form ``no_proxy`` judged.  The default loop's
   endpoints resolve with the hooked ``getaddrinfo`` and send through the
   patched socket's own ``sendto``, and need no hook.
 
@@ -121,7 +124,7 @@ def _hook_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
             return await original(  # type: ignore[no-any-return]
                 self, host, port, family=family, type=type, proto=proto, flags=flags
             )
-        name = patch._proxied_name(active, host)
+        name = patch._proxied_name(active, host, port)
         if name is not None and not flags & socket.AI_NUMERICHOST:
             return patch._synthetic_infos(active, name, port, family, type, proto, flags)  # type: ignore[no-any-return]
         # The patched function: the real resolver, and no_proxy names'
@@ -152,12 +155,17 @@ def _hook_create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
                 self, protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname,
                 **kwargs,
             )  # fmt: skip
-        target, _name = patch._map((host, port))
+        target, name = patch._map((host, port))
         shown = str(patch._text(target[0]))
-        if active.direct(shown, target[1]) or active.is_proxy(shown, target[1]):
+        # As the blocking patch decides: a synthetic address stays proxied,
+        # and a direct name reaches libuv in the form no_proxy judged, since
+        # uvloop would encode a str in Python's IDNA 2003 form, which can be
+        # another domain.  (Without server_hostname, ssl then checks the
+        # certificate for that form too: the name of the server reached.)
+        if (name is None and active.direct(shown, target[1])) or active.is_proxy(shown, target[1]):
             return await original(
-                self, protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname,
-                **kwargs,
+                self, protocol_factory, patch._direct_name(target[0]), target[1], ssl=ssl,
+                server_hostname=server_hostname, **kwargs,
             )  # fmt: skip
         from . import asyncio as aio
 
@@ -195,7 +203,7 @@ def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[...
             # and its endpoints never go through the proxy (see below): a
             # proxied name would be a DNS query here.  Refused as the patched
             # socket's connect() refuses it.
-            host = patch._proxied_name(active, remote[0])
+            host = patch._proxied_name(active, remote[0], remote[1] if len(remote) > 1 else None)
             if host is not None:
                 import errno
 
@@ -204,6 +212,15 @@ def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[...
                     f"{host!r} is a proxied name, and this uvloop datagram endpoint does"
                     " not go through the proxy; its name is not resolved locally",
                 )
+            # Looked up by libuv in the form no_proxy judged, not in the
+            # IDNA 2003 form uvloop would encode a str in.
+            judged = patch._direct_name(remote[0])
+            if judged is not remote[0]:
+                remote = type(remote)((judged, *remote[1:]))
+                if "remote_addr" in kwargs:
+                    kwargs["remote_addr"] = remote
+                else:
+                    args = (args[0], remote, *args[2:])
         if active is not None and active.udp:
             local = kwargs.get("local_addr", args[0] if args else None)
             sock = kwargs.get("sock")

@@ -119,7 +119,11 @@ class _Active:
         self.no_proxy = NoProxy.from_setting(settings.no_proxy)
         self.originals = originals
         self._direct_lock = _thread.allocate_lock()
-        self._direct_addresses: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # An address alone is direct on every port; (address, port), from a
+        # name that a port-qualified entry sends direct, on that port only.
+        self._direct_addresses: collections.OrderedDict[str | tuple[str, int], None] = (
+            collections.OrderedDict()
+        )
         # Synthetic answers for AF_UNSPEC callers come in a family the proxy
         # can be reached in: an AF_INET socket cannot reach an IPv6-only proxy.
         self.prefer_ipv6 = _ipv6_only(settings.proxy.host, originals["getaddrinfo"])
@@ -138,10 +142,17 @@ class _Active:
         self.blocks = 0
 
     def direct(self, host: str, port: Any = None) -> bool:
-        """Whether a connection to ``host`` (name or address, on ``port``) bypasses the proxy."""
+        """Whether a connection to ``host`` (name or address, on ``port``) bypasses the proxy.
+
+        ``port`` may be what ``getaddrinfo`` takes: a numeric string counts
+        as its number; None or a service name matches only entries without
+        a port.
+        """
+        number = _port_for_no_proxy(port)
         return (
-            self.no_proxy.matches(host, port if isinstance(port, int) else None)
+            self.no_proxy.matches(host, number)
             or host in self._direct_addresses
+            or (number is not None and (host, number) in self._direct_addresses)
             or host.lower() in self.local_names
         )
 
@@ -154,14 +165,32 @@ class _Active:
         """
         return port == self.proxy_address[1] and host.lower() == self.proxy_address[0]
 
-    def remember_direct(self, addresses: list[str]) -> None:
-        """Remember the addresses of a direct name, so that connecting to them is direct."""
+    def remember_direct(self, addresses: list[str], port: int | None = None) -> None:
+        """Remember the addresses of a direct name, so that connecting to them is direct.
+
+        With ``port``, only connections to that port are (the name went
+        direct by an entry with that port).
+        """
         with self._direct_lock:
             for address in addresses:
-                self._direct_addresses[address] = None
-                self._direct_addresses.move_to_end(address)
+                key: str | tuple[str, int] = address if port is None else (address, port)
+                self._direct_addresses[key] = None
+                self._direct_addresses.move_to_end(key)
             while len(self._direct_addresses) > _MAX_DIRECT_ADDRESSES:
                 self._direct_addresses.popitem(last=False)
+
+
+def _port_for_no_proxy(port: Any) -> int | None:
+    """The port number no_proxy entries are matched with: ``port`` if it is one, else None.
+
+    ``getaddrinfo`` and ``create_connection`` take numeric strings too;
+    service names are left out, as their number is up to /etc/services.
+    """
+    if isinstance(port, (bytes, bytearray)):
+        port = bytes(port).decode("ascii", "replace")
+    if isinstance(port, str) and port.isascii() and port.isdigit():
+        return int(port)
+    return port if isinstance(port, int) else None
 
 
 def _ipv6_only(host: str, getaddrinfo: Any) -> bool:
@@ -296,6 +325,7 @@ class _PatchedSocket(socksocket):
             and self._proxy is _UNSET
             and isinstance(target, tuple)
             and len(target) >= 2
+            and name is None  # a synthetic address stays proxied, as in _route
             and active.direct(str(_text(target[0])), target[1])
             and self._current() is None  # type: ignore[attr-defined]
         ):
@@ -324,7 +354,7 @@ class _PatchedSocket(socksocket):
             # The name itself, given to a plain socket, would be resolved by
             # the C sendto()/connect() here: a DNS query for a proxied name.
             # A socket made direct with set_proxy() is the program's choice.
-            host = _proxied_name(active, target[0])
+            host = _proxied_name(active, target[0], target[1])
             if host is not None and host != "<broadcast>":
                 raise OSError(
                     errno.ENETUNREACH,
@@ -475,21 +505,31 @@ def _synthetic_infos(
     ]
 
 
-def _proxied_name(active: _Active, host: Any) -> str | None:
-    """``host`` if resolving it must not reach the real resolver (a proxied name)."""
+def _proxied_name(active: _Active, host: Any, port: Any = None) -> str | None:
+    """``host`` if resolving it must not reach the real resolver (a proxied name).
+
+    ``port``: where the caller will connect, if it says (a no_proxy entry
+    with that port makes the name direct).
+    """
     _refuse_nul(host)
     if not active.remote_dns or host is None:
         return None
     host = _text(host)
-    if not isinstance(host, str) or not host or _is_ip(host) or active.direct(host):
+    if not isinstance(host, str) or not host or _is_ip(host) or active.direct(host, port):
         return None
     return host
 
 
-def _remember_if_direct(active: _Active, host: Any, addresses: list[str]) -> None:
+def _remember_if_direct(active: _Active, host: Any, addresses: list[str], port: Any = None) -> None:
     text = _text(host)
-    if isinstance(text, str) and text and not _is_ip(text) and active.direct(text):
+    if not isinstance(text, str) or not text or _is_ip(text):
+        return
+    if active.direct(text):
         active.remember_direct(addresses)
+    elif active.direct(text, port):
+        # Direct by an entry with this port only: so are its addresses, or
+        # "name:8080" would open every port of the name's addresses.
+        active.remember_direct(addresses, _port_for_no_proxy(port))
 
 
 def _direct_name(host: Any) -> Any:
@@ -519,10 +559,10 @@ def _getaddrinfo(
     real = _resolve.getaddrinfo
     if active is None:
         return real(host, port, family, type, proto, flags)
-    name = _proxied_name(active, host)
+    name = _proxied_name(active, host, port)
     if name is None or flags & socket.AI_NUMERICHOST:
         infos = real(_direct_name(host), port, family, type, proto, flags)
-        _remember_if_direct(active, host, [str(info[4][0]) for info in infos])
+        _remember_if_direct(active, host, [str(info[4][0]) for info in infos], port)
         return infos
     log = debug_logger()
     if log is not None:
@@ -601,12 +641,14 @@ def _create_connection(
     *,
     all_errors: bool = False,
 ) -> socket.socket:
-    target, _name = _map(address)
+    target, name = _map(address)
     active = _active
     if active is None:
         return _proxied_create_connection(target, timeout, source_address, all_errors=all_errors)
     host = str(_text(target[0]))
-    if active.direct(host, target[1]) or active.is_proxy(host, target[1]):
+    # A synthetic address stays proxied (see _PatchedSocket._route); the
+    # proxy itself is reached directly whichever way it was named.
+    if (name is None and active.direct(host, target[1])) or active.is_proxy(host, target[1]):
         target = (_direct_name(target[0]), *target[1:])
         return _direct_connection(target, timeout, source_address, None, all_errors)
     return _proxied_create_connection(

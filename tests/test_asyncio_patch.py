@@ -575,3 +575,117 @@ def test_loop_getaddrinfo_refuses_a_host_with_a_nul(
 
     run(main())
     assert resolver.hosts() == []
+
+
+def test_a_lookup_on_the_port_of_a_no_proxy_entry_goes_direct(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # "localhost:PORT" sends the name direct on PORT from its lookup on:
+    # the default loop looks it up before connecting, uvloop in both hooks.
+    port = echo_server[1]
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy=f"localhost:{port}")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(NAME, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        assert [info[4] for info in infos] == [("127.0.0.1", port)]
+        reader, writer = await asyncio.open_connection(NAME, port)
+        writer.write(b"d")
+        assert await reader.readexactly(1) == b"d"
+        writer.close()
+        await writer.wait_closed()
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (NAME, port))
+            await loop.sock_sendall(sock, b"s")
+            assert await loop.sock_recv(sock, 1) == b"s"
+        (info,) = await loop.getaddrinfo(NAME, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        assert info[4][0].startswith("240.")
+        # Looked up without the port, the name stays proxied on PORT too.
+        opened = asyncio.open_connection(info[4][0], port)
+        reader, writer = await asyncio.wait_for(opened, TIMEOUT)
+        writer.write(b"p")
+        assert await reader.readexactly(1) == b"p"
+        writer.close()
+        await writer.wait_closed()
+
+    run(main())
+    assert [(r.atyp, r.dst_addr) for r in socks_server.records] == [(ATYP_DOMAIN, NAME)]
+
+
+def test_uvloop_looks_up_a_direct_non_ascii_name_as_no_proxy_judged_it(
+    resolver: Resolver,
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    udp_echo_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libuv resolves what uvloop's create_connection and datagram endpoints are given.
+
+    no_proxy judged the IDNA 2008 form of "faß.test"; uvloop encodes a str
+    host in Python's IDNA 2003 form, "fass.test", another domain.  libuv's
+    lookups are out of the recorder's sight, so uvloop's own methods are
+    replaced, under the patch's hooks, by stand-ins that record the name
+    libuv would look up and answer from a table: no lookup reaches a
+    resolver.
+    """
+    factory = loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    import uvloop
+
+    host, judged, other = "faß.test", "xn--fa-hia.test", "fass.test"
+    resolver.forbidden = {judged, other}
+    table = {judged: "127.0.0.1"}
+    looked_up: list[Any] = []
+    real_connection = uvloop.Loop.create_connection
+    real_endpoint = uvloop.Loop.create_datagram_endpoint
+
+    def as_libuv_resolves(address: Any) -> tuple[str, Any]:
+        name, port = address
+        name = name.encode("idna").decode("ascii") if isinstance(name, str) else name
+        looked_up.append(name)
+        if name not in table:
+            raise socket.gaierror(socket.EAI_NONAME, f"not in the test's table: {name!r}")
+        return table[name], port
+
+    async def create_connection(self: Any, factory: Any, host: Any, port: Any, **kw: Any) -> Any:
+        return await real_connection(self, factory, *as_libuv_resolves((host, port)), **kw)
+
+    async def create_datagram_endpoint(
+        self: Any, factory: Any, local_addr: Any = None, remote_addr: Any = None, **kw: Any
+    ) -> Any:
+        remote = as_libuv_resolves(remote_addr)
+        return await real_endpoint(self, factory, local_addr, remote, **kw)
+
+    monkeypatch.setattr(uvloop.Loop, "create_connection", create_connection)
+    monkeypatch.setattr(uvloop.Loop, "create_datagram_endpoint", create_datagram_endpoint)
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy=judged)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        reader, writer = await asyncio.open_connection(host, echo_server[1])
+        writer.write(b"d")
+        assert await reader.readexactly(1) == b"d"
+        writer.close()
+        await writer.wait_closed()
+        got: asyncio.Future[bytes] = loop.create_future()
+
+        class Echo(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                got.set_result(data)
+
+        transport, _ = await loop.create_datagram_endpoint(
+            Echo, remote_addr=(host, udp_echo_server.address[1])
+        )
+        try:
+            transport.sendto(b"u")
+            assert await asyncio.wait_for(got, TIMEOUT) == b"u"
+        finally:
+            transport.close()
+
+    try:
+        run_on(factory, main())
+    finally:
+        socks5client.unpatch()
+    assert looked_up == [judged, judged]
+    assert socks_server.records == []
+    assert resolver.names() == []

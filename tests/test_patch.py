@@ -719,3 +719,68 @@ def test_a_no_proxy_entry_with_a_port_applies_to_that_port_only(
     with pytest.raises(socks5client.SOCKS5ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", closed_port), timeout=5)
     assert socks_server.connections == 1
+
+
+def test_a_lookup_on_the_port_of_a_no_proxy_entry_resolves_the_name_and_goes_direct(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    # "localhost:PORT": a lookup that names PORT is looked up for real, and
+    # its addresses go direct on PORT (not on other ports); a lookup with
+    # no port, or another one, still gets a synthetic address.
+    port = echo_server[1]
+    socks5client.patch(url(socks_server), no_proxy=f"localhost:{port}")
+    for service in (port, str(port)):
+        (info,) = socket.getaddrinfo("localhost", service, socket.AF_INET, socket.SOCK_STREAM)
+        assert info[4] == ("127.0.0.1", port)
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.connect(info[4])
+        echo(s)
+    with socket.create_connection(("localhost", str(port)), timeout=5) as s:
+        echo(s)
+    assert socks_server.connections == 0
+    for service in (None, port + 1 if port < 65535 else port - 1):
+        synthetic = socket.getaddrinfo("localhost", service, socket.AF_INET)[0][4][0]
+        assert _synthetic.is_synthetic(synthetic)
+    assert _synthetic.is_synthetic(socket.gethostbyname("localhost"))
+    # The real address is direct on PORT only: elsewhere it is proxied
+    # (nothing listens there: the proxy's refusal, not a direct one).
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(socks5client.SOCKS5ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", closed_port), timeout=5)
+    assert socks_server.connections == 1
+
+
+def test_create_connection_to_a_synthetic_address_stays_proxied_on_a_port_entry(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    # As for connect(): the lookup found the name proxied, so the name is
+    # sent to the proxy, not looked up here and connected to directly.
+    port = echo_server[1]
+    socks5client.patch(url(socks_server), no_proxy=f"localhost:{port}")
+    address = socket.gethostbyname("localhost")
+    assert _synthetic.is_synthetic(address)
+    with socket.create_connection((address, port), timeout=5) as s:
+        echo(s)
+    assert [r.dst_addr for r in socks_server.records] == ["localhost"]
+    assert "localhost" not in resolver.hosts()
+
+
+def test_udp_to_a_synthetic_address_stays_proxied_on_a_port_entry(
+    socks_server: SocksServer, udp_echo_server: Any, resolver: Resolver
+) -> None:
+    # As for TCP: the name was looked up without a port and found proxied,
+    # so its datagrams go through the relay on the listed port too (the
+    # socket was made direct, then refused them).
+    port = udp_echo_server.address[1]
+    socks5client.patch(url(socks_server), no_proxy=f"localhost:{port}", udp=True)
+    address = socket.gethostbyname("localhost")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"ping", (address, port))
+        assert s.recvfrom(10)[0] == b"ping"
+    assert len(socks_server.associations) == 1
+    assert "localhost" not in resolver.hosts()
