@@ -11,11 +11,16 @@ failure as the same httpx exception with socks5client's error as its cause.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import struct
+import threading
 import time
+import warnings
 from collections.abc import Coroutine
 from typing import Any, Callable, TypeVar
 
+import httpcore
 import httpx
 import pytest
 import test_contrib_httpx as sync_suite
@@ -38,10 +43,22 @@ from test_contrib_httpx import (
 )
 
 from socks5client import errors
-from socks5client.contrib.httpx import AsyncSOCKSTransport, SOCKSTransport
+from socks5client.contrib.httpx import (
+    AsyncSOCKSNetworkBackend,
+    AsyncSOCKSTransport,
+    SOCKSTransport,
+)
 
 from conftest import AUTH_PASSWORD, AUTH_USER, FdCounter
-from server import ATYP_DOMAIN, ATYP_IPV4, CMD_CONNECT, SocksServer
+from server import (
+    ATYP_DOMAIN,
+    ATYP_IPV4,
+    CMD_CONNECT,
+    SocksServer,
+    encode_reply,
+    read_greeting,
+    read_request,
+)
 
 # The synchronous suite's fixtures, shared (the autouse one clears proxy variables).
 _no_proxy_environment = sync_suite._no_proxy_environment
@@ -277,3 +294,194 @@ def test_under_trio_the_handshake_runs_in_a_worker_thread(
     assert trio.run(main) == site.body
     assert connects(auth_server) == [(CMD_CONNECT, ATYP_DOMAIN, SITE_NAME, site.port)]
     assert names.local_lookups == []
+
+
+# ---------------------------------------------------------------------------
+# trio: the handshake in a worker thread, under one deadline and cancellable
+
+#: How late a cancelled trio request may return: well under the 5 s its
+#: worker's socket timeout would take.
+CANCEL_SLACK = 0.5
+
+#: How late past the connect timeout a request queued for a worker thread
+#: may fail.  Without one deadline from the start, the requests that wait
+#: for a thread get a full timeout of their own after the wait: at least
+#: 2 * CONNECT_TIMEOUT in all.
+QUEUE_SLACK = 0.45
+
+
+def test_under_trio_a_cancel_scope_stops_a_stalled_handshake_at_once(
+    scripted_server: Callable[..., SocksServer], fd_count: FdCounter
+) -> None:
+    trio = pytest.importorskip("trio")
+    before = fd_count()
+    server = scripted_server(stall_after_greeting)
+
+    async def main() -> float:
+        started = time.monotonic()
+        with trio.move_on_after(0.2):
+            await get(url_of(server), f"http://{SITE_NAME}/", timeout=TIMEOUT)
+        return time.monotonic() - started
+
+    elapsed = trio.run(main)
+    assert elapsed < 0.2 + CANCEL_SLACK
+    assert server.connections == 1
+    # The abandoned worker is still waiting for the proxy; once the proxy
+    # goes, it must close its socket.
+    server.stop()
+    assert fd_count.settle(before) == before
+
+
+def answer_when_released(
+    release: threading.Event, closed: threading.Event
+) -> Callable[[socket.socket, SocksServer], None]:
+    """A proxy that completes the handshake only once ``release`` is set,
+    then sets ``closed`` when the client closes the tunnel."""
+
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        record = server.record_for(conn)
+        read_greeting(conn, record)
+        while not release.wait(0.01):
+            if server.stopping:
+                return
+        conn.sendall(b"\x05\x00")
+        read_request(conn, record)
+        conn.sendall(encode_reply(0, ATYP_IPV4, "127.0.0.1", 4321))
+        conn.settimeout(TIMEOUT)
+        if conn.recv(1) == b"":
+            closed.set()
+
+    return script
+
+
+def test_under_trio_a_handshake_completed_after_the_cancel_is_closed(
+    scripted_server: Callable[..., SocksServer], fd_count: FdCounter
+) -> None:
+    trio = pytest.importorskip("trio")
+    before = fd_count()
+    release, closed = threading.Event(), threading.Event()
+    server = scripted_server(answer_when_released(release, closed))
+
+    async def main() -> None:
+        with trio.move_on_after(0.2):
+            await get(url_of(server), f"http://{SITE_NAME}/", timeout=TIMEOUT)
+        release.set()
+        # Still inside the run: the worker hands its socket back to a task
+        # that has left, while trio is there to receive it.
+        for _ in range(int(TIMEOUT / 0.01)):
+            if closed.is_set():
+                break
+            await trio.sleep(0.01)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        trio.run(main)
+        gc.collect()
+    assert closed.is_set()
+    # Closed on purpose, not left to the collector.
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    server.stop()
+    assert fd_count.settle(before) == before
+
+
+def test_under_trio_the_connect_timeout_counts_the_wait_for_a_worker_thread(
+    scripted_server: Callable[..., SocksServer], fd_count: FdCounter
+) -> None:
+    trio = pytest.importorskip("trio")
+    before = fd_count()
+    server = scripted_server(stall_after_greeting)
+    # More than the 40 threads of anyio's default limiter: some wait for one.
+    count = 90
+
+    async def main() -> list[tuple[float, httpx.ConnectTimeout]]:
+        failures: list[tuple[float, httpx.ConnectTimeout]] = []
+        transport = AsyncSOCKSTransport(url_of(server))
+        timeout = httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+
+            async def one() -> None:
+                started = time.monotonic()
+                try:
+                    await client.get(f"http://{SITE_NAME}/")
+                except httpx.ConnectTimeout as exc:
+                    failures.append((time.monotonic() - started, exc))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(count):
+                    nursery.start_soon(one)
+        return failures
+
+    failures = trio.run(main)
+    assert len(failures) == count
+    assert max(elapsed for elapsed, _ in failures) < CONNECT_TIMEOUT + QUEUE_SLACK
+    for _, exc in failures:
+        assert isinstance(exc.__cause__, TimeoutError)
+        assert isinstance(exc.__cause__, errors.ProxyError)
+    server.stop()
+    assert fd_count.settle(before) == before
+
+
+# ---------------------------------------------------------------------------
+# A connection broken after the handshake: the OSError is the cause
+
+
+@pytest.fixture(params=["asyncio", "uvloop", "trio"])
+def run_any(request: pytest.FixtureRequest) -> Runner[Any]:
+    """Run a coroutine on each of anyio's backends (asyncio on both loops)."""
+    if request.param == "trio":
+        trio = pytest.importorskip("trio")
+
+        async def main(coro: Coroutine[Any, Any, Any]) -> Any:
+            return await coro
+
+        return lambda coro: trio.run(main, coro)
+    factory = loop_factory(request.param)
+    return lambda coro: run_on(factory, coro)
+
+
+def reset_after_the_first_bytes(conn: socket.socket, server: SocksServer) -> None:
+    """A proxy that completes the handshake, then resets the connection as
+    soon as the client sends something through the tunnel (an HTTP request
+    head: one segment)."""
+    record = server.record_for(conn)
+    read_greeting(conn, record)
+    conn.sendall(b"\x05\x00")
+    read_request(conn, record)
+    conn.sendall(encode_reply(0, ATYP_IPV4, "127.0.0.1", 4321))
+    conn.recv(4096)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def test_a_connection_reset_while_reading_is_read_error_caused_by_the_os_error(
+    run_any: Runner[Any], scripted_server: Callable[..., SocksServer]
+) -> None:
+    server = scripted_server(reset_after_the_first_bytes)
+
+    async def attempt() -> None:
+        with pytest.raises(httpx.ReadError) as info:
+            await get(url_of(server), f"http://{SITE_NAME}/")
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+
+    run_any(attempt())
+
+
+def test_a_connection_reset_while_writing_is_write_error_caused_by_the_os_error(
+    run_any: Runner[Any], scripted_server: Callable[..., SocksServer]
+) -> None:
+    server = scripted_server(reset_after_the_first_bytes)
+
+    async def attempt() -> None:
+        backend = AsyncSOCKSNetworkBackend(url_of(server))
+        stream = await backend.connect_tcp(SITE_NAME, 80, timeout=TIMEOUT)
+        try:
+            with pytest.raises(httpcore.WriteError) as info:
+                # The writes before the RST is back succeed.
+                for _ in range(int(TIMEOUT / 0.01)):
+                    await stream.write(b"x" * 1024, timeout=TIMEOUT)
+                    await backend.sleep(0.01)
+        finally:
+            await stream.aclose()
+        assert isinstance(info.value.__cause__, (ConnectionResetError, BrokenPipeError))
+
+    run_any(attempt())

@@ -35,11 +35,14 @@ This is the only module of socks5client that imports httpx and httpcore
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
+import math
 import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, Union
 
@@ -48,6 +51,7 @@ import httpx
 
 from .. import errors
 from .._environ import proxy_from_environment
+from .._negotiate import describe
 from .._secret import guard_secrets
 from ..proxy import Proxy, proxy_from_args
 from ..sock import create_connection
@@ -622,11 +626,28 @@ class SOCKSTransport(_TransportBase, httpx.BaseTransport):
 # The asynchronous side: httpx.AsyncClient
 
 
+def _os_error_behind(exc: BaseException) -> OSError | None:
+    """The first ``OSError`` in the chain of causes of one of anyio's stream errors."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @contextlib.contextmanager
 def _async_stream_errors(
     timeout_error: type[Exception], other_error: type[Exception]
 ) -> Iterator[None]:
-    """anyio's and the socket's errors of an established stream as httpcore's."""
+    """anyio's and the socket's errors of an established stream as httpcore's.
+
+    anyio raises its own ``BrokenResourceError`` from the socket's (or
+    ``ssl``'s) ``OSError``; that ``OSError`` is what the synchronous stream
+    reports, so it is the one kept here too.
+    """
     import anyio
 
     try:
@@ -634,8 +655,15 @@ def _async_stream_errors(
     except _TIMEOUTS as exc:
         raise _httpcore_error(timeout_error, exc) from exc
     except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-        error = other_error(str(exc) or type(exc).__name__)
-        raise error from exc
+        original = _os_error_behind(exc)
+        if original is None:
+            # Nothing from the system behind it (a stream closed here, or
+            # broken by an earlier failure): the errno a socket would give.
+            if isinstance(exc, anyio.ClosedResourceError):
+                original = OSError(errno.EBADF, "the connection was closed")
+            else:
+                original = ConnectionAbortedError(errno.ECONNABORTED, "the connection is broken")
+        raise _httpcore_error(other_error, original) from original
     except OSError as exc:
         raise _httpcore_error(other_error, exc) from exc
 
@@ -729,14 +757,45 @@ def _running_asyncio() -> bool:
     return True
 
 
+class _WorkerHandoff:
+    """A worker thread's socket on its way to a task that may have left.
+
+    A task cancelled while its thread connects does not wait for it
+    (``abandon_on_cancel``), and anyio drops an abandoned thread's result:
+    left to the collector, a tunnel that completed after the cancel would
+    stay connected to the proxy.  Whichever of the two comes second, under
+    the lock, closes it.
+    """
+
+    __slots__ = ("abandoned", "lock", "sock", "started")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.started = False
+        self.sock: socket.socket | None = None
+
+
+def _worker_timeout(proxy: Proxy, timeout: float | None, *, started: bool) -> OSError:
+    """The error for a handshake in a worker thread past its deadline."""
+    where = f"proxy {describe(proxy.host, proxy.port)}"
+    within = "in time" if timeout is None else f"within {timeout:g} s"
+    if started:
+        return errors.ProxyTimeoutError(f"{where} did not complete the SOCKS5 handshake {within}")
+    return errors.ProxyConnectionTimeoutError(
+        f"connecting to {where} did not start {within} (waiting for a worker thread)"
+    )
+
+
 class AsyncSOCKSNetworkBackend(httpcore.AsyncNetworkBackend):
     """An httpcore asynchronous network backend whose TCP connections go through one proxy.
 
     On asyncio the handshake runs on the event loop
     (:func:`socks5client.asyncio.open_socket`: one deadline, cancellable);
-    on trio it is the blocking client's, in a worker thread.  The connected
-    socket is handed to anyio.  Failures are httpcore's exceptions, as for
-    :class:`SOCKSNetworkBackend`.
+    on trio it is the blocking client's, in a worker thread, under one
+    deadline from the call (a wait for a free thread included) and
+    cancellable too.  The connected socket is handed to anyio.  Failures
+    are httpcore's exceptions, as for :class:`SOCKSNetworkBackend`.
     """
 
     @guard_secrets
@@ -782,11 +841,7 @@ class AsyncSOCKSNetworkBackend(httpcore.AsyncNetworkBackend):
                     socket_options=options,
                 )  # fmt: skip
             else:
-                sock = await anyio.to_thread.run_sync(
-                    lambda: create_connection(
-                        (host, port), timeout, source, socket_options=options, proxy=self._proxy
-                    )
-                )
+                sock = await self._connect_in_worker(host, port, timeout, source, options)
         except OSError as exc:
             raise _connect_failure(exc) from exc
         try:
@@ -803,6 +858,84 @@ class AsyncSOCKSNetworkBackend(httpcore.AsyncNetworkBackend):
                 raise _httpcore_error(httpcore.ConnectError, exc) from exc
             raise
         return AsyncSOCKSStream(stream, server_addr)
+
+    async def _connect_in_worker(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None,
+        source: tuple[str, int] | None,
+        options: list[Any],
+    ) -> socket.socket:
+        """The blocking client's handshake in one of anyio's worker threads.
+
+        The deadline is fixed before a thread is asked for: a wait for a
+        free one (the default limiter has 40) is part of the connect
+        timeout, and the thread gets what is left.  The task leaves when
+        cancelled, abandoning the thread, which then closes whatever it
+        connected (see :class:`_WorkerHandoff`).
+        """
+        import anyio
+        import anyio.from_thread
+
+        proxy = self._proxy
+        if timeout is None:
+            deadline = None
+            scope = anyio.CancelScope()
+        else:
+            deadline = time.monotonic() + timeout
+            scope = anyio.CancelScope(deadline=anyio.current_time() + timeout)
+        handoff = _WorkerHandoff()
+
+        def lift_deadline() -> None:
+            scope.deadline = math.inf
+
+        def time_left() -> float | None:
+            if deadline is None:
+                return None
+            # Whole milliseconds: the figure is in the handshake's messages.
+            left = math.floor((deadline - time.monotonic()) * 1000) / 1000
+            if left <= 0:  # 0 would make the socket non-blocking, not "no time"
+                raise _worker_timeout(proxy, timeout, started=False)
+            return left
+
+        def connect() -> socket.socket:
+            with handoff.lock:
+                if handoff.abandoned:
+                    raise _worker_timeout(proxy, timeout, started=False)
+                handoff.started = True
+            if deadline is not None:
+                # The same deadline now bounds the handshake itself, whose
+                # timeout error says what the proxy was doing; the scope's,
+                # racing it, would not.
+                time_left()
+                anyio.from_thread.run_sync(lift_deadline)
+            sock = create_connection(
+                (host, port), time_left(), source, socket_options=options, proxy=proxy
+            )
+            with handoff.lock:
+                if not handoff.abandoned:
+                    handoff.sock = sock
+                    return sock
+            sock.close()
+            return sock
+
+        with scope:
+            try:
+                return await anyio.to_thread.run_sync(connect, abandon_on_cancel=True)
+            except BaseException:
+                with handoff.lock:
+                    handoff.abandoned = True
+                    sock, handoff.sock = handoff.sock, None
+                # The thread had connected, but its answer came after the cancel.
+                if sock is not None:
+                    sock.close()
+                raise
+        # Only the scope's deadline ends up here (another cancel propagates):
+        # no thread was free in time, or one started just as time ran out.
+        with handoff.lock:
+            started = handoff.started
+        raise _worker_timeout(proxy, timeout, started=started)
 
     async def connect_unix_socket(
         self,
@@ -850,8 +983,9 @@ class AsyncSOCKSTransport(_TransportBase, httpx.AsyncBaseTransport):
     :class:`SOCKSTransport`; httpx's *connect* timeout is the one deadline
     of the SOCKS5 handshake.  On asyncio (and uvloop) the handshake runs on
     the event loop and is cancelled with the request; on trio it runs in a
-    worker thread.  Needs anyio 4.7 or later.  With ``httpx.Client`` it
-    raises :class:`TypeError`.
+    worker thread, abandoned when the request is cancelled, and a wait for
+    a free thread counts against the connect timeout.  Needs anyio 4.7 or
+    later.  With ``httpx.Client`` it raises :class:`TypeError`.
     """
 
     def _pool_for(self, request: httpx.Request) -> httpcore.AsyncConnectionPool:
