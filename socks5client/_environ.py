@@ -9,14 +9,20 @@ The variables, as curl and requests use them:
 * ``no_proxy`` / ``NO_PROXY``: destinations that go direct (see
   :mod:`._noproxy`; localhost and loopback always do).
 
-Lowercase wins over uppercase, and an empty value counts as unset.  Under
-CGI (``REQUEST_METHOD`` set) uppercase ``HTTP_PROXY`` is ignored: it comes
-from the request's ``Proxy:`` header ("httpoxy").  The
-first variable that applies decides: if it names a proxy that is not
-SOCKS5 (an HTTP proxy in ``https_proxy``, say), there is no SOCKS5 proxy for
-that URL, and ``None`` is returned rather than falling back to
-``ALL_PROXY``.  A SOCKS4 or plain ``socks://`` URL is an error, since going
-direct instead would leave the network outside the proxy the user set.
+Lowercase wins over uppercase, and a value that is empty or only spaces
+counts as unset.  Under CGI (``REQUEST_METHOD`` set) uppercase
+``HTTP_PROXY`` is ignored: it comes from the request's ``Proxy:`` header
+("httpoxy").  The first variable that applies decides:
+
+* an HTTP proxy (``http://`` or ``https://``, or no scheme at all:
+  ``host:port``, which curl and requests read as HTTP) is meant for another
+  program: there is no SOCKS5 proxy for that URL, and ``None`` is returned
+  rather than falling back to ``ALL_PROXY``;
+* anything else must be a valid ``socks5://`` or ``socks5h://`` URL, or it
+  is an error: a SOCKS4 or plain ``socks://`` URL, a scheme typo
+  (``sock5h://``), an unknown scheme, or a SOCKS5 URL with missing or extra
+  slashes (``socks5h:/host:1080``).  Going direct instead would leave the
+  network outside the proxy the user set, with names resolved here.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ from .proxy import Proxy
 
 __all__ = ["proxy_from_environment", "proxy_url_from_environment"]
 
-_SOCKS5_SCHEMES = ("socks5://", "socks5h://")
-_OTHER_SOCKS_SCHEMES = ("socks://", "socks4://", "socks4a://", "socks5a://")
+#: Schemes of proxies for other programs (curl, requests): not ours to use,
+#: nor an error.
+_HTTP_SCHEMES = frozenset({"http", "https"})
+#: SOCKS versions other than 5, which get their own message.
+_OTHER_SOCKS_SCHEMES = frozenset({"socks", "socks4", "socks4a", "socks5a"})
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
@@ -42,10 +51,28 @@ def _get(environ: Mapping[str, str], name: str) -> str | None:
         # Only the lowercase name counts then, as in urllib and curl.
         del keys[1]
     for key in keys:
-        value = environ.get(key)
+        # Spaces only count as unset, like an empty value: otherwise
+        # "https_proxy= " would mean "direct" and hide a valid ALL_PROXY.
+        value = (environ.get(key) or "").strip()
         if value:
             return value
     return None
+
+
+def _is_for_another_program(url: str) -> bool:
+    """Whether ``url`` (stripped) names an HTTP proxy, which is not for us.
+
+    Only an exact ``http://``/``https://`` scheme, or no scheme at all
+    (``host:port``, ``user:pw@host``, which curl and requests take for an
+    HTTP proxy), is.  Anything that mentions SOCKS is ours even when
+    mangled (``socks5h:/host``, ``socks5h:host:1080``, ``sock5h//host``):
+    such a value cannot be someone else's HTTP proxy, and skipping it would
+    send the request direct.
+    """
+    scheme, sep, _ = url.partition("://")
+    if sep:
+        return scheme.lower() in _HTTP_SCHEMES
+    return "sock" not in url.partition(":")[0].lower()
 
 
 def proxy_url_from_environment(
@@ -61,7 +88,7 @@ def proxy_url_from_environment(
     for name in (*names, "all_proxy", "socks_proxy"):
         value = _get(env, name)
         if value is not None:
-            return name.upper(), value.strip()
+            return name.upper(), value
     return None
 
 
@@ -77,10 +104,12 @@ def proxy_from_environment(
     ``port`` lets ``no_proxy`` entries with a port (``example.com:8080``)
     apply; without it they do not.
 
-    None means: no proxy variable applies, the one that applies is not a
-    SOCKS5 proxy, or ``host`` matches ``no_proxy`` (go direct).  A SOCKS4 URL
-    raises :class:`ValueError`, and so does a malformed SOCKS5 URL; the
-    message names the variable and the problem, never the password.
+    None means: no proxy variable applies, the one that applies names an
+    HTTP proxy (``http://``, ``https://`` or no scheme), or ``host`` matches
+    ``no_proxy`` (go direct).  Any other value that is not a valid SOCKS5
+    URL raises :class:`ValueError` (SOCKS4, a scheme typo, a malformed
+    ``socks5h:/host``); the message names the variable and the problem,
+    never the password.
 
     The URL, password included, sits in this frame's locals, and this is
     called at every request, below the caller's frames: ``guard_secrets``
@@ -93,16 +122,20 @@ def proxy_from_environment(
     if found is None:
         return None
     name, url = found
-    lowered = url.lower()
-    if lowered.startswith(_OTHER_SOCKS_SCHEMES):
+    if _is_for_another_program(url):
+        return None
+    scheme = url.partition("://")[0].lower()
+    if scheme in _OTHER_SOCKS_SCHEMES:
+        # The scheme shown comes from the fixed set, never from the value.
         raise ValueError(
-            f"{name} names a proxy that is not SOCKS5 ({lowered.split('://', 1)[0]}://);"
+            f"{name} names a proxy that is not SOCKS5 ({scheme}://);"
             " socks5client speaks SOCKS5 only: use socks5h:// (or socks5://)"
         )
-    if not lowered.startswith(_SOCKS5_SCHEMES):
-        return None
     if host is not None and NoProxy.from_setting(None, env).matches(host, port):
         return None
+    # Every other value is a SOCKS5 URL or an error (a typo in the scheme,
+    # missing slashes...): Proxy.from_url says which, as it does for the
+    # command line's --proxy, without quoting the user info.
     try:
         return Proxy.from_url(url)
     except ValueError as exc:
