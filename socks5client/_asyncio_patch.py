@@ -160,8 +160,9 @@ def _hook_create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         # As the blocking patch decides: a synthetic address stays proxied,
         # and a direct name reaches libuv in the form no_proxy judged, since
         # uvloop would encode a str in Python's IDNA 2003 form, which can be
-        # another domain.  (Without server_hostname, ssl then checks the
-        # certificate for that form too: the name of the server reached.)
+        # another domain; a name with no such form raises gaierror there.
+        # (Without server_hostname, ssl then checks the certificate for that
+        # form too: the name of the server reached.)
         if (name is None and active.direct(shown, target[1])) or active.is_proxy(shown, target[1]):
             return await original(
                 self, protocol_factory, patch._direct_name(target[0]), target[1], ssl=ssl,
@@ -213,7 +214,8 @@ def _hook_create_datagram_endpoint(original: Callable[..., Any]) -> Callable[...
                     " not go through the proxy; its name is not resolved locally",
                 )
             # Looked up by libuv in the form no_proxy judged, not in the
-            # IDNA 2003 form uvloop would encode a str in.
+            # IDNA 2003 form uvloop would encode a str in; a name with no
+            # such form is refused (gaierror) as patch._direct_name does.
             judged = patch._direct_name(remote[0])
             if judged is not remote[0]:
                 remote = type(remote)((judged, *remote[1:]))

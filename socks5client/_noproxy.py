@@ -65,10 +65,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-__all__ = ["LOCAL_ENTRIES", "NoProxy"]
+__all__ = ["LOCAL_ENTRIES", "NoProxy", "lookup_name"]
 
 #: What always goes direct when ``no_proxy`` is left to its default: the
 #: names RFC 6761 reserves for the local host and the loopback addresses
@@ -170,6 +171,31 @@ def _idna_name(name: str) -> str:
                 label = label.lower()
         labels.append(label.lower())
     return ".".join(labels)
+
+
+def lookup_name(host: str) -> str:
+    """The name a direct connection to ``host`` looks up: the form :meth:`NoProxy.matches` judged.
+
+    Python's socket functions, given non-ASCII text, encode it with IDNA
+    2003, which can spell another domain than the IDNA 2008 form judged
+    here ("faß.de" is "fass.de"; look-alike letters such as U+1F174 map to
+    "e" in one and not the other): the lookup and the connection would then
+    leave directly for a name no entry covered.  So a direct name is looked
+    up in exactly the judged form, and a name whose judged form is not ASCII
+    (a label IDNA 2008 cannot encode, such as ``☃`` or ``ß-``) has no form
+    that is both the judged one and one a resolver takes: it is refused
+    with ``gaierror(EAI_NONAME)``, as for a name that does not exist.
+    ASCII text is returned as it is.
+    """
+    if host.isascii():
+        return host
+    judged = _idna_name(host)
+    if not judged.isascii():
+        raise socket.gaierror(
+            socket.EAI_NONAME,
+            f"{host!r} has no IDNA 2008 form to look up (the form no_proxy judged it in)",
+        )
+    return judged
 
 
 def _split(setting: str) -> list[str]:

@@ -30,7 +30,7 @@ import collections
 import errno
 import socket
 
-from . import _codec, _resolve
+from . import _resolve
 from ._negotiate import Budget, PlainSocket, debug_logger
 from ._secret import guard_secrets
 from .proxy import Proxy, get_default_proxy, proxy_from_args, set_default_proxy
@@ -346,7 +346,6 @@ class _PatchedSocket(socksocket):
             )
         if (
             active is not None
-            and active.remote_dns
             and (self._proxy is _UNSET or self._direct_by_patch)
             and isinstance(target, tuple)
             and len(target) >= 2
@@ -361,7 +360,10 @@ class _PatchedSocket(socksocket):
                     f"{host!r} is a proxied name, and this UDP socket does not go"
                     f" through the proxy ({why}); its name is not resolved locally",
                 )
-            # A direct name: resolved as no_proxy judged it (see _direct_name).
+            # Any other name is resolved by the C function in the form
+            # no_proxy judged (see _direct_name), with local DNS too: the
+            # IDNA 2003 form it would pick from the text can be another
+            # domain, the datagram then going there directly.
             target = (_direct_name(target[0]), *target[1:])
         return target
 
@@ -386,6 +388,8 @@ class _PatchedSocket(socksocket):
             return _errno_of(lambda: super(_PatchedSocket, self).connect(self._udp_target(address)))
         try:
             proxy, target = self._route(address)
+        except socket.gaierror:
+            raise  # a name that cannot be looked up: raised, as by a plain socket
         except OSError as exc:
             return exc.errno or errno.EHOSTUNREACH
         if proxy is None:
@@ -535,20 +539,18 @@ def _remember_if_direct(active: _Active, host: Any, addresses: list[str], port: 
 def _direct_name(host: Any) -> Any:
     """``host`` as a lookup on this machine must spell it: the name no_proxy judged.
 
-    no_proxy compares a non-ASCII name in its IDNA 2008 / UTS 46 form (the
-    form a proxy gets), while the C functions given the text would look up
-    Python's IDNA 2003 form, often another domain ("faß.de" is "fass.de";
-    look-alike letters such as U+1F174 map to "e" in one and not the
-    other).  So every lookup this module lets through is given that ASCII
-    form; text neither form takes is left to the C function.
+    no_proxy compares a non-ASCII name in its IDNA 2008 / UTS 46 form, label
+    by label, while the C functions given the text would look up Python's
+    IDNA 2003 form, often another domain.  So every lookup this module lets
+    through is given the judged form, from the matcher's own function; a
+    name with no ASCII judged form raises ``gaierror(EAI_NONAME)`` rather
+    than reaching the C functions as text (see ``_noproxy.lookup_name``).
+    Bytes and ASCII text are returned as they are.
     """
     if isinstance(host, str) and not host.isascii():
-        try:
-            atyp, encoded = _codec.encode_host(host)
-        except ValueError:
-            return host
-        if atyp == _codec.AddressType.DOMAIN:
-            return encoded[1:].decode("ascii")
+        from ._noproxy import lookup_name
+
+        return lookup_name(host)
     return host
 
 

@@ -613,52 +613,77 @@ def test_a_lookup_on_the_port_of_a_no_proxy_entry_goes_direct(
     assert [(r.atyp, r.dst_addr) for r in socks_server.records] == [(ATYP_DOMAIN, NAME)]
 
 
+class LibuvLookups:
+    """Stand-ins for uvloop's ``create_connection`` and ``create_datagram_endpoint``.
+
+    libuv resolves what those are given, out of the recorder's sight, so
+    uvloop's own methods are replaced, under the patch's hooks, by
+    stand-ins that record the name libuv would look up (uvloop encodes a
+    str host in Python's IDNA 2003 form) and answer from :attr:`table`:
+    no lookup reaches a resolver.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import uvloop
+
+        self.looked_up: list[Any] = []
+        self.table: dict[str, str] = {}
+        real_connection = uvloop.Loop.create_connection
+        real_endpoint = uvloop.Loop.create_datagram_endpoint
+
+        async def create_connection(
+            loop: Any, factory: Any, host: Any, port: Any, **kw: Any
+        ) -> Any:
+            return await real_connection(loop, factory, *self.resolve((host, port)), **kw)
+
+        async def create_datagram_endpoint(
+            loop: Any, factory: Any, local_addr: Any = None, remote_addr: Any = None, **kw: Any
+        ) -> Any:
+            remote = self.resolve(remote_addr)
+            return await real_endpoint(loop, factory, local_addr, remote, **kw)
+
+        monkeypatch.setattr(uvloop.Loop, "create_connection", create_connection)
+        monkeypatch.setattr(uvloop.Loop, "create_datagram_endpoint", create_datagram_endpoint)
+
+    def resolve(self, address: Any) -> tuple[str, Any]:
+        name, port = address
+        name = name.encode("idna").decode("ascii") if isinstance(name, str) else name
+        self.looked_up.append(name)
+        if name not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, f"not in the test's table: {name!r}")
+        return self.table[name], port
+
+
+@pytest.mark.parametrize(
+    ("host", "judged", "other"),
+    [
+        ("faß.test", "xn--fa-hia.test", "fass.test"),
+        # idna.encode() refuses the whole name for "x_y"; no_proxy judged
+        # it label by label, and that is the form libuv must get.
+        ("x_y.faß.test", "x_y.xn--fa-hia.test", "x_y.fass.test"),
+    ],
+    ids=["eszett", "underscore"],
+)
 def test_uvloop_looks_up_a_direct_non_ascii_name_as_no_proxy_judged_it(
     resolver: Resolver,
     socks_server: SocksServer,
     echo_server: tuple[str, int],
     udp_echo_server: Any,
     monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    judged: str,
+    other: str,
 ) -> None:
     """libuv resolves what uvloop's create_connection and datagram endpoints are given.
 
-    no_proxy judged the IDNA 2008 form of "faß.test"; uvloop encodes a str
-    host in Python's IDNA 2003 form, "fass.test", another domain.  libuv's
-    lookups are out of the recorder's sight, so uvloop's own methods are
-    replaced, under the patch's hooks, by stand-ins that record the name
-    libuv would look up and answer from a table: no lookup reaches a
-    resolver.
+    no_proxy judged the IDNA 2008 form of the host; uvloop encodes a str
+    host in Python's IDNA 2003 form (``other``), another domain.
     """
     factory = loop_factory("uvloop")  # skips (or fails in CI) without uvloop
-    import uvloop
-
-    host, judged, other = "faß.test", "xn--fa-hia.test", "fass.test"
     resolver.forbidden = {judged, other}
-    table = {judged: "127.0.0.1"}
-    looked_up: list[Any] = []
-    real_connection = uvloop.Loop.create_connection
-    real_endpoint = uvloop.Loop.create_datagram_endpoint
-
-    def as_libuv_resolves(address: Any) -> tuple[str, Any]:
-        name, port = address
-        name = name.encode("idna").decode("ascii") if isinstance(name, str) else name
-        looked_up.append(name)
-        if name not in table:
-            raise socket.gaierror(socket.EAI_NONAME, f"not in the test's table: {name!r}")
-        return table[name], port
-
-    async def create_connection(self: Any, factory: Any, host: Any, port: Any, **kw: Any) -> Any:
-        return await real_connection(self, factory, *as_libuv_resolves((host, port)), **kw)
-
-    async def create_datagram_endpoint(
-        self: Any, factory: Any, local_addr: Any = None, remote_addr: Any = None, **kw: Any
-    ) -> Any:
-        remote = as_libuv_resolves(remote_addr)
-        return await real_endpoint(self, factory, local_addr, remote, **kw)
-
-    monkeypatch.setattr(uvloop.Loop, "create_connection", create_connection)
-    monkeypatch.setattr(uvloop.Loop, "create_datagram_endpoint", create_datagram_endpoint)
-    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy=judged)
+    libuv = LibuvLookups(monkeypatch)
+    libuv.table[judged] = "127.0.0.1"
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="xn--fa-hia.test")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -686,6 +711,48 @@ def test_uvloop_looks_up_a_direct_non_ascii_name_as_no_proxy_judged_it(
         run_on(factory, main())
     finally:
         socks5client.unpatch()
-    assert looked_up == [judged, judged]
+    assert libuv.looked_up == [judged, judged]
+    assert socks_server.records == []
+    assert resolver.names() == []
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_direct_name_with_no_idna_2008_form_is_refused_on_every_loop(
+    resolver: Resolver,
+    socks_server: SocksServer,
+    udp_echo_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    loop: str,
+) -> None:
+    # "\u2603" (a snowman) has no IDNA 2008 form: no_proxy judged the name
+    # with the label as text, under xn--fa-hia.test.  Python's IDNA 2003
+    # form would be "xn--n3h.xn--fa-hia.test" (uvloop, the C functions): it
+    # is refused before any lookup, on the default loop (hooked
+    # getaddrinfo) and in uvloop's own hooks alike.
+    factory = loop_factory(loop)
+    host = "\u2603.fa\u00df.test"
+    resolver.forbidden = {host, host.encode("idna").decode("ascii")}
+    libuv = LibuvLookups(monkeypatch) if loop == "uvloop" else None
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="xn--fa-hia.test")
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        calls: list[Callable[[], Coroutine[Any, Any, Any]]] = [
+            lambda: running.getaddrinfo(host, 80),
+            lambda: asyncio.open_connection(host, 80),
+            lambda: running.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=(host, udp_echo_server.address[1])
+            ),
+        ]
+        for call in calls:
+            with pytest.raises(socket.gaierror) as info:
+                await call()
+            assert info.value.errno == socket.EAI_NONAME
+
+    try:
+        run_on(factory, main())
+    finally:
+        socks5client.unpatch()
+    assert libuv is None or libuv.looked_up == []
     assert socks_server.records == []
     assert resolver.names() == []

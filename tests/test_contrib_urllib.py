@@ -19,6 +19,7 @@ import errno
 import http.client
 import http.server
 import inspect
+import ipaddress
 import socket
 import socketserver
 import ssl
@@ -526,6 +527,99 @@ def test_no_proxy_host_goes_direct(
     monkeypatch.delenv("no_proxy")
     assert fetch(opener, site.url(host=fake_name)) == site.body
     assert requests_of(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, fake_name, site.port)]
+
+
+#: A non-ASCII name, its IDNA 2008 form (what no_proxy judges and the proxy
+#: gets) and its IDNA 2003 form (what Python's socket and ssl modules would
+#: make of the text): two different domains.
+IDNA_HOST, IDNA_2008, IDNA_2003 = "fa\u00df.test", "xn--fa-hia.test", "fass.test"
+
+
+@pytest.fixture
+def idna_lookups(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Make :data:`IDNA_2008` resolve to 127.0.0.1, and refuse every other name.
+
+    The hosts the test's thread looks up are recorded, as given to
+    ``socket.getaddrinfo`` (before its C code would encode non-ASCII text
+    as IDNA 2003).  The reference server resolves through the same
+    function on its own threads.  No name reaches a real resolver.
+    """
+    real = socket.getaddrinfo
+    test_thread = threading.current_thread()
+    looked_up: list[Any] = []
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is test_thread:
+            looked_up.append(host)
+        if host == IDNA_2008:
+            host = "127.0.0.1"
+        else:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise socket.gaierror(
+                    socket.EAI_NONAME, f"not in the test's table: {host!r}"
+                ) from None
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return looked_up
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_non_ascii_no_proxy_host_goes_direct_to_the_form_no_proxy_judged(
+    socks_server: SocksServer,
+    sites: Callable[..., Site],
+    client_tls: ssl.SSLContext,
+    idna_lookups: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+) -> None:
+    # no_proxy lists the IDNA 2008 form; http.client, given the text, would
+    # look up and connect to the IDNA 2003 form directly, and ssl would
+    # check the certificate for it: another domain.
+    site = sites(tls_for=(IDNA_2008,)) if scheme == "https" else sites()
+    monkeypatch.setenv("ALL_PROXY", url_of(socks_server))
+    monkeypatch.setenv("no_proxy", IDNA_2008)
+    assert fetch(build_opener(context=client_tls), site.url(host=IDNA_HOST)) == site.body
+    assert idna_lookups == [IDNA_2008]
+    assert socks_server.connections == 0
+    assert site.sni == ([IDNA_2008] if scheme == "https" else [])
+
+
+def test_https_through_the_proxy_checks_a_non_ascii_host_in_its_idna_2008_form(
+    socks_server: SocksServer,
+    sites: Callable[..., Site],
+    client_tls: ssl.SSLContext,
+    idna_lookups: list[Any],
+) -> None:
+    # The proxy reaches the IDNA 2008 form: SNI and the certificate check
+    # name that server, not the IDNA 2003 form ssl makes of the text.
+    site = sites(tls_for=(IDNA_2008,))
+    opener = build_opener(url_of(socks_server), context=client_tls)
+    assert fetch(opener, site.url(host=IDNA_HOST)) == site.body
+    assert requests_of(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, IDNA_2008, site.port)]
+    assert site.sni == [IDNA_2008]
+    assert IDNA_2003 not in idna_lookups
+
+
+def test_a_no_proxy_host_with_no_idna_2008_form_is_refused_not_looked_up(
+    socks_server: SocksServer, idna_lookups: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "ß-" (a trailing hyphen) has no IDNA 2008 form; no_proxy judged the
+    # name with that label as text, under xn--fa-hia.test.  Its IDNA 2003
+    # form (x.ss-.fass.test) is another domain: refused, as a name that
+    # does not exist, before any lookup.  (The label must be Latin-1: urllib
+    # sends the Host header as the URL wrote it, and fails on other text
+    # before connecting.)
+    monkeypatch.setenv("ALL_PROXY", url_of(socks_server))
+    monkeypatch.setenv("no_proxy", IDNA_2008)
+    exc = failure(build_opener(), f"http://x.\u00df-.{IDNA_HOST}:{closed_port()}/")
+    assert isinstance(exc, urllib.error.URLError)
+    assert isinstance(exc.reason, socket.gaierror)
+    assert exc.reason.errno == socket.EAI_NONAME
+    assert idna_lookups == []
+    assert socks_server.connections == 0
 
 
 def test_localhost_goes_direct_with_a_proxy_from_the_environment(

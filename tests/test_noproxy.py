@@ -650,6 +650,37 @@ def test_idna_entries_are_shown_in_ascii_form() -> None:
     )
 
 
+LOOKUP_CASES = [
+    ("example.com", "example.com"),
+    ("Example.COM", "Example.COM"),  # ASCII text is left as written
+    ("faß.de", "xn--fa-hia.de"),  # not Python's IDNA 2003 "fass.de"
+    ("BÜCHER.de.", "xn--bcher-kva.de."),
+    ("www。bücher。de", "www.xn--bcher-kva.de"),
+    # Labels idna.encode() refuses but a resolver takes stay as written.
+    ("foo_bar.bücher.de", "foo_bar.xn--bcher-kva.de"),
+    ("-a.faß.de", "-a.xn--fa-hia.de"),
+    ("ab--c.faß.de", "ab--c.xn--fa-hia.de"),
+    (f"x_y.{fullwidth('example')}.com", "x_y.example.com"),
+]
+
+
+@pytest.mark.parametrize(("host", "expected"), LOOKUP_CASES)
+def test_a_direct_name_is_looked_up_in_the_form_it_was_judged_in(host: str, expected: str) -> None:
+    assert _noproxy.lookup_name(host) == expected
+    # That form is the one matches() judged: an entry of it covers the host.
+    assert explicit(expected).matches(host)
+
+
+@pytest.mark.parametrize("host", ["☃☃☃.example", "x.ß-.example", "a\u200db.example"])
+def test_a_name_whose_judged_form_is_not_ascii_has_none_to_look_up(host: str) -> None:
+    # matches() compares such a label as text; no resolver takes that form,
+    # and the IDNA 2003 form the socket module would use is another name.
+    assert explicit("example").matches(host)
+    with pytest.raises(socket.gaierror) as info:
+        _noproxy.lookup_name(host)
+    assert info.value.errno == socket.EAI_NONAME
+
+
 ASCII_ONLY_SCRIPT = """
 import importlib.util, sys
 

@@ -12,6 +12,7 @@ by other threads count.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import socket
 import threading
@@ -20,10 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dns_recorder import Resolver, install_recorder
+from dns_recorder import Resolver, install_recorder, is_ip_literal
 
 import socks5client
 from socks5client import _synthetic
+from socks5client._negotiate import PlainSocket
 from socks5client.patch import _PatchedSocket
 
 from server import ATYP_DOMAIN, ATYP_IPV4, CMD_CONNECT, SocksServer
@@ -389,6 +391,164 @@ def test_a_direct_non_ascii_name_is_looked_up_as_no_proxy_judged_it(
     names = [name for _what, name in resolver.names()]
     assert judged in names
     assert other not in names
+    assert socks_server.connections == 0
+
+
+#: U+1F134 U+1F147 U+1F130 U+1F13C U+1F13F U+1F13B U+1F134: UTS 46 maps these
+#: look-alike letters to "example", IDNA 2003 (Python's codec) does not.
+LOOKALIKE_EXAMPLE = "\U0001f134\U0001f147\U0001f130\U0001f13c\U0001f13f\U0001f13b\U0001f134"
+
+
+class CLookups:
+    """What the C ``connect``/``connect_ex``/``sendto`` of plain sockets would look up.
+
+    Those resolve a name inside C, out of the recorder's sight, so while the
+    fixture is in use they are replaced by stand-ins that record the name
+    as the C code would encode it (Python's IDNA 2003 codec for non-ASCII
+    text) and answer from :attr:`table`; any other name fails with
+    ``gaierror``, so no lookup reaches a resolver.  IP literals pass through.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.table: dict[str, str] = {}
+
+    def resolve(self, address: Any) -> Any:
+        if not isinstance(address, tuple) or len(address) < 2 or is_ip_literal(address[0]):
+            return address
+        host = address[0]
+        name = bytes(host).decode() if isinstance(host, (bytes, bytearray)) else host
+        if not name.isascii():
+            name = name.encode("idna").decode("ascii")
+        self.names.append(name)
+        if name not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, f"not in the test's table: {name!r}")
+        return (self.table[name], *address[1:])
+
+
+@pytest.fixture
+def c_lookups(monkeypatch: pytest.MonkeyPatch) -> CLookups:
+    lookups = CLookups()
+    for method in ("connect", "connect_ex"):
+        real = getattr(_socket.socket, method)
+
+        def stand_in(sock: Any, address: Any, _real: Any = real) -> Any:
+            return _real(sock, lookups.resolve(address))
+
+        monkeypatch.setattr(PlainSocket, method, stand_in)
+    real_sendto = _socket.socket.sendto
+
+    def sendto(sock: Any, data: Any, *args: Any) -> Any:
+        return real_sendto(sock, data, *args[:-1], lookups.resolve(args[-1]))
+
+    monkeypatch.setattr(PlainSocket, "sendto", sendto)
+    return lookups
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "judged", "other"),
+    [
+        (
+            "example.test",
+            f"x_y.{LOOKALIKE_EXAMPLE}.test",
+            "x_y.example.test",
+            "x_y.xn--617hhab1aes7c.test",
+        ),
+        ("xn--fa-hia.test", "-a.faß.test", "-a.xn--fa-hia.test", "-a.fass.test"),
+        ("xn--fa-hia.test", "ab--c.faß.test", "ab--c.xn--fa-hia.test", "ab--c.fass.test"),
+    ],
+    ids=["underscore", "leading-hyphen", "double-hyphen"],
+)
+def test_a_direct_name_idna_refuses_in_part_is_looked_up_as_no_proxy_judged_it(
+    socks_server: SocksServer, resolver: Resolver, no_proxy: str, host: str, judged: str, other: str
+) -> None:
+    # idna.encode() refuses the whole name for one ASCII label a resolver
+    # takes; no_proxy judged it label by label, and that form is looked up,
+    # not the text (which the C functions would encode as IDNA 2003: "other",
+    # a name no entry covers).  All three are refused by the recorder.
+    resolver.forbidden |= {judged, other, host.lower()}
+    socks5client.patch(url(socks_server), no_proxy=no_proxy)
+    for call in (
+        lambda: socket.getaddrinfo(host, 80),
+        lambda: socket.gethostbyname(host),
+        lambda: socket.gethostbyname_ex(host),
+        lambda: socket.create_connection((host, 80), timeout=5),
+    ):
+        with pytest.raises(socket.gaierror):
+            call()
+    assert [name for _what, name in resolver.names()] == [judged] * 4
+    assert socks_server.connections == 0
+
+
+@pytest.mark.parametrize(
+    ("scheme", "udp"), [("socks5h", True), ("socks5h", False), ("socks5", False)]
+)
+def test_a_direct_socket_reaches_the_name_as_no_proxy_judged_it(
+    socks_server: SocksServer,
+    echo_server: tuple[str, int],
+    udp_echo_server: Any,
+    resolver: Resolver,
+    c_lookups: CLookups,
+    scheme: str,
+    udp: bool,
+) -> None:
+    # connect(), connect_ex() and a direct UDP socket's sendto()/connect()
+    # hand the name to C; it must be the judged form, with local DNS
+    # (socks5://) as with remote DNS.
+    host, judged = f"x_y.{LOOKALIKE_EXAMPLE}.test", "x_y.example.test"
+    c_lookups.table[judged] = "127.0.0.1"
+    socks5client.patch(
+        f"{scheme}://127.0.0.1:{socks_server.port}", no_proxy="example.test", udp=udp
+    )
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.connect((host, echo_server[1]))
+        echo(s)
+    with socket.socket() as s:
+        s.settimeout(5)
+        assert s.connect_ex((host, echo_server[1])) == 0
+        echo(s)
+    udp_port = udp_echo_server.address[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.sendto(b"to", (host, udp_port))
+        assert s.recvfrom(16)[0] == b"to"
+        s.connect((host, udp_port))
+        s.send(b"connected")
+        assert s.recv(16) == b"connected"
+    assert c_lookups.names == [judged] * 4
+    assert socks_server.connections == 0
+    assert resolver.names() == []
+
+
+@pytest.mark.parametrize("host", ["\u2603.example.test", "x.\u00df-.example.test"])
+def test_a_direct_name_with_no_idna_2008_form_is_refused_never_looked_up(
+    socks_server: SocksServer, resolver: Resolver, c_lookups: CLookups, host: str
+) -> None:
+    # A label IDNA 2008 cannot encode (a snowman; "ß-", a trailing hyphen)
+    # stays non-ASCII in the form no_proxy judged, which matched
+    # example.test.  No lookup takes that form, and the text would be looked
+    # up as IDNA 2003 ("xn--n3h.example.test", "x.ss-.example.test"): the
+    # name is refused as one that does not exist.
+    resolver.forbidden |= {host.lower(), host.encode("idna").decode("ascii")}
+    socks5client.patch(url(socks_server), no_proxy="example.test", udp=True)
+    tcp, udp = socket.socket(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with tcp, udp:
+        for call in (
+            lambda: socket.getaddrinfo(host, 80),
+            lambda: socket.gethostbyname(host),
+            lambda: socket.gethostbyname_ex(host),
+            lambda: socket.create_connection((host, 80), timeout=5),
+            lambda: tcp.connect((host, 80)),
+            lambda: tcp.connect_ex((host, 80)),  # raises, as on a plain socket
+            lambda: udp.sendto(b"x", (host, 53)),
+            lambda: udp.connect((host, 53)),
+        ):
+            with pytest.raises(socket.gaierror) as info:
+                call()
+            assert info.value.errno == socket.EAI_NONAME
+    assert resolver.names() == []
+    assert c_lookups.names == []
     assert socks_server.connections == 0
 
 

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
 from .._environ import proxy_from_environment
+from .._noproxy import lookup_name
 from .._secret import guard_secrets
 from ..proxy import Proxy, proxy_from_args
 from ..sock import create_connection
@@ -72,8 +73,10 @@ _FORWARDED = frozenset({"source_address", "blocksize"})
 class SOCKSHTTPConnection(http.client.HTTPConnection):
     """An ``http.client.HTTPConnection`` whose socket goes through a SOCKS5 proxy.
 
-    ``socks_proxy`` is the proxy (``None``: connect directly, exactly as the
-    base class does).  Everything after ``connect()`` is the base class's.
+    ``socks_proxy`` is the proxy (``None``: connect directly, as the base
+    class does, but to a non-ASCII host's IDNA 2008 form, the one the proxy
+    would get and ``no_proxy`` judged; see :meth:`connect`).  Everything
+    after ``connect()`` is the base class's.
     """
 
     #: The proxy of this connection; None means direct.
@@ -102,16 +105,25 @@ class SOCKSHTTPConnection(http.client.HTTPConnection):
         ``self.host`` is the HTTP proxy, reached through the SOCKS5 proxy).
         """
         proxy = self.socks_proxy
-        if proxy is None:
-            super().connect()
-            return
         sys.audit("http.client.connect", self, self.host, self.port)
-        # One call, one deadline: self.timeout bounds connecting to the
-        # proxy and the whole handshake, then stays on the socket as the
-        # per-operation timeout urllib expects for reads.
-        sock = create_connection(
-            (self.host, self.port), self.timeout, self.source_address, proxy=proxy
-        )
+        if proxy is None:
+            # Direct, as HTTPConnection.connect, but not to self.host as
+            # text: the socket module would look a non-ASCII name up in its
+            # IDNA 2003 form ("faß.de" is "fass.de"), another domain than
+            # the IDNA 2008 one no_proxy judged and the proxy would get, and
+            # connect there directly.  So the judged form, or gaierror when
+            # the name has none.  self.host stays as given, for the Host
+            # header and the audit event.
+            sock = self._create_connection(  # type: ignore[attr-defined]
+                (lookup_name(self.host), self.port), self.timeout, self.source_address
+            )
+        else:
+            # One call, one deadline: self.timeout bounds connecting to the
+            # proxy and the whole handshake, then stays on the socket as the
+            # per-operation timeout urllib expects for reads.
+            sock = create_connection(
+                (self.host, self.port), self.timeout, self.source_address, proxy=proxy
+            )
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
@@ -128,12 +140,11 @@ class SOCKSHTTPConnection(http.client.HTTPConnection):
 class SOCKSHTTPSConnection(http.client.HTTPSConnection, SOCKSHTTPConnection):
     """An ``http.client.HTTPSConnection`` whose socket goes through a SOCKS5 proxy.
 
-    The method resolution order puts ``HTTPSConnection.connect`` first: it
-    calls ``super().connect()``, which is :meth:`SOCKSHTTPConnection.connect`
-    (the proxied TCP connection), then wraps the socket in TLS with its
-    context and ``server_hostname`` set to the host of the URL (or of the
-    CONNECT tunnel), never the proxy's.  So SNI and the certificate check
-    are exactly those of a direct ``HTTPSConnection``.
+    :meth:`connect` makes the TCP connection with
+    :meth:`SOCKSHTTPConnection.connect` (through the proxy or direct), then
+    wraps the socket in TLS with its context and ``server_hostname`` set to
+    the host of the URL (or of the CONNECT tunnel), never the proxy's, in
+    the form that was connected to: a non-ASCII host's IDNA 2008 form.
     """
 
     def __init__(
@@ -148,6 +159,22 @@ class SOCKSHTTPSConnection(http.client.HTTPSConnection, SOCKSHTTPConnection):
         # next class in the MRO) without socks_proxy; set it afterwards.
         super().__init__(host, port, **kwargs)
         self.socks_proxy = socks_proxy
+
+    def connect(self) -> None:
+        """Open the TCP connection (:meth:`SOCKSHTTPConnection.connect`), then TLS."""
+        SOCKSHTTPConnection.connect(self)
+        # HTTPSConnection.connect would give ssl the URL's host as text,
+        # which ssl encodes in IDNA 2003: the certificate of the server
+        # reached at "xn--fa-hia.de" (the IDNA 2008 form of "faß.de", which
+        # both the proxy and a direct connection use) would be checked
+        # against "fass.de", another domain's name.  SNI and the check must
+        # name the server actually reached, so they get that same form.
+        # Through an HTTP CONNECT tunnel the HTTP proxy picks the server
+        # from the tunnel host as http.client sent it: left to http.client.
+        tunnel_host = getattr(self, "_tunnel_host", None)
+        server_hostname = tunnel_host or lookup_name(self.host)
+        context: ssl.SSLContext = self._context  # type: ignore[attr-defined]
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
 
 
 def _as_proxy(proxy: object) -> Proxy:
