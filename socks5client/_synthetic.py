@@ -22,9 +22,10 @@ clear error rather than a connection to it.
 
 from __future__ import annotations
 
+import _thread
 import collections
 import ipaddress
-import threading
+import os
 
 __all__ = [
     "IPV4_NETWORK",
@@ -47,10 +48,42 @@ _V6_BASE = int(IPV6_NETWORK.network_address)
 # Numbers 1 .. _SPAN-1: neither the network address nor 240.255.255.255.
 _SPAN = IPV4_NETWORK.num_addresses - 1
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 _by_name: collections.OrderedDict[str, int] = collections.OrderedDict()
 _by_number: dict[int, str] = {}
 _next = 1
+
+
+def _after_fork_in_child() -> None:
+    """Give a forked child a usable lock and a whole table.
+
+    Only the forking thread lives on in the child: a lock another thread
+    held at the fork would stay held for ever, and the child's first lookup
+    of a proxied name would hang.  The table itself is kept, since the
+    child's sockets and lookups go on with the addresses the parent handed
+    out.  A lock that was held means that thread may have stopped between
+    two steps of an update (a name entered but not yet its number, or a
+    name evicted but not yet its number), so the numbers are made to agree
+    with the names again; nothing else needs mending (``_next`` merely
+    skips numbers in use).
+    """
+    global _lock
+    held = _lock.locked()
+    _lock = _thread.allocate_lock()
+    if not held:
+        return
+    numbers: dict[int, str] = {}
+    for key, number in _by_name.items():
+        name = _by_number.get(number)
+        # The name the parent's thread had not yet entered survives as its key:
+        # the same name, as proxies compare names.
+        numbers[number] = name if name is not None and _key(name) == key else key
+    _by_number.clear()
+    _by_number.update(numbers)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _key(name: str) -> str:

@@ -537,8 +537,14 @@ def _mark_connected(sock: socket.socket, address: Any, host: str, port: int, rep
 
 
 def _check_unconnected(sock: socket.socket) -> None:
+    # As socksocket._connect_via: a listener judged by the kernel, and a
+    # kernel socket another object may have connected (dup(), fileno=) asked
+    # before any byte of the handshake could go into that one's tunnel.
     if isinstance(sock, socksocket) and (
-        sock._peername is not None or sock._bind_address is not None or sock._listening
+        sock._peername is not None
+        or sock._bind_address is not None
+        or (sock._listening and sock._still_listening())
+        or ((sock._direct or sock._shared) and sock._connected_directly())
     ):
         raise OSError(errno.EISCONN, "the socket is already connected")
 

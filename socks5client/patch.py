@@ -28,6 +28,7 @@ from __future__ import annotations
 import _thread
 import collections
 import errno
+import os
 import socket
 
 from . import _resolve
@@ -73,6 +74,9 @@ class _LazySynthetic:
     def __getattr__(self, name: str) -> Any:
         from . import _synthetic as module
 
+        # The module itself from now on: later calls never enter the import
+        # system, whose locks a fork can leave held in the child.
+        globals()["_synthetic"] = module
         return getattr(module, name)
 
 
@@ -209,6 +213,25 @@ def _ipv6_only(host: str, getaddrinfo: Any) -> bool:
 # threading.RLock() is this C lock; threading itself is not imported for it.
 _lock = _thread.RLock()
 _active: _Active | None = None
+
+
+def _after_fork_in_child() -> None:
+    """New locks for a forked child, where only the forking thread lives on.
+
+    A lock another thread held at the fork would stay held for ever.  What
+    they guard needs no mending: a remember_direct() cut short leaves fewer
+    direct addresses remembered, and a patch() or unpatch() cut short is
+    finished by calling unpatch() in the child.
+    """
+    global _lock
+    _lock = _thread.RLock()
+    active = _active
+    if active is not None:
+        active._direct_lock = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def is_patched() -> bool:

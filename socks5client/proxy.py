@@ -10,6 +10,7 @@ traceback (see :mod:`socks5client._secret`).
 from __future__ import annotations
 
 import _thread
+import os
 import socket
 
 from ._codec import encode_userpass
@@ -611,6 +612,17 @@ def proxy_from_args(
 
 _default_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 _default_proxy: Proxy | None = None
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in a forked child: a lock another
+    # thread held at the fork would stay held for ever.
+    global _default_lock
+    _default_lock = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @guard_secrets

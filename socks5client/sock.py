@@ -172,6 +172,18 @@ _variant_classes: dict[tuple[type, type], type] = {}
 _variant_classes_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 
 
+def _after_fork_in_child() -> None:
+    # Only the forking thread lives on in a forked child: a lock another
+    # thread held at the fork would stay held for ever.  The table needs no
+    # mending: one assignment adds a class.
+    global _variant_classes_lock
+    _variant_classes_lock = _thread.allocate_lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _variant_of(cls: type, bases: tuple[type, type], **attributes: Any) -> type:
     """The class derived from ``bases`` (``cls`` and a variant, in MRO order) for ``cls``.
 
@@ -371,6 +383,10 @@ class socksocket(socket.socket):
     #: Set when this object connects without the proxy: the descriptor may
     #: then be connected with no _peername recorded (see _connected_directly).
     _direct = False
+    #: Set when another object may hold the same kernel socket (dup(), or
+    #: built on a given descriptor): that one may have connected it, and
+    #: this one's _peername would not know (see _connected_directly).
+    _shared = False
 
     def __init__(
         self,
@@ -400,6 +416,10 @@ class socksocket(socket.socket):
             # treated as TCP (its sendto would go straight to the address).
             family, type_, proto = _kernel_kind(self, family, type_, proto)
         inet = self._inet = family in _PROXIED_FAMILIES
+        if fileno is not None:
+            # Whoever else holds the descriptor (the object it was dup'ed
+            # from, socket.fromfd's caller) may connect it behind our back.
+            self._shared = True
         if fileno is not None and inet:
             # Already connected (socket.accept() and fromfd() build these):
             # an existing connection is not this object's to route, so it
@@ -511,18 +531,23 @@ class socksocket(socket.socket):
         except BaseException:
             other.close()
             raise
+        # Both objects now hold one kernel socket: each must ask the kernel
+        # whether the other connected it before starting a handshake on it.
+        self._shared = other._shared = True
         return other
 
     def _detach_would_bypass(self) -> bool:
         """Whether a new owner of the descriptor could reach the network directly."""
-        if not (self._stream or self._other):
-            return False
-        if self._peername is not None or self._bind_address is not None or self._listening:
-            return False  # the tunnel, a line to the proxy, or a local listener
+        if not (self._stream or self._other) or self.fileno() == -1:
+            return False  # closed: as on a plain socket, detach() returns -1
+        if self._peername is not None or self._bind_address is not None:
+            return False  # the tunnel, or a line to the proxy
         if self._effective_proxy() is None:
             return False
         # Connected already (directly, to a no_proxy destination under the
-        # patch) or listening: a new owner can connect it nowhere.
+        # patch) or listening: a new owner can connect it nowhere.  Asked
+        # of the kernel, not of _listening: on Linux shutdown() takes a
+        # listening socket back to the closed state, able to connect again.
         try:
             PlainSocket.getpeername(self)
         except OSError:
@@ -595,6 +620,8 @@ class socksocket(socket.socket):
         if self._effective_proxy() is None:
             self._direct = True  # a Fast Open send connects the socket
             return
+        if self.fileno() == -1:
+            return  # closed: the C method raises EBADF, as on a plain socket
         if self._other:
             raise _unsupported(self)
         raise OSError(
@@ -712,8 +739,8 @@ class socksocket(socket.socket):
         if (
             self._peername is not None
             or self._bind_address is not None
-            or self._listening
-            or (self._direct and self._connected_directly())
+            or (self._listening and self._still_listening())
+            or ((self._direct or self._shared) and self._connected_directly())
         ):
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
@@ -826,13 +853,30 @@ class socksocket(socket.socket):
             except OSError:
                 self.close()
 
+    def _still_listening(self) -> bool:
+        """Whether the descriptor listens, as the kernel says; the flag follows it.
+
+        On Linux, ``shutdown()`` takes a listening TCP socket back to the
+        closed state, from which it can connect (through the proxy) again.
+        A closed socket raises ``EBADF``, as a plain one's connect() does.
+        """
+        if PlainSocket.getsockopt(self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            return True
+        self._listening = False
+        return False
+
     def _connected_directly(self) -> bool:
         """Whether the descriptor is connected, after a connection without the proxy.
 
-        Asked before connecting to the proxy: with a timeout, CPython's
+        Asked before connecting to the proxy by an object that connected
+        directly, or that shares its kernel socket with another object
+        (``_shared``): that other one may have connected it, and its tunnel
+        would carry our SOCKS5 greeting and credentials to its destination.
+        The kernel's connect() does not tell: with a timeout, CPython's
         connect() on a connected socket returns as if it had connected
-        (EISCONN counts as success), and the SOCKS5 greeting and the
-        credentials would go to the peer of the direct connection.
+        (EISCONN counts as success), and after a connect() that completed
+        in non-blocking mode Linux answers the next one with success, once,
+        whatever the address.  Only getpeername() says.
         """
         try:
             PlainSocket.getpeername(self)
@@ -935,7 +979,9 @@ class socksocket(socket.socket):
         return self._bind_address
 
     def _socks_bind(self, proxy: Proxy, expected_peer: Any) -> None:
-        if self._peername is not None or (self._direct and self._connected_directly()):
+        if self._peername is not None or (
+            (self._direct or self._shared) and self._connected_directly()
+        ):
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         if PlainSocket.getsockopt(self, socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
             # listen() made it a local listener (a loopback bind): its
@@ -1333,8 +1379,10 @@ def create_connection(
     or in PySocks' positional order), else the default proxy; with none at
     all, the connection is direct.  Each of the proxy's addresses is tried
     in turn, all within one ``timeout``; ``socket_options`` are applied
-    before connecting, as ``urllib3`` expects.  ``all_errors`` is accepted
-    for ``socket.create_connection`` compatibility (Python 3.11+).
+    before connecting, as ``urllib3`` expects.  ``all_errors=True`` (Python
+    3.11+) raises what ``socket.create_connection`` does when the
+    connection fails: an ``ExceptionGroup`` of the errors of the attempts
+    made, even of one, rather than the last of them.
     """
     # Blank credentials are "not given", as in PySocks (requests passes ""
     # for a proxy URL without user info): alone they must not turn the
@@ -1387,28 +1435,38 @@ def create_connection(
         raise ProxyConnectionError(f"cannot resolve proxy host {chosen.host!r}", exc) from exc
     errors: list[OSError] = []
     for family, _type, _proto, _canon, sockaddr in infos:
-        sock = socksocket(family, socket.SOCK_STREAM)
+        sock: socksocket | None = None
+        connecting = False
         try:
+            sock = socksocket(family, socket.SOCK_STREAM)
             for opt in socket_options or ():
                 sock.setsockopt(*opt)
             sock.settimeout(timeout)
             if source_address is not None:
                 sock.bind(source_address)
             via = chosen if literal is not None else _with_host(chosen, str(sockaddr[0]))
+            connecting = True
             sock._connect_via(via, (host, port), budget)
             return sock
         except BaseException as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             if not isinstance(exc, OSError):
                 raise
+            if connecting and isinstance(exc, socket.gaierror):
+                # The destination's own lookup (socks5://), which the stdlib
+                # makes before any attempt and never puts in the group.
+                raise
+            errors.append(exc)
             # Another address of the proxy may work; a proxy that answered
             # and refused will not do better.
             if not isinstance(exc, ProxyConnectionError):
-                raise
-            errors.append(exc)
+                break
     if not errors:
         raise OSError(f"getaddrinfo returned no addresses for {chosen.host!r}")
-    if all_errors and len(errors) > 1 and sys.version_info >= (3, 11):
+    if all_errors and sys.version_info >= (3, 11):
+        # As socket.create_connection: every attempt's error, even just one,
+        # so that an ``except* ...`` handler written for it catches ours.
         raise ExceptionGroup("create_connection failed", errors)  # noqa: F821
     raise errors[-1]
 
@@ -1469,7 +1527,8 @@ def _direct_connection(
         raise OSError(f"getaddrinfo returned no addresses for {host!r}")
     if all_errors and sys.version_info >= (3, 11):
         raise ExceptionGroup("create_connection failed", errors)  # noqa: F821
-    raise errors[0]
+    # The last attempt's error, as socket.create_connection raises.
+    raise errors[-1]
 
 
 def _with_host(proxy: Proxy, host: str, remote_dns: bool | None = None) -> Proxy:

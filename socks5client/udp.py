@@ -286,11 +286,30 @@ def _may_pass_again(nonblocking: bool, deadline: float | None, passes: int) -> N
         raise socket.timeout("timed out")
 
 
+def _c_int_or_same(value: Any) -> Any:
+    """``value`` as the C socket methods read an int (see ``_c_int``); else itself."""
+    try:
+        return _c_int(value)
+    except TypeError:
+        return value  # a buffer, None, or what the C method refuses
+
+
 def _is_set(value: Any) -> bool:
-    """Whether a setsockopt value turns an option on."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return any(bytes(value))
-    return value is not None and bool(value)
+    """Whether a setsockopt value turns an option on, as the C method reads it.
+
+    An int by its ``__index__`` (what the kernel gets), never by a
+    ``__bool__`` an int subclass could answer falsely; a buffer by its bytes.
+    """
+    if value is None:
+        return False
+    try:
+        return _c_int(value) != 0
+    except TypeError:
+        pass
+    try:
+        return any(memoryview(value).tobytes())
+    except TypeError:
+        return bool(value)  # neither: the C method refuses it anyway
 
 
 def _merging_refused(what: str) -> OSError:
@@ -577,6 +596,33 @@ _shared_lock = threading.RLock()
 #: Serialises _adopt(): rare (once per socket object and association).
 _adopt_lock = threading.Lock()
 _shared_by_socket: dict[tuple[int, int], _Shared] = {}
+
+
+def _after_fork_in_child() -> None:
+    """New locks for a forked child, where only the forking thread lives on.
+
+    A lock another thread held at the fork would stay held for ever, and
+    the child would hang on its first use of a UDP socket it inherited.
+    Usage counts cut short by the fork can only keep a control connection
+    (the parent's too) open longer; fragments being reassembled are
+    dropped, as the RFC lets a client do with any it has not completed.
+    """
+    global _shared_lock, _adopt_lock
+    _shared_lock = threading.RLock()
+    _adopt_lock = threading.Lock()
+    for share in _shared_by_socket.values():
+        if share.lock.locked():
+            # Its association was being opened: the child opens its own.
+            share.lock = threading.Lock()
+        assoc = share.assoc
+        if assoc is not None and assoc.reassembly_lock.locked():
+            assoc.reassembly_lock = threading.Lock()
+            # In place: the endpoints' fast paths hold its queue.
+            assoc.reassembler._reset(abandoned=True)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _kernel_socket(fd: int) -> tuple[int, int]:
@@ -894,14 +940,21 @@ class UDPSocksSocket(socksocket):
         Each makes the kernel merge or split datagrams, while every datagram
         through the relay needs its own header.
         """
-        if (
-            len(args) >= 3
-            and args[0] == socket.IPPROTO_UDP
-            and args[1] in _MERGING_OPTIONS
-            and _is_set(args[2])
-            and self._proxied()
-        ):
-            raise _merging_refused(_MERGING_OPTIONS[args[1]])
+        if len(args) >= 3:
+            # Compared and passed on as the ints the C method reads: an int
+            # subclass could answer == one way and __index__ another.
+            try:
+                args = (_c_int(args[0]), _c_int(args[1]), _c_int_or_same(args[2]), *args[3:])
+            except TypeError:
+                pass  # not ints: the C method refuses them
+            else:
+                if (
+                    args[0] == socket.IPPROTO_UDP
+                    and args[1] in _MERGING_OPTIONS
+                    and _is_set(args[2])
+                    and self._proxied()
+                ):
+                    raise _merging_refused(_MERGING_OPTIONS[args[1]])
         super().setsockopt(*args)
 
     # -- addresses and connect() ----------------------------------------------------
@@ -1187,11 +1240,17 @@ class UDPSocksSocket(socksocket):
         ancdata = list(args[0]) if args else []
         flags = _c_int(args[1]) if len(args) > 1 else 0
         address = args[2] if len(args) > 2 else None
-        for item in ancdata:
+        for i, item in enumerate(ancdata):
+            # Checked and passed on as the C method reads it: a plain tuple
+            # of the ints behind level and type (an int subclass could answer
+            # == one way and __index__ another; a list item is taken too).
+            try:
+                level, kind, data = item
+                item = ancdata[i] = (_c_int(level), _c_int(kind), data)
+            except (TypeError, ValueError):
+                continue  # not a (level, type, data) item: the C method refuses it
             if (
-                isinstance(item, tuple)
-                and len(item) == 3
-                and item[0] == socket.IPPROTO_UDP
+                item[0] == socket.IPPROTO_UDP
                 and item[1] == _UDP_SEGMENT
                 and _UDP_SEGMENT in _MERGING_OPTIONS
             ):

@@ -932,6 +932,21 @@ def test_second_accept_raises_einval(socks_server: SocksServer, make_client: Mak
             _assert_tunnel(conn, peer, 1000)
 
 
+def test_the_listener_left_detached_by_accept_detaches_as_a_closed_socket(
+    socks_server: SocksServer, make_client: MakeClient
+) -> None:
+    # accept() handed the descriptor to the connection: what is left is a
+    # closed socket, whose detach() returns -1, as a plain closed one does.
+    sock = make_client(socks_server)
+    sock.listen()
+    with _connect_peer(sock.getsockname()) as peer:
+        conn, _ = sock.accept()
+        with conn:
+            assert sock.detach() == -1
+            assert _errno_of(lambda: sock.set_inheritable(True)) == errno.EBADF
+            _assert_tunnel(conn, peer, 1000)
+
+
 def test_two_threads_accepting_one_bind_give_the_peer_to_one_of_them(
     scripted_server: ScriptedServer, make_client: MakeClient
 ) -> None:

@@ -946,3 +946,87 @@ def test_udp_flags_are_checked_as_the_kernel_reads_them(
             udp.recvfrom(100, _LyingFlags(socket.MSG_PEEK))
         assert info.value.errno == errno.EOPNOTSUPP
         assert udp.recvfrom(100)[0] == b"ping"
+
+
+@pytest.mark.parametrize("how", ["dup", "fileno", "proxy_bind", "asyncio"])
+def test_a_shared_socket_never_sends_its_handshake_into_the_others_tunnel(
+    auth_server: SocksServer, how: str
+) -> None:
+    # Two objects on one kernel socket (dup(), or socksocket(fileno=) on a
+    # copy of the descriptor).  Once one has connected it through the proxy
+    # with a timeout, Linux answers the next connect() with success, once,
+    # whatever the address: the other's greeting and credentials would go
+    # down the tunnel to the destination.  Like a plain socket it must say
+    # EISCONN (EINVAL for a BIND), send nothing, and leave the tunnel as it is.
+    import socks5client.asyncio as aio
+
+    url = f"socks5h://{AUTH_USER}:{AUTH_PASSWORD}@127.0.0.1:{auth_server.port}"
+    with PlainSocket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(5)
+        destination = listener.getsockname()
+        s = socks5client.socksocket()
+        s.settimeout(2)
+        s.set_proxy(url)
+        if how == "fileno":
+            # The object built on the descriptor is the one that knows.
+            first, second = s, socks5client.socksocket(fileno=socket.dup(s.fileno()))
+            second.settimeout(2)
+            second.set_proxy(url)
+        else:
+            first, second = s.dup(), s
+        with first, second:
+            first.connect(destination)
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(2)
+                with pytest.raises(OSError) as info:
+                    if how == "proxy_bind":
+                        second.proxy_bind()
+                    elif how == "asyncio":
+                        asyncio.run(aio.connect(second, destination, timeout=2))
+                    else:
+                        second.connect(destination)
+                expected = errno.EINVAL if how == "proxy_bind" else errno.EISCONN
+                assert info.value.errno == expected
+                assert not isinstance(info.value, errors.ProxyError)
+                # The destination gets the application's bytes, nothing before them.
+                first.sendall(b"ping")
+                assert conn.recv(100) == b"ping"
+                if how != "asyncio":  # (which closes the socket on any failure)
+                    second.sendall(b"pong")
+                    assert conn.recv(100) == b"pong"
+    assert auth_server.connections == 1
+    assert len(auth_server.records) == 1
+
+
+def test_a_listener_shut_down_is_judged_by_the_kernel(
+    socks_server: SocksServer, echo_server: tuple[str, int], trap: Trap
+) -> None:
+    # On Linux shutdown() takes a listening socket back to the closed state,
+    # from which it can connect again: no listener any more, so handing the
+    # descriptor over is refused as before any connect (the new owner would
+    # connect directly), and connect() goes through the proxy.
+    def shut_listener() -> Any:
+        s = proxied(socks_server)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.shutdown(socket.SHUT_RD)
+        return s
+
+    with shut_listener() as s, s.dup() as twin:
+        for sock in (s, twin):
+            with pytest.raises(OSError) as info:
+                sock.set_inheritable(True)
+            assert info.value.errno == errno.EOPNOTSUPP
+        twin.connect(echo_server)
+        round_trip(twin)
+    ctx = ssl.create_default_context()
+    with shut_listener() as s:
+        with pytest.raises(OSError) as info:
+            wrapped = ctx.wrap_socket(s, server_hostname="localhost")
+            wrapped.connect(trap.address)  # pragma: no cover - must not be reached
+        assert info.value.errno == errno.EOPNOTSUPP
+    assert trap.hits() == 0
+    assert socks_server.connections == 1

@@ -854,3 +854,29 @@ def test_create_connection_proxy_rdns_false_alone_resolves_locally_via_the_defau
     ) as s:
         echo_round_trip(s)
     assert socks_server.records[-1].atyp == 1
+
+
+def _closed_outcomes(s: socket.socket) -> list[object]:
+    """What detach(), set_inheritable(True) and a Fast Open send give once ``s`` is closed."""
+    s.close()
+    outcomes: list[object] = []
+    for call, args in (
+        (s.detach, ()),
+        (s.set_inheritable, (True,)),
+        (s.sendto, (b"x", socket.MSG_FASTOPEN, ("127.0.0.1", 9))),
+    ):
+        try:
+            outcomes.append(call(*args))  # type: ignore[operator]
+        except OSError as exc:
+            outcomes.append(exc.errno)
+    return outcomes
+
+
+def test_a_closed_socksocket_fails_as_a_closed_plain_socket(socks_server: SocksServer) -> None:
+    # Nothing can bypass the proxy through a closed descriptor: the answers
+    # are the plain socket's (detach() returns -1, the others EBADF), not
+    # the refusals meant for an open one.
+    expected = [-1, errno.EBADF, errno.EBADF]
+    assert _closed_outcomes(socket.socket()) == expected
+    assert _closed_outcomes(proxied(socks_server)) == expected
+    assert socks_server.connections == 0

@@ -1046,6 +1046,44 @@ def test_merging_datagrams_is_refused(
     assert info.value.errno == errno.EOPNOTSUPP
 
 
+class _Unequal(int):
+    """An int that equals nothing and is false, while ``__index__`` gives its value."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __bool__(self) -> bool:
+        return False
+
+    __hash__ = int.__hash__
+
+
+def test_merging_options_hidden_in_int_subclasses_are_still_refused(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    # The C methods read level, option, value and control message type by
+    # __index__: the refusal must judge the same ints, not ==, in or bool().
+    sock, assoc = associated
+    segment = struct.pack("H", 1)
+    for call in (
+        lambda: sock.setsockopt(_Unequal(socket.IPPROTO_UDP), 1, 1),
+        lambda: sock.setsockopt(socket.IPPROTO_UDP, _Unequal(1), 1),
+        lambda: sock.setsockopt(socket.IPPROTO_UDP, 1, _Unequal(1)),
+        lambda: sock.sendmsg([b"x"], [(socket.IPPROTO_UDP, _Unequal(103), segment)], 0, REMOTE),
+        lambda: sock.sendmsg([b"x"], [(_Unequal(socket.IPPROTO_UDP), 103, segment)], 0, REMOTE),
+        # A list is an ancillary item the C method takes too.
+        lambda: sock.sendmsg([b"x"], [[socket.IPPROTO_UDP, 103, segment]], 0, REMOTE),
+    ):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EOPNOTSUPP
+    assert sock.getsockopt(socket.IPPROTO_UDP, 1) == 0  # not corked
+    sock.setsockopt(socket.IPPROTO_UDP, _Unequal(1), _Unequal(0))  # uncorking is fine
+    sock.sendto(b"alone", REMOTE)
+    assert assoc.wait_until(lambda a: len(a.received) + len(a.dropped) >= 1)
+    assert [d.data for d in assoc.received] == [b"alone"]
+
+
 @pytest.mark.parametrize("name", list(_RECEIVES))
 def test_peek_and_error_queue_are_refused_by_every_receive(
     associated: tuple[UDPSocksSocket, UDPAssociation], name: str
