@@ -14,8 +14,9 @@ these loop methods are replaced on their classes:
   :func:`socks5client.asyncio.connect`, on the loop, never blocking it;
   other sockets and ``no_proxy`` destinations go to the original;
 * ``getaddrinfo`` (``BaseEventLoop``, ``uvloop.Loop``): a proxied name gets
-  its synthetic address at once, with no executor and no DNS; other names
-  go through the patched ``socket.getaddrinfo`` in the executor, which
+  its synthetic address at once, with no executor and no DNS; other names,
+  and lookups with ``AI_PASSIVE`` (an address to listen on, as bind()
+  resolves it), go through the patched ``socket.getaddrinfo`` in the executor, which
   remembers the addresses of ``no_proxy`` names as the blocking patch does;
 * ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
   two above): a proxied host gets a tunnel from
@@ -125,11 +126,13 @@ def _hook_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
                 self, host, port, family=family, type=type, proto=proto, flags=flags
             )
         name = patch._proxied_name(active, host, port)
-        if name is not None and not flags & socket.AI_NUMERICHOST:
+        if name is not None and not flags & (socket.AI_NUMERICHOST | socket.AI_PASSIVE):
             return patch._synthetic_infos(active, name, port, family, type, proto, flags)  # type: ignore[no-any-return]
         # The patched function: the real resolver, and no_proxy names'
         # addresses remembered, as for the blocking patch (uvloop's own
-        # resolver would skip both).
+        # resolver would skip both).  AI_PASSIVE (start_server, create_server)
+        # asks for a local address to listen on, looked up here as bind()
+        # and the patched socket.getaddrinfo do.
         return await self.run_in_executor(  # type: ignore[no-any-return]
             None, patch._getaddrinfo, host, port, family, type, proto, flags
         )

@@ -477,27 +477,13 @@ def _is_ip(host: str) -> bool:
 
 
 def _port_number(port: Any, kind: int) -> int:
-    if port is None:
-        return 0
-    if isinstance(port, (bytes, bytearray)):
-        port = bytes(port).decode("ascii", "replace")
-    if isinstance(port, int):
-        return port
-    if isinstance(port, str) and port.isdigit():
-        return int(port)
-    if isinstance(port, str):
-        # Service names come from /etc/services, not from DNS.
-        proto = "udp" if kind == socket.SOCK_DGRAM else "tcp"
-        try:
-            return socket.getservbyname(port, proto)
-        except OSError:
-            raise socket.gaierror(
-                socket.EAI_SERVICE, "Servname not supported for ai_socktype"
-            ) from None
-    raise TypeError(f"getaddrinfo() port must be an int, str or None, not {type(port).__name__}")
+    """The port ``port`` (a number, a service name or None) stands for, read as the resolver does.
 
-
-_KINDS = ((socket.SOCK_STREAM, socket.IPPROTO_TCP), (socket.SOCK_DGRAM, socket.IPPROTO_UDP))
+    Its errors are the resolver's too (``gaierror`` for ``-1`` or an unknown
+    service); a loopback literal with ``AI_NUMERICHOST`` needs no query.
+    """
+    info = _resolve.getaddrinfo("127.0.0.1", port, socket.AF_INET, kind, 0, socket.AI_NUMERICHOST)
+    return int(info[0][4][1])
 
 
 def _synthetic_infos(
@@ -505,30 +491,25 @@ def _synthetic_infos(
 ) -> list[Any]:
     if family == socket.AF_UNSPEC:
         ipv6 = active.prefer_ipv6
+        # The family is the proxy's, which this machine reaches, even where
+        # AI_ADDRCONFIG would count a loopback proxy's family as missing.
+        flags &= ~socket.AI_ADDRCONFIG
     elif family in (socket.AF_INET, socket.AF_INET6):
         ipv6 = family == socket.AF_INET6
     else:
         raise socket.gaierror(socket.EAI_FAMILY, "ai_family not supported")
+    # Everything but the address -- which types and protocols, the port or
+    # service, the flags, and the errors for what does not fit -- is the
+    # real resolver's own answer, for a loopback literal of the family
+    # (AI_NUMERICHOST: no query, a few microseconds).  Only the address, and
+    # the canonical name, are put in its place.
+    infos = _resolve.getaddrinfo(
+        "::1" if ipv6 else "127.0.0.1", port, family, type_, proto, flags | socket.AI_NUMERICHOST
+    )
     address = _synthetic.address_for(name, ipv6)
-    number = _port_number(port, type_)
-    fam = socket.AF_INET6 if ipv6 else socket.AF_INET
-    sockaddr: tuple[Any, ...] = (address, number, 0, 0) if ipv6 else (address, number)
-    kinds: list[tuple[int, int]]
-    if type_:
-        default_proto = {int(k): p for k, p in _KINDS}.get(type_, 0)
-        kinds = [(type_, proto or default_proto)]
-    else:
-        kinds = [(int(k), proto or p) for k, p in _KINDS] + [(int(socket.SOCK_RAW), proto)]
-    canon = name if flags & socket.AI_CANONNAME else ""
     return [
-        (
-            socket.AddressFamily(fam),
-            socket.SocketKind(k),
-            p,
-            canon if i == 0 else "",
-            sockaddr,
-        )
-        for i, (k, p) in enumerate(kinds)
+        (fam, kind, protocol, name if canon else "", (address, *sockaddr[1:]))
+        for fam, kind, protocol, canon, sockaddr in infos
     ]
 
 
@@ -585,7 +566,11 @@ def _getaddrinfo(
     if active is None:
         return real(host, port, family, type, proto, flags)
     name = _proxied_name(active, host, port)
-    if name is None or flags & socket.AI_NUMERICHOST:
+    # AI_NUMERICHOST: the real function refuses a name without a query.
+    # AI_PASSIVE asks for an address to bind to, on this machine: the name
+    # is resolved here, as bind() resolves it (see docs/patching.md,
+    # "Listening sockets and BIND").
+    if name is None or flags & (socket.AI_NUMERICHOST | socket.AI_PASSIVE):
         infos = real(_direct_name(host), port, family, type, proto, flags)
         _remember_if_direct(active, host, [str(info[4][0]) for info in infos], port)
         return infos

@@ -756,3 +756,29 @@ def test_a_direct_name_with_no_idna_2008_form_is_refused_on_every_loop(
     assert libuv is None or libuv.looked_up == []
     assert socks_server.records == []
     assert resolver.names() == []
+
+
+def test_start_server_on_a_proxied_name_listens_locally_as_bind_does(
+    run: Runner[Any], resolver: Resolver, socks_server: SocksServer
+) -> None:
+    # start_server/create_server look the host up with AI_PASSIVE, for an
+    # address to bind to: resolved here, as socket.create_server((NAME, 0))
+    # binds, not a synthetic address no interface has (EADDRNOTAVAIL).
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(NAME, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        assert ("127.0.0.1", 0) in [info[4] for info in infos]
+        server = await asyncio.start_server(lambda r, w: w.close(), NAME, 0)
+        try:
+            assert [s.getsockname()[0] for s in server.sockets] == [info[4][0] for info in infos]
+        finally:
+            server.close()
+            await server.wait_closed()
+        # A destination lookup still gets its synthetic address.
+        (info,) = await loop.getaddrinfo(NAME, 80, family=socket.AF_INET, type=socket.SOCK_STREAM)
+        assert info[4][0].startswith("240.")
+
+    run(main())
+    assert socks_server.records == []

@@ -139,7 +139,10 @@ def test_getaddrinfo_answers_proxied_names_with_synthetic_addresses(
     assert socket.getnameinfo((sockaddr[0], 443), socket.NI_NUMERICSERV) == ("example.test", "443")
     kinds = {info[1] for info in socket.getaddrinfo("example.test", 80)}
     assert {socket.SOCK_STREAM, socket.SOCK_DGRAM} <= kinds
-    assert resolver.hosts() == []
+    # The real resolver judges port, type and flags on a loopback literal
+    # (AI_NUMERICHOST, no query); no name reaches it.
+    assert resolver.names() == []
+    assert set(resolver.hosts()) <= {"127.0.0.1", "::1"}
 
 
 def test_reverse_lookup_of_a_proxied_address_makes_no_query(
@@ -944,3 +947,94 @@ def test_udp_to_a_synthetic_address_stays_proxied_on_a_port_entry(
         assert s.recvfrom(10)[0] == b"ping"
     assert len(socks_server.associations) == 1
     assert "localhost" not in resolver.hosts()
+
+
+def _answer(lookup: Any, *args: Any) -> Any:
+    """What a getaddrinfo call gives, minus the address: entries, or the error's code."""
+    try:
+        infos = lookup(*args)
+    except socket.gaierror as exc:
+        return ("gaierror", exc.errno)
+    return [(fam, kind, proto, canon, sockaddr[1]) for fam, kind, proto, canon, sockaddr in infos]
+
+
+def test_synthetic_answers_are_the_real_resolvers_for_every_type_proto_port_and_flag(
+    socks_server: SocksServer, resolver: Resolver
+) -> None:
+    # "localhost" is answered from /etc/hosts before the patch, and gets a
+    # synthetic address under it: everything but the address must agree,
+    # errors included (glibc: proto=IPPROTO_UDP alone means SOCK_DGRAM only;
+    # a type that does not fit the proto, port -1, a service name with
+    # AI_NUMERICSERV, are gaierrors; "http" is TCP only).
+    udp, tcp = socket.IPPROTO_UDP, socket.IPPROTO_TCP
+    stream, dgram = socket.SOCK_STREAM, socket.SOCK_DGRAM
+    cases: list[tuple[Any, ...]] = [
+        (53, 0, udp, 0),
+        (53, 0, tcp, 0),
+        (53, stream, udp, 0),
+        (53, dgram, tcp, 0),
+        (53, socket.SOCK_RAW, 0, 0),
+        (53, 0, 0, 0),
+        (443, stream, 0, 0),
+        (-1, 0, 0, 0),
+        ("-1", stream, 0, 0),
+        (70000, 0, 0, 0),
+        ("http", 0, 0, 0),
+        ("http", dgram, 0, 0),
+        ("http", 0, 0, socket.AI_NUMERICSERV),
+        ("80", 0, 0, socket.AI_NUMERICSERV),
+        ("domain", dgram, 0, 0),
+        ("no-such-service", 0, 0, 0),
+        (None, stream, 0, socket.AI_CANONNAME),
+        (80, 0, 0, 0x10000),  # a flag no resolver knows
+    ]
+    expected = [_answer(socket.getaddrinfo, "localhost", p, socket.AF_INET, *c) for p, *c in cases]
+    resolver.forbidden = {"localhost"}
+    resolver.calls.clear()
+    socks5client.patch(url(socks_server), no_proxy="")
+    got = [_answer(socket.getaddrinfo, "localhost", p, socket.AF_INET, *c) for p, *c in cases]
+    assert got == expected
+    (first, *_) = socket.getaddrinfo("localhost", 53, proto=udp)
+    assert _synthetic.is_synthetic(first[4][0])
+    socket.socket(*first[:3]).close()  # a protocol that fits its type
+    assert resolver.names() == []
+
+
+def test_a_passive_lookup_of_a_proxied_name_is_local_as_bind_is(
+    socks_server: SocksServer, echo_server: tuple[str, int], resolver: Resolver
+) -> None:
+    # AI_PASSIVE asks for an address to bind to: the name is resolved here,
+    # as bind(("localhost", 0)) resolves it, not given a synthetic address
+    # no interface has.
+    socks5client.patch(url(socks_server), no_proxy="")
+    passive = socket.AI_PASSIVE
+    infos = socket.getaddrinfo("localhost", 0, socket.AF_INET, socket.SOCK_STREAM, 0, passive)
+    assert [info[4] for info in infos] == [("127.0.0.1", 0)]
+    with socket.socket(*infos[0][:3]) as s:
+        s.bind(infos[0][4])
+        s.listen()
+        assert s.getsockname()[0] == "127.0.0.1"
+    # A lookup for a destination still gets a synthetic address, and the
+    # local answer was not remembered as a direct destination.
+    address = socket.getaddrinfo("localhost", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    assert _synthetic.is_synthetic(address)
+    with socket.create_connection(("127.0.0.1", echo_server[1]), timeout=5) as s:
+        echo(s)
+    assert socks_server.connections == 1
+
+
+def test_the_port_of_a_proxied_destination_is_read_as_the_resolver_reads_it(
+    resolver: Resolver,
+) -> None:
+    # uvloop's hooked create_connection takes the port from _port_number:
+    # the same number, or the same error, as the loop's own lookup.
+    from socks5client.patch import _port_number
+
+    for port in (443, "443", "http", 70000, None):
+        expected = socket.getaddrinfo("localhost", port, socket.AF_INET, socket.SOCK_STREAM)
+        assert _port_number(port, socket.SOCK_STREAM) == expected[0][4][1]
+    for bad in (-1, "no-such-service", "0x50"):
+        with pytest.raises(socket.gaierror):
+            socket.getaddrinfo("localhost", bad, socket.AF_INET, socket.SOCK_STREAM)
+        with pytest.raises(socket.gaierror):
+            _port_number(bad, socket.SOCK_STREAM)
