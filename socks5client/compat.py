@@ -31,14 +31,19 @@ and code written against PySocks depends on them:
 * ``setdefaultproxy`` takes PySocks' ``proxytype=`` spelling;
 * ``socks.socket`` is the standard ``socket`` module, as in PySocks, so
   ``socks.socket.getaddrinfo`` can be monkeypatched, and socks5client
-  looks the proxy's name up through it.
+  looks the proxy's name up through it;
+* ``socks.socksocket`` is a subclass of ``socks5client.socksocket`` that
+  adds PySocks' class attribute ``default_proxy``: reading it gives the
+  default proxy in PySocks' 6-tuple form (or ``None``), assigning a tuple
+  sets the default as ``set_default_proxy`` does, ``None`` removes it.
+  Every socks5client socket passes ``isinstance(sock, socks.socksocket)``.
 
-Everything else is socks5client's own object: ``socks.socksocket is
-socks5client.socksocket``, and the error classes are socks5client's, so an
-``except socks.ProxyError`` clause catches what socks5client raises
-anywhere.  ``socks.get_default_proxy()`` returns a :class:`~socks5client.Proxy`
-(or ``None``) rather than PySocks' 6-tuple, which would show the password
-in its ``repr``.  ``sockshandler.SocksiPyHandler`` is
+Everything else is socks5client's own object: the error classes are
+socks5client's, so an ``except socks.ProxyError`` clause catches what
+socks5client raises anywhere.  ``socks.get_default_proxy()`` returns a
+:class:`~socks5client.Proxy` (or ``None``) rather than PySocks' 6-tuple,
+which would show the password in its ``repr`` (``default_proxy``'s tuple
+masks it).  ``sockshandler.SocksiPyHandler`` is
 :class:`socks5client.contrib.urllib.SocksiPyHandler`, imported on first use.
 
 Failed authentication reads "SOCKS5 authentication failed: ...", PySocks'
@@ -83,7 +88,7 @@ from .proxy import (
 )
 from .proxy import set_default_proxy as _set_default_proxy
 from .sock import create_connection as _create_connection
-from .sock import socksocket
+from .sock import socksocket as _socksocket
 
 __all__ = ["ProxyConfigurationError", "install_as_pysocks", "uninstall_as_pysocks"]
 
@@ -205,6 +210,103 @@ def wrap_module(module: ModuleType) -> None:
             "no default proxy is set; call socks.set_default_proxy() first"
         )
     _wrap_module(module)
+
+
+class _PySocksSetting(tuple[Any, ...]):
+    """The default proxy in PySocks' 6-tuple form, with the password masked in its ``repr``.
+
+    ``(proxy_type, addr, port, rdns, username, password)``, the credentials
+    as bytes, as PySocks' ``set_default_proxy`` stores them.  It also keeps
+    the :class:`Proxy` it was made from, so that code which saves
+    ``socksocket.default_proxy`` and assigns it back restores that proxy
+    exactly, options the tuple cannot express (``pipeline``, GSS-API)
+    included.
+    """
+
+    proxy: Proxy
+
+    def __repr__(self) -> str:
+        shown = (*self[:5], "***" if self[5] is not None else None)
+        return repr(shown)
+
+    __str__ = __repr__
+
+
+def _encoded(credential: Credential | None) -> bytes | None:
+    if not credential:
+        return None
+    return credential.encode() if isinstance(credential, str) else bytes(credential)
+
+
+class _PySocksSocketType(type):
+    """The class of ``socks.socksocket``: gives it PySocks' class attribute ``default_proxy``.
+
+    PySocks keeps the process default in ``socksocket.default_proxy``
+    (``set_default_proxy()`` only assigns it), and code written for it
+    reads, sets and restores that attribute directly.  A property here, on
+    the metaclass, sees those assignments: reading gives the default in
+    PySocks' tuple form, assigning a tuple sets it as
+    :func:`set_default_proxy` does (SOCKS4 and HTTP refused), and ``None``
+    turns it off.  socks5client's default stays the one setting, so both
+    spellings always agree.
+    """
+
+    @property
+    def default_proxy(cls) -> _PySocksSetting | None:
+        proxy = get_default_proxy()
+        if proxy is None:
+            return None
+        setting = _PySocksSetting(
+            (
+                SOCKS5,
+                proxy.host,
+                proxy.port,
+                proxy.remote_dns,
+                _encoded(proxy.username),
+                _encoded(proxy.password),
+            )
+        )
+        setting.proxy = proxy
+        return setting
+
+    @default_proxy.setter
+    @guard_secrets
+    def default_proxy(cls, value: Any) -> None:
+        if isinstance(value, _PySocksSetting):
+            _set_default_proxy(value.proxy)
+        elif isinstance(value, (tuple, list)):
+            # PySocks' "no proxy" tuple has rdns None, which is refused with an address.
+            set_default_proxy(*(value if tuple(value) != (None,) * 6 else ()))
+        else:
+            # None (no default), or socks5client's Proxy or URL.
+            set_default_proxy(value)
+
+    # Sockets made by socks5client itself (create_connection, socket.socket
+    # under patch()) are socks.socksocket objects for code that checks, as
+    # every socket PySocks makes is; its variants (UDP...) check as usual.
+    def __instancecheck__(cls, instance: Any) -> bool:
+        if cls is socksocket:
+            return isinstance(instance, _socksocket)
+        return super().__instancecheck__(instance)
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        if cls is socksocket:
+            return issubclass(subclass, _socksocket)
+        return super().__subclasscheck__(subclass)
+
+
+# Why a class of its own rather than socks5client.socksocket itself: an
+# assignment to a class attribute reaches no code but the metaclass's, and
+# socks5client.socksocket keeps ``type`` as its metaclass (a metaclass of
+# ours on it would clash with any other a user's subclass mixes in, and
+# reading a class attribute in connect() would be a second source of truth
+# for the default, besides costing every connection).  Here the attribute
+# maps onto socks5client's one default, so reading, assigning and restoring
+# it behave as in PySocks, while socks5client.socksocket's connect path is
+# untouched.  ``sock.proxy = (...)``, PySocks' instance attribute, needs no
+# help: socksocket's own ``proxy`` setter takes it as set_proxy(...).
+class socksocket(_socksocket, metaclass=_PySocksSocketType):
+    """``socks.socksocket``: socks5client's socksocket, with PySocks' ``default_proxy``."""
 
 
 def _new_module(name: str, doc: str, attributes: dict[str, Any]) -> ModuleType:

@@ -625,6 +625,13 @@ if hasattr(os, "register_at_fork"):  # POSIX only
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: socks5client.socksocket, once sock.py has made it (see _adopt_class_setting).
+_socket_class: Any = None
+#: What its ``default_proxy`` attribute held when last read (_NOT_SET: nothing).
+_NOT_SET: Any = object()
+_adopted_class_setting: Any = _NOT_SET
+
+
 @guard_secrets
 def set_default_proxy(
     proxy_type: int | Proxy | str | None = None,
@@ -639,12 +646,51 @@ def set_default_proxy(
     Takes the same arguments as :meth:`socksocket.set_proxy`; called with no
     arguments it removes the default, and such sockets connect directly.
     """
-    global _default_proxy
+    global _default_proxy, _adopted_class_setting
     proxy = proxy_from_args(proxy_type, addr, port, rdns, username, password)
+    cls = _socket_class
     with _default_lock:
         _default_proxy = proxy
+        if cls is not None:
+            # Later than whatever socksocket.default_proxy holds now.
+            _adopted_class_setting = cls.__dict__.get("default_proxy", _NOT_SET)
+
+
+@guard_secrets
+def _adopt_class_setting(cls: Any) -> None:
+    """Make ``socksocket.default_proxy = value``, which PySocks code writes, the default.
+
+    PySocks keeps its default in that class attribute, and code written for
+    it (``import socks5client as socks`` included) assigns it directly
+    rather than calling ``set_default_proxy``.  Nothing can run when a
+    class attribute is assigned, so the value is taken when the default is
+    next read; left unread, a proxy set that way would leave connections
+    direct.  Whichever was done last wins: a later ``set_default_proxy``
+    call, or a new value assigned to the attribute.
+    """
+    global _adopted_class_setting, _default_proxy
+    value = cls.__dict__.get("default_proxy", _NOT_SET)
+    if value is _NOT_SET:  # deleted again: the default stays as it is
+        _adopted_class_setting = value
+        return
+    if value is None or (isinstance(value, (tuple, list)) and tuple(value) == (None,) * 6):
+        proxy = None
+    elif isinstance(value, (tuple, list)):
+        proxy = proxy_from_args(*value)  # SOCKS4 and HTTP raise, at every read
+    else:
+        proxy = proxy_from_args(value)
+    with _default_lock:
+        _default_proxy = proxy
+        _adopted_class_setting = value
 
 
 def get_default_proxy() -> Proxy | None:
     """The process-wide default proxy, or ``None``."""
+    cls = _socket_class
+    # (No local holds the value: it may carry a password, and an error
+    # raised for it passes through this frame.)
+    if cls is not None and cls.__dict__.get("default_proxy", _NOT_SET) is not (
+        _adopted_class_setting
+    ):
+        _adopt_class_setting(cls)
     return _default_proxy

@@ -22,6 +22,7 @@ import sys
 import time
 
 from . import _codec, _conversation, _negotiate, _resolve
+from . import proxy as _proxy_module
 from ._codec import Command
 from ._negotiate import Budget, PlainSocket
 from ._secret import guard_secrets
@@ -483,10 +484,13 @@ class socksocket(socket.socket):
     def proxy(self) -> Any:
         """The proxy :meth:`connect` will use: this socket's own, else the default.
 
-        Assignable, for subclasses that keep their own ``proxy`` attribute
-        (PySocks' ``socksocket`` does, and under :func:`socks5client.patch`
-        it derives from this class): what they assign is what they read
-        back; this class itself never reads it.
+        Assigning is :meth:`set_proxy`: ``sock.proxy = (SOCKS5, addr, port,
+        rdns, username, password)`` (PySocks' instance attribute), or a
+        :class:`Proxy`, a URL, or ``None`` (direct, whatever the default).
+
+        Subclasses that keep their own ``proxy`` attribute (PySocks'
+        ``socksocket`` does, and under :func:`socks5client.patch` it derives
+        from this class) read back what they assign; this class never reads it.
         """
         assigned = self.__dict__.get("_assigned_proxy", _UNSET)
         if assigned is not _UNSET:
@@ -494,8 +498,24 @@ class socksocket(socket.socket):
         return self._effective_proxy()
 
     @proxy.setter
+    @guard_secrets
     def proxy(self, value: Any) -> None:
-        self.__dict__["_assigned_proxy"] = value
+        for klass in type(self).__mro__:
+            if klass is socksocket:
+                break
+            if "default_proxy" in klass.__dict__:
+                # PySocks' socksocket (its class attribute is the mark):
+                # it assigns ``proxy`` in __init__ and set_proxy() and then
+                # speaks SOCKS itself over our connect(), which must not add
+                # a proxy of its own, so the value is only kept for it.
+                self.__dict__["_assigned_proxy"] = value
+                return
+        # Anything else would keep the value unread and connect directly.
+        args = value if isinstance(value, tuple) else (value,)
+        if args == (None,) * 6:
+            args = ()  # PySocks' own "no proxy" tuple (rdns None, too)
+        # The base method: a subclass's set_proxy may assign ``proxy``.
+        socksocket.set_proxy(self, *args)
 
     def _effective_proxy(self) -> Proxy | None:
         """The proxy this socket's next connection or datagram uses (None: direct)."""
@@ -1354,6 +1374,11 @@ def _resolve_locally(host: str, port: int) -> list[str]:
         if ip not in seen:
             seen.append(ip)
     return seen
+
+
+# PySocks code sets the default by assigning socksocket.default_proxy:
+# get_default_proxy() reads this class's attribute (see proxy.py).
+_proxy_module._socket_class = socksocket
 
 
 @guard_secrets

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import importlib
+import importlib.util
 import socket
 import sys
 import threading
@@ -25,7 +26,7 @@ from socks5client.auth import NoAuth, UsernamePasswordAuth, methods_for
 from socks5client.proxy import proxy_from_args
 
 from conftest import AUTH_PASSWORD, AUTH_USER
-from server import SocksServer
+from server import EchoServer, SocksServer
 
 METHOD_NO_AUTH = b"\x00"
 METHODS_BOTH = b"\x00\x02"
@@ -365,3 +366,229 @@ def test_socks5_errors_pass_socks4_and_http_clauses(
     except socks5client.SOCKS5AuthError:
         caught.append("SOCKS5AuthError")
     assert caught == ["SOCKS5Error", "SOCKS5AuthError"]
+
+
+# --------------------------------------------------------------------------
+# PySocks' plain attributes: socksocket.default_proxy and sock.proxy.
+# --------------------------------------------------------------------------
+
+
+class _PeerServer(EchoServer):
+    """Tells each client the address it connected from, as this server saw it."""
+
+    def handle(self, conn: socket.socket, client_address: tuple[str, int]) -> None:
+        conn.sendall(f"{client_address[0]} {client_address[1]}".encode())
+        conn.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def peer_server() -> Iterator[tuple[str, int]]:
+    with _PeerServer("127.0.0.1") as server:
+        yield server.address
+
+
+@pytest.fixture
+def stand_in() -> Iterator[ModuleType]:
+    """``socks`` as ``install_as_pysocks()`` makes it; uninstalled, and no default, after."""
+    from socks5client import compat
+
+    try:
+        yield compat.install_as_pysocks()
+    finally:
+        compat.uninstall_as_pysocks()
+        socks5client.set_default_proxy()
+
+
+def _went_through_proxy(sock: socket.socket, destination: tuple[str, int]) -> bool:
+    """Connect ``sock`` to ``destination`` (a _PeerServer); whether it went through the proxy.
+
+    The destination names the address the connection came from: ours when
+    it came directly, the proxy's own outgoing connection otherwise.
+    """
+    sock.settimeout(5)
+    sock.connect(destination)
+    seen = b""
+    while chunk := sock.recv(64):
+        seen += chunk
+    host, port = seen.decode().split()
+    return (host, int(port)) != sock.getsockname()[:2]
+
+
+def _pysocks_tuple(server: SocksServer, proxy_type: int = SOCKS5) -> tuple[Any, ...]:
+    return (proxy_type, *server.address, True, None, None)
+
+
+def test_class_default_proxy_tuple_sends_sockets_through_the_proxy(
+    stand_in: ModuleType, socks_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    # PySocks' set_default_proxy() only assigns this class attribute, and
+    # code sets and restores it directly.
+    stand_in.socksocket.default_proxy = _pysocks_tuple(socks_server)
+    with stand_in.socksocket() as sock:
+        assert _went_through_proxy(sock, peer_server)
+    (record,) = socks_server.records
+    assert (record.dst_addr, record.dst_port) == peer_server
+    assert stand_in.socksocket.default_proxy == _pysocks_tuple(socks_server)
+    assert stand_in.get_default_proxy() == Proxy(*socks_server.address)
+
+
+def test_class_default_proxy_none_turns_the_default_off(
+    stand_in: ModuleType, socks_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    stand_in.set_default_proxy(SOCKS5, *socks_server.address)
+    stand_in.socksocket.default_proxy = None
+    with stand_in.socksocket() as sock:
+        assert not _went_through_proxy(sock, peer_server)  # direct, as in PySocks
+    assert socks_server.connections == 0
+    assert stand_in.get_default_proxy() is None
+
+
+def test_class_default_proxy_reads_as_pysocks_tuple_and_restores_exactly(
+    stand_in: ModuleType, auth_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    proxy = Proxy(*auth_server.address, username=AUTH_USER, password=AUTH_PASSWORD, pipeline=True)
+    stand_in.set_default_proxy(proxy)
+    saved = stand_in.socksocket.default_proxy
+    # PySocks' form: credentials as bytes; the password kept out of the repr.
+    assert saved == (SOCKS5, *auth_server.address, True, AUTH_USER.encode(), b"s3cret")
+    assert AUTH_PASSWORD not in repr(saved) and AUTH_PASSWORD not in str(saved)
+    stand_in.socksocket.default_proxy = None
+    stand_in.socksocket.default_proxy = saved
+    assert stand_in.get_default_proxy() is proxy
+    with stand_in.socksocket() as sock:
+        assert _went_through_proxy(sock, peer_server)
+    (record,) = auth_server.records
+    assert (record.username, record.password) == (AUTH_USER, AUTH_PASSWORD)
+
+
+def test_socks5client_sockets_are_instances_of_the_stand_in_class(
+    stand_in: ModuleType,
+) -> None:
+    with socks5client.socksocket() as sock:
+        assert isinstance(sock, stand_in.socksocket)
+    assert issubclass(stand_in.socksocket, socks5client.socksocket)
+    with stand_in.socksocket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        assert isinstance(udp, stand_in.socksocket)
+        assert type(udp).__name__ == "socksocket"
+
+
+@pytest.mark.parametrize("which", ["stand-in", "socks5client"])
+def test_instance_proxy_tuple_is_set_proxy(
+    which: str, stand_in: ModuleType, socks_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    cls = stand_in.socksocket if which == "stand-in" else socks5client.socksocket
+    with cls() as sock:
+        sock.proxy = _pysocks_tuple(socks_server)  # PySocks' instance attribute
+        assert _went_through_proxy(sock, peer_server)
+        assert sock.proxy == Proxy(*socks_server.address)
+    (record,) = socks_server.records
+    assert (record.dst_addr, record.dst_port) == peer_server
+
+
+def test_instance_proxy_none_connects_directly_despite_the_default(
+    stand_in: ModuleType, socks_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    stand_in.set_default_proxy(SOCKS5, *socks_server.address)
+    with stand_in.socksocket() as sock:
+        sock.proxy = (None,) * 6  # PySocks' "no proxy"
+        assert not _went_through_proxy(sock, peer_server)
+        assert sock.proxy is None
+    assert socks_server.connections == 0
+
+
+@pytest.mark.parametrize("kind", ["SOCKS4", "HTTP"])
+def test_socks4_and_http_settings_are_refused_before_anything_is_sent(
+    kind: str, stand_in: ModuleType, socks_server: SocksServer
+) -> None:
+    setting = _pysocks_tuple(socks_server, getattr(stand_in, kind))
+    with pytest.raises(stand_in.GeneralProxyError, match=f"{kind} proxies are not supported"):
+        stand_in.socksocket.default_proxy = setting
+    assert stand_in.get_default_proxy() is None
+    with stand_in.socksocket() as sock:
+        with pytest.raises(ValueError, match=f"{kind} proxies are not supported"):
+            sock.proxy = setting
+        assert sock.proxy is None
+    assert socks_server.connections == 0
+
+
+def test_pysocks_under_patch_keeps_its_own_proxy_attribute(
+    socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # Real PySocks, imported while patched, derives from the patched class
+    # and assigns ``proxy`` itself; it speaks SOCKS over our connect(),
+    # which must not take that proxy too (the proxy would see itself).
+    spec = importlib.util.find_spec("socks")
+    origin = spec.origin if spec is not None else None
+    # PySocks is a test dependency: a missing one fails here, never skips.
+    assert origin is not None and origin.endswith(".py"), f"PySocks not found: {origin!r}"
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="")
+    try:
+        pysocks_spec = importlib.util.spec_from_file_location("_pysocks_under_patch", origin)
+        assert pysocks_spec is not None and pysocks_spec.loader is not None
+        pysocks = importlib.util.module_from_spec(pysocks_spec)
+        pysocks_spec.loader.exec_module(pysocks)
+        assert issubclass(pysocks.socksocket, socks5client.socksocket)
+        with pysocks.socksocket() as sock:
+            sock.set_proxy(pysocks.SOCKS5, *socks_server.address)
+            assert sock.proxy[:3] == (pysocks.SOCKS5, *socks_server.address)
+            sock.settimeout(5)
+            sock.connect(echo_server)
+            sock.sendall(b"once")
+            assert sock.recv(4) == b"once"
+    finally:
+        socks5client.unpatch()
+    (record,) = socks_server.records
+    assert (record.dst_addr, record.dst_port) == echo_server
+
+
+@pytest.fixture
+def default_proxy_attribute() -> Iterator[None]:
+    """No ``socksocket.default_proxy`` attribute and no default, before and after."""
+    socks5client.set_default_proxy()
+    try:
+        yield
+    finally:
+        if "default_proxy" in vars(socks5client.socksocket):
+            del socks5client.socksocket.default_proxy
+        socks5client.set_default_proxy()
+
+
+def test_pysocks_class_attribute_on_socks5client_itself_is_the_default(
+    default_proxy_attribute: None, socks_server: SocksServer, peer_server: tuple[str, int]
+) -> None:
+    # ``import socks5client as socks`` and PySocks code that assigns the
+    # class attribute itself: nothing runs at the assignment, but the next
+    # connection takes it (it used to be ignored: direct, local lookups).
+    socks = socks5client
+    socks.socksocket.default_proxy = _pysocks_tuple(socks_server)  # type: ignore[attr-defined]
+    with socks.socksocket() as sock:
+        assert _went_through_proxy(sock, peer_server)
+    assert socks.get_default_proxy() == Proxy(*socks_server.address)
+    # None turns it off, as in PySocks.
+    socks.socksocket.default_proxy = None  # type: ignore[attr-defined]
+    with socks.socksocket() as sock:
+        assert not _went_through_proxy(sock, peer_server)
+    assert socks_server.connections == 1
+    # Whichever came last wins: set_default_proxy() after the attribute.
+    socks.set_default_proxy(SOCKS5, *socks_server.address)
+    with socks.socksocket() as sock:
+        assert _went_through_proxy(sock, peer_server)
+    assert socks_server.connections == 2
+
+
+@pytest.mark.parametrize("kind", ["SOCKS4", "HTTP"])
+def test_pysocks_class_attribute_of_another_kind_fails_every_connection(
+    kind: str,
+    default_proxy_attribute: None,
+    socks_server: SocksServer,
+    peer_server: tuple[str, int],
+) -> None:
+    socks5client.socksocket.default_proxy = _pysocks_tuple(  # type: ignore[attr-defined]
+        socks_server, getattr(socks5client, kind)
+    )
+    for _ in range(2):  # not once, then direct
+        with socks5client.socksocket() as sock, pytest.raises(ValueError, match=kind):
+            sock.connect(peer_server)
+    with pytest.raises(ValueError, match=f"{kind} proxies are not supported"):
+        socks5client.create_connection(peer_server, timeout=5)
+    assert socks_server.connections == 0
