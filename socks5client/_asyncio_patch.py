@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import socket
 import sys
 import threading
@@ -58,6 +59,18 @@ __all__ = ["install", "uninstall"]
 
 _MISSING = object()
 _lock = threading.RLock()
+
+
+def _after_fork_in_child() -> None:
+    # A child forked while another thread was in install()/uninstall()
+    # would wait for ever on a lock that thread held.
+    global _lock
+    _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 #: (class, attribute, what the class's own __dict__ had, or _MISSING).
 _replaced: list[tuple[type, str, Any]] = []
 _watcher: _ImportWatcher | None = None

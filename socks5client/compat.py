@@ -56,6 +56,7 @@ from __future__ import annotations
 import errno
 import importlib
 import importlib.machinery
+import os
 import socket
 import sys
 import threading
@@ -400,6 +401,17 @@ class _Installation:
 
 _lock = threading.Lock()
 _installation: _Installation | None = None
+
+
+def _after_fork_in_child() -> None:
+    # A child forked while another thread was installing the stand-in
+    # would wait for ever on a lock that thread held.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX only
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def install_as_pysocks() -> ModuleType:

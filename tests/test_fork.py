@@ -193,6 +193,13 @@ def _dup_a_proxied_udp_socket() -> None:
         s.dup().close()
 
 
+def _install_the_pysocks_stand_in() -> None:
+    from socks5client import compat
+
+    compat.install_as_pysocks()
+    compat.uninstall_as_pysocks()
+
+
 @pytest.mark.parametrize(
     ("lock", "action"),
     [
@@ -207,6 +214,16 @@ def _dup_a_proxied_udp_socket() -> None:
             id="variant-classes",
         ),
         pytest.param(lambda: udp._shared_lock, _dup_a_proxied_udp_socket, id="udp-shared"),
+        pytest.param(
+            lambda: importlib.import_module("socks5client._asyncio_patch")._lock,
+            _unpatch_and_patch_again,
+            id="asyncio-hooks",
+        ),
+        pytest.param(
+            lambda: importlib.import_module("socks5client.compat")._lock,
+            _install_the_pysocks_stand_in,
+            id="pysocks-stand-in",
+        ),
     ],
 )
 def test_child_forked_while_a_module_lock_is_held_does_not_hang(
