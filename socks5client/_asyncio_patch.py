@@ -187,16 +187,60 @@ def _hook_create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
         from . import asyncio as aio
 
         kwargs.pop("sock", None)
+        if ssl and not server_hostname:
+            # The host asked for, in the form the proxy is asked to connect
+            # to: ssl would encode non-ASCII text in IDNA 2003, which can
+            # name another domain than the IDNA 2008 form the proxy gets.
+            server_hostname = aio._tls_name(str(patch._text(host)))
         return await aio.create_connection(
             protocol_factory,
             shown,
             patch._port_number(target[1], socket.SOCK_STREAM),
             proxy=active.proxy,
             ssl=ssl,
-            server_hostname=server_hostname if server_hostname or not ssl else str(host),
+            server_hostname=server_hostname,
             timeout=socket.getdefaulttimeout(),
             **kwargs,
         )
+
+    return functools.wraps(original)(create_connection)
+
+
+def _hook_tls_name(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The default loop's ``create_connection``: only its TLS name needs the patch.
+
+    It connects through the hooked ``getaddrinfo`` and ``sock_connect``, so
+    a non-ASCII host is reached in its IDNA 2008 form (through the proxy,
+    or direct as ``no_proxy`` judged it), but it hands ``ssl`` the host
+    text, which ``ssl`` encodes in IDNA 2003 for SNI and the certificate
+    check: another domain than the one reached.  The form reached is
+    given instead, as uvloop's hook does.
+    """
+
+    async def create_connection(
+        self: Any,
+        protocol_factory: Callable[[], Any],
+        host: Any = None,
+        port: Any = None,
+        *,
+        ssl: Any = None,
+        server_hostname: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if ssl and server_hostname is None and isinstance(host, str) and not host.isascii():
+            patch = _patch_module()
+            active = patch._active
+            if active is not None and kwargs.get("sock") is None:
+                if active.direct(host, port) or active.is_proxy(host, port):
+                    server_hostname = patch._direct_name(host)
+                else:
+                    from . import asyncio as aio
+
+                    server_hostname = aio._tls_name(host)
+        return await original(
+            self, protocol_factory, host, port, ssl=ssl, server_hostname=server_hostname,
+            **kwargs,
+        )  # fmt: skip
 
     return functools.wraps(original)(create_connection)
 
@@ -310,6 +354,7 @@ def _targets(module_name: str) -> list[tuple[type, str]]:
         return [
             (selector_events.BaseSelectorEventLoop, "sock_connect"),
             (base_events.BaseEventLoop, "getaddrinfo"),
+            (base_events.BaseEventLoop, "create_connection"),
         ]
     loop_class = getattr(module, "Loop", None)
     if not isinstance(loop_class, type):
@@ -335,7 +380,11 @@ def _install_for(module_name: str) -> None:
             own = cls.__dict__.get(name, _MISSING)
             original = getattr(cls, name)
             _replaced.append((cls, name, own))
-            setattr(cls, name, _HOOKS[name](original))
+            # The default loop's create_connection needs only its TLS name
+            # (it resolves and connects through the two hooks above).
+            default_loop = module_name == "asyncio" and name == "create_connection"
+            hook = _hook_tls_name if default_loop else _HOOKS[name]
+            setattr(cls, name, hook(original))
 
 
 class _ImportWatcher:

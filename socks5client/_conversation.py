@@ -4,8 +4,9 @@ A conversation is a generator.  It yields *steps* and is resumed with their
 results:
 
 * ``(SEND, data)`` -- write all of ``data`` (``bytes``, or a
-  :class:`~socks5client._secret.Secret` holding a password, to be unwrapped
-  only inside the write); resumed with ``None``;
+  :class:`~socks5client._secret.Secret` holding a credential -- a password,
+  a Kerberos AP-REQ -- to be unwrapped only inside the write); resumed with
+  ``None``;
 * ``(RECV, size, what, ready)`` -- read at most ``size`` bytes (at least
   one; ``b""`` means the proxy closed the connection).  ``what`` names the
   awaited message for timeout messages; ``ready`` says part of the message

@@ -23,7 +23,10 @@ buffered (``_inbuf``) until whole, then unwrapped into ``_rbuf``, from which
 reads are served.  An outgoing frame the kernel takes only part of stays in
 ``_out`` and goes out before anything else at the next send, receive,
 ``shutdown`` or ``close``: dropping it would corrupt the stream, and it
-cannot be wrapped again (Kerberos tokens carry sequence numbers).
+cannot be wrapped again (Kerberos tokens carry sequence numbers).  ``send``
+counts it as taken, as a plain socket counts what sits in the kernel's
+queue, so a receive that waits keeps writing it out meanwhile: the proxy
+may need all of it before it answers.
 
 Timeouts behave as on a plain socket: a blocking socket waits, one with a
 timeout raises ``socket.timeout`` when the call's one deadline passes, and
@@ -70,6 +73,10 @@ _ENCAPSULATED = GSSAPIMessage.ENCAPSULATED
 #: kernel took: a half-written frame left behind would hold back everything
 #: after it (the peer cannot unwrap part of a token).
 NONBLOCKING_FRAME_WAIT = 5.0
+
+#: How often a receive waiting for input looks again at a frame another
+#: thread is sending: that thread may leave part of it queued.
+_SENDER_RECHECK = 0.05
 
 
 def _unsupported(what: str) -> OSError:
@@ -172,20 +179,32 @@ class GSSAPISocket(socksocket):
             return None, True
         return (None if timeout is None else time.monotonic() + timeout), False
 
-    def _wait(self, event: int, deadline: float | None) -> None:
-        """Wait until the descriptor is ready for ``event``; ``socket.timeout`` at the deadline."""
+    def _wait(self, event: int, deadline: float | None, recheck: float | None = None) -> int:
+        """Wait until the descriptor is ready for ``event``; the events that came.
+
+        ``socket.timeout`` at the deadline; 0 when ``recheck`` seconds passed
+        first (the caller has something else to look at again).
+        """
         poller = select.poll()
         poller.register(self.fileno(), event)
+        until = None if recheck is None else time.monotonic() + recheck
         while True:
+            now = time.monotonic()
             if deadline is None:
                 wait_ms = None
             else:
-                left = deadline - time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     raise socket.timeout("timed out")
                 wait_ms = int(left * 1000) + 1
-            if poller.poll(wait_ms):
-                return
+            if until is not None:
+                if now >= until:
+                    return 0
+                until_ms = int((until - now) * 1000) + 1
+                wait_ms = until_ms if wait_ms is None else min(wait_ms, until_ms)
+            ready = poller.poll(wait_ms)
+            if ready:
+                return ready[0][1]
 
     # -- writing ------------------------------------------------------------
 
@@ -291,7 +310,7 @@ class GSSAPISocket(socksocket):
             except BlockingIOError:
                 if nowait:
                     raise
-                self._wait(select.POLLIN, deadline)
+                self._await_input(deadline)
                 continue
             if not chunk:
                 if inbuf:
@@ -333,6 +352,47 @@ class GSSAPISocket(socksocket):
                 # stream with a piece missing.
                 self._rbuf += self._gss.unwrap(token)
             del inbuf[:end]
+
+    def _await_input(self, deadline: float | None) -> None:
+        """Wait for input; meanwhile write out the queued frame as the socket takes it.
+
+        send() reported the queued frame's data as taken, as a plain socket
+        whose kernel then delivers it; here no one else would, and the proxy
+        may need all of it before it answers what this call waits for.
+        """
+        lock = self._send_lock
+        while True:
+            if self._out and lock.acquire(blocking=False):
+                broken = False
+                try:
+                    self._drain(None, True)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    broken = True
+                finally:
+                    lock.release()
+                if broken:
+                    # Reading reports it (or the data that came first), and
+                    # the next send raises.
+                    self._wait(select.POLLIN, deadline)
+                    return
+                if not self._out:
+                    continue
+                # Not holding the lock while waiting: a sending thread's
+                # deadline must not depend on this call's.
+                events = self._wait(select.POLLIN | select.POLLOUT, deadline)
+            elif lock.locked():
+                # A sending thread is writing; it may stop at its own
+                # deadline with part of a frame queued, so look again soon.
+                events = self._wait(select.POLLIN, deadline, _SENDER_RECHECK)
+            elif self._out:
+                continue  # the sending thread let go of the lock just now
+            else:
+                self._wait(select.POLLIN, deadline)
+                return
+            if events & ~select.POLLOUT:
+                return  # input, the end of it, or an error for the read to report
 
     def _flush_before_reading(self) -> None:
         """Push out a queued frame (without waiting) before waiting for an answer to it."""
@@ -450,17 +510,40 @@ class GSSAPISocket(socksocket):
         PlainSocket.set_inheritable(self, False)
 
     def shutdown(self, how: int) -> None:
-        """As usual, after writing out any queued frame (within the socket's timeout)."""
+        """As usual, after writing out any queued frame (within the socket's timeout).
+
+        A non-blocking socket waits up to :data:`NONBLOCKING_FRAME_WAIT` for
+        it, as a non-blocking send does for the frame it started.
+        """
         if how in (socket.SHUT_WR, socket.SHUT_RDWR) and self.fileno() != -1:
+            deadline, nowait = self._deadline(0)
+            if nowait:
+                deadline = time.monotonic() + NONBLOCKING_FRAME_WAIT
             # Shutting down anyway: if the frame cannot go, the peer sees it cut.
-            with self._send_lock, contextlib.suppress(BlockingIOError, socket.timeout):
-                self._drain(*self._deadline(0))
+            with self._send_lock, contextlib.suppress(socket.timeout):
+                self._drain(deadline, False)
         PlainSocket.shutdown(self, how)
 
     def close(self) -> None:
-        """Close, after a last attempt (without waiting) to write a queued frame."""
+        """Close, after writing out a queued frame (within the socket's timeout).
+
+        send() reported that frame's data as taken, and a plain socket's
+        kernel delivers what it took after close(); here only this object
+        can.  A blocking or non-blocking socket waits up to
+        :data:`NONBLOCKING_FRAME_WAIT`: close() must not hang on a proxy that
+        stopped reading.
+        """
         if self.fileno() != -1 and getattr(self, "_out", None):
-            self._flush_before_reading()
+            timeout = self._timeout
+            deadline = time.monotonic() + (timeout or NONBLOCKING_FRAME_WAIT)
+            # Not waiting for a thread that is sending: it writes the frame.
+            if self._send_lock.acquire(blocking=False):
+                try:
+                    # Closing anyway: if the frame cannot go, the peer sees it cut.
+                    with contextlib.suppress(OSError):
+                        self._drain(deadline, False)
+                finally:
+                    self._send_lock.release()
         super().close()
 
     def _real_close(self, *args: Any, **kwargs: Any) -> None:

@@ -262,9 +262,9 @@ class SocketChannel:
     def send(self, data: bytes | Secret[bytes]) -> None:
         """Send all of ``data`` before the deadline.
 
-        A :class:`Secret` (the RFC 1929 request) is unwrapped only inside the
-        call that writes it, so no local of this frame, which the traceback
-        of a timeout keeps, holds the password.
+        A :class:`Secret` (the RFC 1929 request, a GSS-API context token) is
+        unwrapped only inside the call that writes it, so no local of this
+        frame, which the traceback of a timeout keeps, holds the credential.
         """
         try:
             if _monotonic() > self._rearm_after:
@@ -316,6 +316,13 @@ class SocketChannel:
                     result = None
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        except BaseException:
+            # As the asyncio driver does: a conversation left suspended by a
+            # failed read or write still holds what its method keeps (the
+            # GSS-API security context), reachable from this frame's locals
+            # in the traceback; closing it runs the method's cleanup.
+            steps.close()
+            raise
 
 
 # The texts of transport errors, shared by the blocking driver (SocketChannel)

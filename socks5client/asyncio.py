@@ -184,6 +184,21 @@ async def _bounded(timeout: float | None, work: Awaitable[_T], call: _Call | Non
         raise call.timed_out() from None
 
 
+def _check_timeout(timeout: float | None) -> None:
+    """Refuse what ``socket.settimeout`` refuses, with its errors, as the blocking client does.
+
+    Called on entry, before any coroutine is made: a NaN deadline never
+    fires on the default loop, and uvloop raises from inside
+    ``asyncio.timeout``, leaving the call's coroutine never awaited.
+    """
+    if timeout is None:
+        return
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
+    if timeout < 0:
+        raise ValueError("Timeout value out of range")
+
+
 def _forget(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     """Close ``sock`` after making sure the loop no longer watches its descriptor.
 
@@ -276,10 +291,11 @@ async def _send_message(
 ) -> None:
     """Write all of ``data``.
 
-    A :class:`~socks5client._secret.Secret` (the RFC 1929 request) is
-    written here, unwrapped only inside each ``send`` call: handed to
-    ``loop.sock_sendall`` it would sit in that coroutine's frame, which a
-    traceback of a timeout or a cancellation keeps.
+    A :class:`~socks5client._secret.Secret` (the RFC 1929 request, a
+    GSS-API context token) is written here, unwrapped only inside each
+    ``send`` call: handed to ``loop.sock_sendall`` it would sit in that
+    coroutine's frame, which a traceback of a timeout or a cancellation
+    keeps.
     """
     if isinstance(data, bytes):
         await loop.sock_sendall(sock, data)
@@ -397,10 +413,14 @@ async def _handshake(
     if protected is not None:
         # The data would have to be wrapped per message (GSS-API integrity
         # or confidentiality): the asyncio client has no such stream yet.
+        # Only the level is kept: the protection holds the live security
+        # context (its keys), not for this frame's locals in the traceback.
+        level = protected[0].level
+        protected = None
         raise OSError(
             errno.EOPNOTSUPP,
             f"proxy {where} agreed on GSS-API per-message protection (level"
-            f" {protected[0].level}), which the asyncio client does not support yet;"
+            f" {level}), which the asyncio client does not support yet;"
             " use gssapi_protection='none' for this proxy",
         )
     if log is not None:
@@ -536,6 +556,22 @@ def _mark_connected(sock: socket.socket, address: Any, host: str, port: int, rep
         sock._proxy_sockname = (reply.host, reply.port)
 
 
+#: Flags Linux folds into a socket's type; what is left says TCP or not.
+_TYPE_FLAGS = getattr(socket, "SOCK_NONBLOCK", 0) | getattr(socket, "SOCK_CLOEXEC", 0)
+
+
+def _check_stream(sock: socket.socket) -> None:
+    # The handshake is TCP's: on a datagram socket each message would go as
+    # a datagram to whatever UDP service has the proxy's port number, the
+    # RFC 1929 password included.  Older Pythons (and some subclasses) may
+    # report the type with the creation flags in it.
+    kind = int(sock.type) & ~_TYPE_FLAGS
+    if kind != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise OSError(
+            errno.EOPNOTSUPP, "connect() takes a TCP socket (AF_INET or AF_INET6, SOCK_STREAM)"
+        )
+
+
 def _check_unconnected(sock: socket.socket) -> None:
     # As socksocket._connect_via: a listener judged by the kernel, and a
     # kernel socket another object may have connected (dup(), fileno=) asked
@@ -583,7 +619,10 @@ async def connect(
         # The URL may hold a password: no local of this frame keeps it, even
         # in the traceback of a URL that fails validation.
         del proxy
+    # An argument error, like the proxy URL's: the socket is left as it was.
+    _check_timeout(timeout)
     try:
+        _check_stream(sock)
         _check_unconnected(sock)
         sock.setblocking(False)
         if chosen is None:
@@ -680,7 +719,83 @@ def _server_hostname(ssl: SSLArg, server_hostname: str | None, host: str) -> str
         return server_hostname
     # asyncio needs the name when it is given a socket rather than a host:
     # SNI and the certificate check are about the destination, never the proxy.
-    return host
+    return _tls_name(host)
+
+
+def _tls_name(host: str) -> str:
+    """The name TLS must check for ``host``: the form the proxy was asked to connect to.
+
+    ssl encodes non-ASCII text in IDNA 2003, which can spell another domain
+    than the IDNA 2008 form the request carried ("faß.de" is "fass.de" there,
+    "xn--fa-hia.de" here): a proxy could then hand over a server holding a
+    valid certificate for that other domain.  So a name gets exactly the
+    DST.ADDR bytes (``socks5://`` looks up that same form); an IP literal is
+    left as given.
+    """
+    atyp, encoded = _codec.encode_host(host)
+    if atyp != _codec.AddressType.DOMAIN:
+        return host
+    return encoded[1:].decode("ascii")
+
+
+#: Per event loop class: the keyword arguments its ``create_connection``
+#: takes (None: any), read once, when first needed (inspect is costly to
+#: import).
+_LOOP_KEYWORDS: dict[type, frozenset[str] | None] = {}
+
+
+def _loop_keywords(loop: asyncio.AbstractEventLoop) -> frozenset[str] | None:
+    kind = type(loop)
+    if kind not in _LOOP_KEYWORDS:
+        import inspect
+
+        try:
+            params = inspect.signature(kind.create_connection).parameters.values()
+        except (TypeError, ValueError):  # no signature to read: the loop judges later
+            _LOOP_KEYWORDS[kind] = None
+        else:
+            kinds = {p.kind for p in params}
+            _LOOP_KEYWORDS[kind] = (
+                None
+                if inspect.Parameter.VAR_KEYWORD in kinds
+                else frozenset(p.name for p in params if p.kind == p.KEYWORD_ONLY)
+            )
+    return _LOOP_KEYWORDS[kind]
+
+
+def _check_arguments(
+    loop: asyncio.AbstractEventLoop,
+    function: str,
+    ssl: SSLArg,
+    server_hostname: str | None,
+    kwargs: dict[str, Any],
+    extra: tuple[str, ...] = (),
+) -> None:
+    """Refuse, before the tunnel opens, what the loop would refuse once it is up.
+
+    asyncio checks these before it connects anywhere; here the loop only
+    sees them with the tunnel's socket, after the destination was reached.
+    ``extra`` names keywords ``function`` takes besides the loop's.
+    """
+    if kwargs.get("sock") is not None:
+        raise ValueError("host/port and sock can not be specified at the same time")
+    # sock=None (the patch hook's) means "no socket": the tunnel's goes in.
+    kwargs.pop("sock", None)
+    if not ssl:
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{name} is only meaningful with ssl")
+    known = _loop_keywords(loop)
+    if known is None:
+        return
+    # _DIRECT_ONLY ones are dropped with a proxy (documented), whatever the
+    # loop takes; socket_options is this module's own.
+    allowed = known.union(_DIRECT_ONLY, extra, ("socket_options",))
+    for name in kwargs:
+        if name not in allowed:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
 
 
 async def _tunnel_for(
@@ -733,7 +848,7 @@ async def _as_is(sock: socket.socket) -> socket.socket:
 async def open_socket(
     host: str,
     port: int,
-    proxy: Proxy,
+    proxy: ProxyLike | None,
     *,
     timeout: float | None = None,
     local_addr: tuple[str, int] | None = None,
@@ -742,11 +857,22 @@ async def open_socket(
     """A non-blocking socksocket connected through ``proxy`` to ``(host, port)``.
 
     For integrations that wrap the socket themselves (the httpx transport
-    hands it to anyio).  ``timeout`` bounds the whole call; on failure or
-    cancellation nothing is left open.
+    hands it to anyio).  ``proxy`` is a :class:`~socks5client.Proxy` or URL,
+    or ``None`` for the default proxy (with none set: ``OSError(EOPNOTSUPP)``).
+    ``timeout`` bounds the whole call; on failure or cancellation nothing is
+    left open.
     """
+    try:
+        chosen = _chosen_proxy(proxy)
+    finally:
+        del proxy  # see _chosen_proxy
+    _check_timeout(timeout)
+    if chosen is None:
+        # A socksocket through a proxy is what the callers wrap; with no
+        # proxy at all there is nothing to make one of.
+        raise OSError(errno.EOPNOTSUPP, "open_socket needs a proxy, and none is set")
     kwargs: dict[str, Any] = {"local_addr": local_addr, "socket_options": socket_options}
-    return await _tunnel_for(host, port, proxy, timeout, kwargs, _as_is)
+    return await _tunnel_for(host, port, chosen, timeout, kwargs, _as_is)
 
 
 async def open_connection(
@@ -774,20 +900,20 @@ async def open_connection(
         chosen = _chosen_proxy(proxy)
     finally:
         del proxy  # see _chosen_proxy
+    _check_timeout(timeout)
     if chosen is None:
         return await _bounded(
             timeout,
             asyncio.open_connection(host, port, ssl=ssl, server_hostname=server_hostname, **kwargs),
             None,
         )
+    _check_arguments(
+        asyncio.get_running_loop(), "open_connection", ssl, server_hostname, kwargs, ("limit",)
+    )
+    hostname = _server_hostname(ssl, server_hostname, host)
 
     def then(sock: socket.socket) -> Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-        return asyncio.open_connection(
-            sock=sock,
-            ssl=ssl,
-            server_hostname=_server_hostname(ssl, server_hostname, host),
-            **kwargs,
-        )
+        return asyncio.open_connection(sock=sock, ssl=ssl, server_hostname=hostname, **kwargs)
 
     after = "the TLS handshake" if ssl else "the connection"
     return await _tunnel_for(host, port, chosen, timeout, kwargs, then, after)
@@ -814,6 +940,7 @@ async def create_connection(
         chosen = _chosen_proxy(proxy)
     finally:
         del proxy  # see _chosen_proxy
+    _check_timeout(timeout)
     if chosen is None:
         return await _bounded(
             timeout,
@@ -822,14 +949,12 @@ async def create_connection(
             ),
             None,
         )
+    _check_arguments(loop, "create_connection", ssl, server_hostname, kwargs)
+    hostname = _server_hostname(ssl, server_hostname, host)
 
     def then(sock: socket.socket) -> Awaitable[tuple[asyncio.Transport, asyncio.BaseProtocol]]:
         return loop.create_connection(
-            protocol_factory,
-            sock=sock,
-            ssl=ssl,
-            server_hostname=_server_hostname(ssl, server_hostname, host),
-            **kwargs,
+            protocol_factory, sock=sock, ssl=ssl, server_hostname=hostname, **kwargs
         )
 
     after = "the TLS handshake" if ssl else "the connection"
@@ -837,6 +962,12 @@ async def create_connection(
 
 
 # -- BIND ------------------------------------------------------------------------
+
+
+def _cancel_requested() -> bool:
+    """Whether the running task is being cancelled (always False before Python 3.11)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 class _AcceptCall(_Call):
@@ -871,6 +1002,9 @@ class BindListener:
         self._proxy = proxy
         #: Where the peer must connect: the proxy's BND.ADDR and BND.PORT.
         self.address = address
+        # The task reading the second reply while accept() waits: close()
+        # cancels it to end that wait (see accept()).
+        self._reading: asyncio.Task[Reply] | None = None
 
     def __repr__(self) -> str:
         return f"<BindListener {describe(*self.address[:2])} via {self._proxy!r}>"
@@ -882,30 +1016,40 @@ class BindListener:
         or ``asyncio.open_connection(sock=sock)``).  ``timeout`` bounds the
         wait for the proxy's second reply; past it a
         :class:`~socks5client.errors.ProxyTimeoutError` is raised and the
-        BIND is closed, as on any failure or cancellation.
+        BIND is closed, as on any failure or cancellation.  :meth:`close`
+        while it waits makes it raise ``OSError(EBADF)``.
         """
+        _check_timeout(timeout)
         sock = self._sock
         if sock is None:
             raise OSError(errno.EINVAL, "this SOCKS5 BIND has been accepted or closed")
-        self._sock = None
+        if self._reading is not None:
+            raise OSError(errno.EINVAL, "another accept() is waiting on this SOCKS5 BIND")
         loop = asyncio.get_running_loop()
         where = describe(self._proxy.host, self._proxy.port)
         call = _AcceptCall(self._proxy, timeout, self.address)
         call.connecting = False
+        # The socket stays on the listener and the read runs as a task of its
+        # own, so that close() can end this wait: a read the loop watches
+        # does not end when its socket is closed, and close() must not
+        # cancel the caller's task itself.
+        reading = self._reading = loop.create_task(
+            _run(loop, sock, call, _conversation.read_reply("BIND (the peer's connection)", where))
+        )
         try:
-            reply = await _bounded(
-                timeout,
-                _run(
-                    loop,
-                    sock,
-                    call,
-                    _conversation.read_reply("BIND (the peer's connection)", where),
-                ),
-                call,
-            )
-        except BaseException:
+            reply = await _bounded(timeout, reading, call)
+        except BaseException as exc:
+            closed = self._sock is None
+            self._sock = None
             _forget(loop, sock)
+            if closed and isinstance(exc, asyncio.CancelledError) and not _cancel_requested():
+                # The cancellation was close()'s, not the caller's: as a
+                # socket's call does when another closes it (UDPEndpoint too).
+                raise OSError(errno.EBADF, "the SOCKS5 BIND was closed") from None
             raise
+        finally:
+            self._reading = None
+        self._sock = None
         peer: tuple[Any, ...]
         if sock.family == socket.AF_INET6 or reply.atyp == _codec.AddressType.IPV6:
             peer = (reply.host, reply.port, 0, 0)
@@ -917,8 +1061,16 @@ class BindListener:
         return conn, peer
 
     def close(self) -> None:
-        """Give up the BIND (closes the connection to the proxy)."""
+        """Give up the BIND (closes the connection to the proxy).
+
+        A task waiting in :meth:`accept` wakes and raises ``OSError(EBADF)``.
+        """
         sock, self._sock = self._sock, None
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            # Before the socket closes: the read stops watching its
+            # descriptor, whose number is free for reuse after.
+            reading.cancel()
         if sock is not None:
             try:
                 loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -950,6 +1102,7 @@ async def bind(
         chosen = _chosen_proxy(proxy)
     finally:
         del proxy  # see _chosen_proxy
+    _check_timeout(timeout)
     if chosen is None:
         raise OSError(errno.EOPNOTSUPP, "SOCKS5 BIND needs a proxy, and none is set")
     call = _Call(chosen, timeout)
@@ -1079,6 +1232,7 @@ class UDPEndpoint:
         :class:`~socks5client.errors.UDPAssociationClosedError` once the proxy
         has ended the association.
         """
+        _check_timeout(timeout)
         return await _bounded(timeout, self._receive(), None)
 
     async def _receive(self) -> tuple[bytes, Any]:
@@ -1192,6 +1346,7 @@ async def open_udp(
         chosen = _chosen_proxy(proxy)
     finally:
         del proxy  # see _chosen_proxy
+    _check_timeout(timeout)
     if chosen is None:
         raise OSError(errno.EOPNOTSUPP, "a SOCKS5 UDP association needs a proxy, and none is set")
     call = _Call(chosen, timeout)

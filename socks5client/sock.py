@@ -719,6 +719,15 @@ class socksocket(socket.socket):
         if proxy is _UNSET:
             proxy = get_default_proxy()
         if proxy is None or not self._inet:
+            if (self._peername is not None or self._bind_address is not None) and (
+                self.fileno() != -1  # closed: the C call's EBADF
+            ):
+                # A tunnel already (CONNECT done, or a BIND), now without a
+                # proxy: as any connected socket, EISCONN.  The C call would
+                # not say so: after a connect completed in non-blocking mode
+                # Linux answers the next one with success, once, and the
+                # tunnel would pass for a direct connection.  No system call.
+                raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
             _check_not_synthetic(address)
             self._direct = True
             PlainSocket.connect(self, address)
@@ -739,6 +748,10 @@ class socksocket(socket.socket):
         """
         proxy = self._effective_proxy()
         if proxy is None:
+            if (self._peername is not None or self._bind_address is not None) and (
+                self.fileno() != -1
+            ):
+                return errno.EISCONN  # a tunnel already (see connect)
             _check_not_synthetic(address)
             self._direct = True
             return PlainSocket.connect_ex(self, address)
@@ -1117,7 +1130,18 @@ class socksocket(socket.socket):
         proxy = self._bind_proxy
         assert proxy is not None
         where = _negotiate.describe(proxy.host, proxy.port)
-        if not _wait_readable(self, 0.0 if timeout == 0.0 else budget.remaining()):
+        protected = self._bind_protection
+        # A proxy may wrap both replies in one token (RFC 1961 frames need
+        # not match SOCKS messages): then the second is already unwrapped
+        # and buffered, and the descriptor may never become readable again.
+        try:
+            buffered = protected is not None and (
+                bool(_codec.peek_reply_code(protected[1]))
+                or type(_codec.parse_reply(protected[1])) is not _codec.NeedData
+            )
+        except ProxyError:
+            buffered = True  # broken already: the reading below reports it now
+        if not buffered and not _wait_readable(self, 0.0 if timeout == 0.0 else budget.remaining()):
             if timeout == 0.0:
                 raise BlockingIOError(errno.EAGAIN, "no peer has connected yet")
             raise ProxyTimeoutError(
@@ -1125,7 +1149,6 @@ class socksocket(socket.socket):
                 f" (BIND via proxy {where}) {budget.describe()}"
             )
         channel = _negotiate.SocketChannel(self, proxy, budget)
-        protected = self._bind_protection
         rest = b""
         try:
             if protected is None:
@@ -1307,7 +1330,15 @@ def _defuse(fd: int) -> None:
     """Replace descriptor ``fd`` with a socket that can neither send nor connect anywhere."""
     dead, other = socket.socketpair()
     try:
-        dead.shutdown(socket.SHUT_RDWR)
+        dead.shutdown(socket.SHUT_RDWR)  # both ends: neither can send nor connect
+        if fd in (dead.fileno(), other.fileno()):
+            # The number was free, closed by whoever held it (uvloop's libuv
+            # closes a transport's descriptor, then detaches the socket
+            # object), and the pair took it: dup2 onto itself is EINVAL, and
+            # onto the other end would leave it closed below.  That end stays
+            # there instead, for the caller to close as usual.
+            (dead if dead.fileno() == fd else other).detach()
+            return
         os.dup2(dead.fileno(), fd, inheritable=False)
     finally:
         dead.close()

@@ -591,8 +591,9 @@ def test_default_proxy_is_used_and_no_proxy_means_direct(
 def test_tls_to_the_destination_through_the_tunnel(
     run: Runner[Any], socks_server: SocksServer
 ) -> None:
-    trustme = pytest.importorskip("trustme")
     import ssl
+
+    import trustme
 
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -1495,3 +1496,243 @@ def test_tls_handshake_past_the_deadline_is_a_plain_timeout_error(
     )
     assert STALL_TIMEOUT * 0.9 <= elapsed < STALL_TIMEOUT + TIMEOUT_MARGIN, elapsed
     assert fd_count.settle(before) == before
+
+
+# --------------------------------------------------------------------------
+# What is refused before anything is sent, and what names the destination.
+# --------------------------------------------------------------------------
+
+
+def test_tls_names_a_non_ascii_host_as_the_proxy_was_asked_to(
+    run: Runner[Any], socks_server: SocksServer
+) -> None:
+    """SNI and the certificate check name the IDNA 2008 form that went to the proxy.
+
+    ssl would encode the text in IDNA 2003 ("faß.test" is "fass.test"),
+    another domain, whose certificate would then be accepted for it.
+    """
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("xn--fa-hia.test").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    names: list[str | None] = []
+    server_ctx.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment,func-returns-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = listener.accept()
+            try:
+                tls = server_ctx.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused the certificate
+                conn.close()
+                continue
+            # The second client closes at once: its EOF may come first.
+            with tls, contextlib.suppress(OSError):
+                tls.sendall(b"ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    socks_server.commands[1] = _connect_to(listener.getsockname())
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+
+    async def attempt() -> None:
+        reader, writer = await aio.open_connection(
+            "faß.test", 443, proxy=url, ssl=client_ctx, timeout=5
+        )
+        assert await reader.readexactly(2) == b"ok"
+        writer.close()
+        transport, _ = await aio.create_connection(
+            asyncio.Protocol, "faß.test", 443, proxy=url, ssl=client_ctx, timeout=5
+        )
+        transport.close()
+
+    try:
+        run(attempt())
+    finally:
+        thread.join(5)
+        listener.close()
+    assert names == ["xn--fa-hia.test"] * 2
+    assert [r.dst_addr for r in socks_server.records] == ["xn--fa-hia.test"] * 2
+    # IP literals and ASCII names are left as given.
+    assert [aio._tls_name(h) for h in ("127.0.0.1", "::1", "Tls.Test")] == [
+        "127.0.0.1", "::1", "Tls.Test"
+    ]  # fmt: skip
+
+
+def test_connect_refuses_a_socket_that_is_not_tcp_before_sending(run: Runner[Any]) -> None:
+    """The TCP handshake (the password with it) never goes out as datagrams."""
+    tcp = socket.create_server(("127.0.0.1", 0))
+    port = tcp.getsockname()[1]
+    # Another service on the proxy's port number, over UDP.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", port))
+    url = f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{port}"
+
+    async def attempt() -> None:
+        for sock in (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socks5client.socksocket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+        ):
+            with pytest.raises(OSError) as info:
+                await aio.connect(sock, ("127.0.0.1", 9), url, timeout=2)
+            assert info.value.errno == errno.EOPNOTSUPP
+            assert sock.fileno() == -1  # closed, as on any failure
+
+    try:
+        run(attempt())
+        udp.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            udp.recvfrom(1000)
+        tcp.settimeout(0.1)
+        with pytest.raises(socket.timeout):
+            tcp.accept()
+    finally:
+        udp.close()
+        tcp.close()
+
+
+def test_bind_close_ends_a_pending_accept(
+    run: Runner[Any], socks_server: SocksServer, fd_count: FdCounter
+) -> None:
+    before = fd_count()
+
+    async def attempt() -> None:
+        listener = await aio.bind(f"socks5h://127.0.0.1:{socks_server.port}", timeout=5)
+        waiting = asyncio.ensure_future(listener.accept())
+        await asyncio.sleep(0.1)
+        with pytest.raises(OSError) as info:
+            await listener.accept()  # one wait at a time
+        assert info.value.errno == errno.EINVAL
+        listener.close()
+        # asyncio.wait, not wait_for: a wait still pending must stay so.
+        await asyncio.wait({waiting}, timeout=2)
+        assert waiting.done() and not waiting.cancelled()
+        exc = waiting.exception()
+        assert isinstance(exc, OSError) and exc.errno == errno.EBADF
+        # The BIND is given up: the proxy no longer takes a peer there.
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                socket.create_connection(listener.address[:2], timeout=1).close()
+            except (ConnectionRefusedError, ConnectionResetError):  # reset: closing as we came
+                break
+            assert time.monotonic() < deadline, "the proxy still listens for the peer"
+            await asyncio.sleep(0.05)
+        with pytest.raises(OSError):
+            await listener.accept()
+        # Cancelling the caller's task is still a cancellation.
+        listener = await aio.bind(f"socks5h://127.0.0.1:{socks_server.port}", timeout=5)
+        waiting = asyncio.ensure_future(listener.accept())
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        listener.close()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    run(attempt())
+    assert fd_count.settle(before) == before
+
+
+def test_bad_arguments_with_a_proxy_are_refused_before_connecting(
+    run: Runner[Any], socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    """As asyncio refuses them: before the destination is reached, not after."""
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+
+    async def attempt() -> None:
+        with socket.socket() as spare:
+            cases: list[tuple[dict[str, Any], type[Exception]]] = [
+                ({"sock": spare}, ValueError),
+                ({"server_hostname": "x.test"}, ValueError),
+                ({"ssl_handshake_timeout": 5}, ValueError),
+                ({"bogus": 1}, TypeError),
+            ]
+            for kwargs, error in cases:
+                with pytest.raises(error):
+                    await aio.open_connection(*echo_server, proxy=url, timeout=2, **kwargs)
+                with pytest.raises(error):
+                    await aio.create_connection(
+                        asyncio.Protocol, *echo_server, proxy=url, timeout=2, **kwargs
+                    )
+        # What asyncio takes still goes through, sock=None included.
+        reader, writer = await aio.open_connection(
+            *echo_server, proxy=url, timeout=2, limit=10, sock=None, ssl_handshake_timeout=None
+        )
+        writer.write(b"e")
+        assert await reader.readexactly(1) == b"e"
+        writer.close()
+
+    run(attempt())
+    assert len(socks_server.records) == 1
+
+
+def test_open_socket_takes_a_url_or_the_default_proxy(
+    run: Runner[Any], socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+
+    async def attempt() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(OSError) as info:
+            await aio.open_socket(*echo_server, None, timeout=2)
+        assert info.value.errno == errno.EOPNOTSUPP
+        socks5client.set_default_proxy(url)
+        try:
+            for proxy in (url, None):
+                sock = await aio.open_socket(*echo_server, proxy, timeout=2)
+                with sock:
+                    await loop.sock_sendall(sock, b"o")
+                    assert await loop.sock_recv(sock, 1) == b"o"
+        finally:
+            socks5client.set_default_proxy()
+
+    run(attempt())
+    assert len(socks_server.records) == 2
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1.0], ids=["nan", "negative"])
+def test_a_timeout_socket_settimeout_refuses_is_refused_before_anything_is_sent(
+    run: Runner[Any], socks_server: SocksServer, timeout: float
+) -> None:
+    """Both loops alike: uvloop raised inside asyncio.timeout, the default loop ignored NaN."""
+    url = f"socks5h://127.0.0.1:{socks_server.port}"
+    # socket.settimeout's own errors (uvloop's was "cannot convert float NaN").
+    refused = r"^(Invalid value NaN \(not a number\)|Timeout value out of range)$"
+
+    spare = socket.socket()
+
+    async def attempt() -> None:
+        calls: list[Callable[[], Coroutine[Any, Any, Any]]] = [
+            lambda: aio.open_connection("127.0.0.1", 9, proxy=url, timeout=timeout),
+            lambda: aio.create_connection(
+                asyncio.Protocol, "127.0.0.1", 9, proxy=url, timeout=timeout
+            ),
+            lambda: aio.open_connection("127.0.0.1", 9, proxy=None, timeout=timeout),
+            lambda: aio.connect(spare, ("127.0.0.1", 9), url, timeout=timeout),
+            lambda: aio.open_socket("127.0.0.1", 9, url, timeout=timeout),
+            lambda: aio.bind(url, timeout=timeout),
+            lambda: aio.open_udp(url, timeout=timeout),
+        ]
+        for call in calls:
+            with pytest.raises(ValueError, match=refused):
+                await call()
+        listener = await aio.bind(url, timeout=5)
+        with pytest.raises(ValueError, match=refused):
+            await listener.accept(timeout=timeout)
+        listener.close()
+        async with await aio.open_udp(url, local_addr=("127.0.0.1", 0), timeout=5) as udp:
+            with pytest.raises(ValueError, match=refused):
+                await udp.recvfrom(timeout=timeout)
+
+    with spare:
+        run(attempt())
+        assert spare.fileno() != -1  # an argument error: left as it was
+    # Only the BIND and the association made for the last two checks.
+    assert len(socks_server.records) == 2

@@ -13,11 +13,13 @@ streams and loop methods, ``httpx.AsyncClient`` and ``aiohttp``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any, Callable, TypeVar
 
 import pytest
 from dns_recorder import Resolver, install_recorder
-from test_asyncio import loop_factory, run_on
+from test_asyncio import _connect_to, loop_factory, run_on
 from test_patch_clients import Site, ca, tls_contexts
 
 import socks5client
@@ -782,3 +784,56 @@ def test_start_server_on_a_proxied_name_listens_locally_as_bind_does(
 
     run(main())
     assert socks_server.records == []
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_tls_through_the_proxy_names_the_form_the_proxy_got(
+    loop_name: str, resolver: Resolver, socks_server: SocksServer
+) -> None:
+    """The create_connection hooks' default server_hostname: IDNA 2008, as DST.ADDR.
+
+    ssl would encode the host text in IDNA 2003 ("faß.test" is "fass.test"),
+    another domain than the one the proxy connected to.
+    """
+    factory = loop_factory(loop_name)  # uvloop: skips (or fails in CI) without it
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("xn--fa-hia.test").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    authority.configure_trust(client_ctx)
+    names: list[str | None] = []
+    server_ctx.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment,func-returns-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    socks_server.commands[CMD_CONNECT] = _connect_to(listener.getsockname())
+    resolver.forbidden = {"xn--fa-hia.test", "fass.test", "faß.test"}
+    # The proxy's own outbound connection (in this process) goes direct.
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="127.0.0.1")
+
+    async def main() -> None:
+        opened = asyncio.open_connection("faß.test", 443, ssl=client_ctx)
+        reader, writer = await asyncio.wait_for(opened, TIMEOUT)
+        assert await reader.readexactly(2) == b"ok"
+        writer.close()
+
+    try:
+        run_on(factory, main())
+    finally:
+        socks5client.unpatch()
+        thread.join(5)
+        listener.close()
+    assert names == ["xn--fa-hia.test"]
+    assert [r.dst_addr for r in socks_server.records] == ["xn--fa-hia.test"]
+    # Only the proxy's own connection to the literal went past the recorder.
+    assert set(resolver.hosts()) <= {"127.0.0.1"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import pickle
 import socket
 import struct
@@ -227,6 +228,12 @@ def _frame(data: bytes) -> bytes:
 @pytest.fixture
 def pair() -> Iterator[tuple[socks5client.socksocket, socket.socket]]:
     """A wrapping socksocket and the raw peer socket it talks to."""
+    with _wrapping_pair() as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _wrapping_pair() -> Iterator[tuple[socks5client.socksocket, socket.socket]]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -396,6 +403,35 @@ def test_a_frame_cut_by_a_timeout_is_finished_before_anything_else(
     assert set(plain[:-3]) == {0}
 
 
+@pytest.mark.parametrize("end", [0, 1])
+def test_detach_after_the_descriptor_was_closed_under_it_is_still_the_refusal(end: int) -> None:
+    # uvloop closes a transport's descriptor (libuv), then detaches the
+    # socket object given to it.  Refusing that, the socket defuses the now
+    # free number with a socketpair, whose end `end` (0: the first) gets it
+    # here, as the kernel hands out the lowest free numbers.  That was
+    # EINVAL from dup2 (first end), or EBADF from the close after (second).
+    reserved = os.dup(2)  # a number below the socket's, freed below
+    with _wrapping_pair() as (sock, peer):
+        os.close(reserved)
+        fd = sock.fileno()
+        os.close(fd)
+        taken = []
+        try:
+            while (number := os.dup(peer.fileno())) != fd:
+                taken.append(number)  # every free number below fd, reserved's too
+            os.close(fd)
+            if end:
+                os.close(taken.pop())  # one below fd free: the first end takes it
+            with pytest.raises(OSError) as info:
+                sock.detach()
+            assert info.value.errno == errno.EOPNOTSUPP, info.value
+            with pytest.raises(OSError):
+                os.fstat(fd)  # free again: nothing leaked
+        finally:
+            for number in taken:
+                os.close(number)
+
+
 def test_recv_after_close_is_ebadf_and_drops_the_buffers(pair: tuple[socket.socket, ...]) -> None:
     sock, _ = pair
     assert sock.recv(3) == b"pen"  # "ding" stays buffered
@@ -544,3 +580,125 @@ def test_a_token_that_fails_verification_fails_every_later_recv(
     assert got in (b"", b"before")
     with pytest.raises(ProxyProtocolError, match="verification"):
         sock.recv(100)
+
+
+def _send_until_a_frame_is_cut(sock: socket.socket) -> int:
+    """``send`` until one returns with part of its frame still queued; the bytes taken.
+
+    The peer reads nothing meanwhile, so the kernel buffers fill up.
+    """
+    sock.recv(7)  # "pending": later reads wait for the peer
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.settimeout(0.1)
+    taken = 0
+    while not sock._out:  # type: ignore[attr-defined]
+        taken += sock.send(bytes(1000))
+        assert taken % 1000 == 0  # each send took its whole piece
+    return taken
+
+
+def test_recv_writes_out_the_frame_a_send_left_queued(pair: tuple[socket.socket, ...]) -> None:
+    # send() said the bytes were taken; the proxy answers only once it has
+    # them all, so the recv waiting for that answer must deliver the rest.
+    sock, peer = pair
+    taken = _send_until_a_frame_is_cut(sock)
+    received: list[int] = []
+
+    def proxy() -> None:
+        time.sleep(0.5)  # reads only once the recv below is waiting
+        tokens = _read_frames(peer, taken)
+        received.append(len(b"".join(FakeProtection().unwrap(t) for t in tokens)))
+        peer.sendall(_frame(b"got it"))
+
+    thread = _in_background(proxy)
+    sock.settimeout(3)
+    try:
+        assert sock.recv(100) == b"got it"
+    finally:
+        thread.join(10)
+    assert received == [taken]
+
+
+def test_close_writes_out_the_frame_a_send_left_queued(pair: tuple[socket.socket, ...]) -> None:
+    sock, peer = pair
+    taken = _send_until_a_frame_is_cut(sock)
+    received = bytearray()
+
+    def proxy() -> None:
+        time.sleep(0.5)  # reads only once close() has begun
+        with contextlib.suppress(OSError):
+            while chunk := peer.recv(1 << 16):
+                received.extend(chunk)
+
+    thread = _in_background(proxy)
+    sock.settimeout(3)
+    sock.close()
+    thread.join(10)
+    plain = bytearray()
+    offset = 0
+    while offset < len(received):  # whole frames, up to the end
+        ver, mtyp, length = struct.unpack_from("!BBH", received, offset)
+        assert (ver, mtyp) == (1, 3)
+        assert offset + 4 + length <= len(received), "the last frame was cut"
+        plain += FakeProtection().unwrap(bytes(received[offset + 4 : offset + 4 + length]))
+        offset += 4 + length
+    assert plain == bytes(taken)
+
+
+# ---------------------------------------------------------------------------
+# BIND through a protected tunnel, with a stand-in protection
+
+
+@pytest.fixture
+def fake_negotiation(fake_gssapi: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GSS-API "agrees" on :class:`FakeProtection` at once: no token is exchanged."""
+    from socks5client.auth.gssapi import GSSAPIAuth
+
+    def negotiate(self: Any, command: int | None = None) -> Any:
+        return FakeProtection()
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(GSSAPIAuth, "negotiate", negotiate)
+
+
+BIND_FIRST = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x30\x39"  # the proxy listens on 127.0.0.1:12345
+BIND_SECOND = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x04\xd2"  # the peer came from 127.0.0.1:1234
+
+
+@pytest.mark.parametrize("timeout", [2.0, 0.0], ids=["timeout", "non-blocking"])
+def test_accept_finds_the_second_bind_reply_in_the_first_replys_token(
+    fake_negotiation: None, timeout: float
+) -> None:
+    # Frames need not match SOCKS messages: the second reply may be
+    # unwrapped already, and then nothing more comes to wake a wait.
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def proxy() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                assert _exact(conn, 3) == b"\x05\x01\x01"
+                conn.sendall(b"\x05\x01")
+                _, _, length = struct.unpack("!BBH", _exact(conn, 4))
+                _exact(conn, length)  # the wrapped request
+                conn.sendall(_frame(BIND_FIRST + BIND_SECOND + b"data"))
+                done.wait(10)
+
+        thread = _in_background(proxy)
+        port = listener.getsockname()[1]
+        try:
+            with socks5client.socksocket() as sock:
+                sock.set_proxy(Proxy("127.0.0.1", port, gssapi=True, gssapi_service="x@y"))
+                sock.settimeout(timeout)
+                assert sock.proxy_bind(("127.0.0.1", 0)) == ("127.0.0.1", 12345)
+                start = time.monotonic()
+                conn, peer = sock.accept()  # not BlockingIOError, nor a timeout
+                with conn:
+                    assert time.monotonic() - start < 1
+                    assert peer == ("127.0.0.1", 1234)
+                    conn.settimeout(5)
+                    assert conn.recv(100) == b"data"
+        finally:
+            done.set()
+            thread.join(10)

@@ -760,6 +760,44 @@ def test_connect_ex_on_a_connected_socket_returns_eisconn(
         echo_round_trip(s)
 
 
+def _tunnel(made: str, server: SocksServer, echo_server: tuple[str, int]) -> socket.socket:
+    """A socket through ``server``, with no proxy of its own any more."""
+    if made == "create_connection":
+        # Its socket has no proxy set: the one given was for the call.
+        return socks5client.create_connection(
+            echo_server, timeout=5, proxy=f"socks5://127.0.0.1:{server.port}"
+        )
+    s = proxied(server)
+    if made == "connect":
+        s.connect(echo_server)
+    else:  # "bind": waiting for its peer
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+    s.set_proxy(None)
+    return s
+
+
+@pytest.mark.parametrize("made", ["create_connection", "connect", "bind"])
+def test_a_tunnel_without_a_proxy_refuses_another_connect_with_eisconn(
+    socks_server: SocksServer, echo_server: tuple[str, int], made: str
+) -> None:
+    # Such a connect takes the direct branch, the C call, which on Linux
+    # answers success once after a connect completed in non-blocking mode:
+    # the tunnel passed for a direct connection to the other address.
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        s = _tunnel(made, socks_server, echo_server)
+        with s:
+            with pytest.raises(OSError) as info:
+                s.connect(other.getsockname())
+            assert info.value.errno == errno.EISCONN
+            assert s.connect_ex(other.getsockname()) == errno.EISCONN
+            if made != "bind":
+                echo_round_trip(s)  # still the tunnel
+        with pytest.raises(OSError) as info:
+            s.connect(other.getsockname())
+        assert info.value.errno == errno.EBADF  # closed: as a plain socket
+
+
 def test_unresolvable_proxy_host_has_a_positive_errno_and_says_so() -> None:
     s = socks5client.socksocket()
     s.set_proxy(socks5client.SOCKS5, "proxy.invalid", 1080)

@@ -36,6 +36,7 @@ from .._codec import (
     parse_gssapi_frame,
 )
 from .._conversation import SEND, Truncated, receive
+from .._secret import Secret
 from ..errors import (
     GSSAPIAbortError,
     GSSAPIError,
@@ -235,6 +236,7 @@ class GSSAPIAuth:
         # neither may stay in this (generator's) frame, which any error's
         # traceback keeps, so every way out by exception drops them first.
         token: bytes | None = None
+        message: Secret[bytes] | None = None
         context: Any = None
         frame: GSSAPIFrame | None = None
         try:
@@ -257,8 +259,12 @@ class GSSAPIAuth:
             except gssapi.exceptions.GSSError as exc:
                 raise self._failure(exc) from None
             for _ in range(_MAX_ROUNDS):
-                yield (SEND, encode_gssapi_frame(GSSAPIMessage.CONTEXT, token or b""))
+                # As a Secret, revealed only inside the driver's write: the
+                # drivers' frames (the step, the data being written) are in
+                # the traceback of a failed write; this generator's is not.
+                message = Secret(encode_gssapi_frame(GSSAPIMessage.CONTEXT, token or b""))
                 token = None
+                yield (SEND, message)
                 frame = yield from self._frame(GSSAPIMessage.CONTEXT, "GSS-API context token")
                 if context.complete:
                     break  # the proxy's acknowledgement (often empty) of our last token
@@ -278,7 +284,7 @@ class GSSAPIAuth:
                     f"the GSS-API context with proxy {self._where} did not complete in"
                     f" {_MAX_ROUNDS} rounds"
                 )
-            token = frame = None
+            token = message = frame = None
             actual = context.actual_flags
             if flags.mutual_authentication not in actual:
                 raise GSSAPIError(
@@ -301,7 +307,7 @@ class GSSAPIAuth:
             )
             return (yield from self._agree_level(gssapi, context, available))
         except BaseException:
-            token = context = frame = None
+            token = message = context = frame = None
             raise
 
     def _agree_level(

@@ -574,7 +574,9 @@ def _establish(command: int | None, protection: str | None = "confidentiality") 
             step = steps.send(answer)
             answer = None
             if step[0] == 0:  # SEND: one frame from us, answered at once
-                frame = parse_gssapi_frame(bytearray(step[1])).message  # type: ignore[union-attr]
+                # Our context token travels as a Secret, revealed at the write.
+                data = step[1] if isinstance(step[1], bytes) else step[1].reveal()
+                frame = parse_gssapi_frame(bytearray(data)).message  # type: ignore[union-attr]
                 if frame.mtyp == 1:
                     inbox += encode_gssapi_frame(1, acceptor.step(frame.token) or b"")
                 else:
