@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from types import CodeType, TracebackType
@@ -428,8 +429,14 @@ def _run_script(path: str, args: list[str]) -> int:
     if importer is None:
         # A plain file: runpy leaves sys.path alone for it.
         try:
-            with open(path, "rb"):
-                pass
+            with open(path, "rb") as file:
+                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                    # A pipe (/dev/stdin, <(...)): runpy would read it once
+                    # to look for compiled code, then again to run it, and
+                    # find it empty.  Read once, run that, as python does.
+                    source = file.read()
+                    _set_path0(os.path.dirname(os.path.realpath(path)))
+                    return _run_source(source, path, path, args, as_file=True)
         except OSError as exc:
             _error(f"can't open file {os.path.abspath(path)!r}: [Errno {exc.errno}] {exc.strerror}")
             return 2
@@ -474,18 +481,25 @@ def _run_module(name: str, args: list[str]) -> int:
     return 0
 
 
-def _run_source(source: str | bytes, filename: str, argv0: str, args: list[str]) -> int:
-    """Run ``-c`` code or a program from stdin in a fresh ``__main__`` module."""
+def _run_source(
+    source: str | bytes, filename: str, argv0: str, args: list[str], *, as_file: bool = False
+) -> int:
+    """Run ``-c`` code, a program from stdin, or a script read from a pipe (``as_file``).
+
+    It runs in a fresh ``__main__`` module; a script keeps the ``sys.path[0]``
+    its caller set.
+    """
     import builtins
     import importlib.machinery
     import types
 
     sys.argv[:] = [argv0, *args]
-    _set_path0("")
+    if not as_file:
+        _set_path0("")
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     module.__dict__["__loader__"] = importlib.machinery.BuiltinImporter
-    if filename == "<stdin>":
+    if filename == "<stdin>" or as_file:
         module.__dict__["__file__"] = filename
     sys.modules["__main__"] = module
     # dont_inherit: this module's own "from __future__" must not leak into
@@ -607,6 +621,21 @@ def _refuse_flags_children_would_inherit() -> None:
         )
 
 
+def _refuse_a_hook_path_children_cannot_find() -> None:
+    """Refuse to run if ``PYTHONPATH`` cannot carry the hook's directory.
+
+    Python splits ``PYTHONPATH`` at every ``os.pathsep``: installed under a
+    directory whose name has one (``/opt/env:2026/...``), the hook would be
+    cut in two, never found, and every Python child would run unproxied.
+    """
+    if os.pathsep in HOOK_DIR:
+        raise _UsageError(
+            f"socks5client is installed under a path that contains {os.pathsep!r}, which"
+            " PYTHONPATH cannot hold: Python child processes could not load its hook and"
+            " would run unproxied; install it under another path"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -622,6 +651,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"{PROG} {__version__}\n")
             return 0
         _refuse_flags_children_would_inherit()
+        _refuse_a_hook_path_children_cannot_find()
         if opts.mode is None:
             raise _UsageError("no program to run: give a script, -m module or -c code (see --help)")
         proxy, url = _resolve_proxy(opts.proxy, os.environ)

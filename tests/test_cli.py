@@ -13,6 +13,7 @@ import ast
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -171,6 +172,7 @@ def test_script_and_its_python_child_go_through_the_proxy_and_exit_status_is_kep
         tmp_path / "main.py",
         FETCH
         + """\
+import shutil
 import subprocess
 print("parent", fetch(sys.argv[1]), flush=True)
 subprocess.run([sys.executable, sys.argv[2], sys.argv[1] + "child"], check=True)
@@ -299,6 +301,7 @@ def test_verbose_logs_each_proxied_connection_without_the_password(
         tmp_path / "main.py",
         FETCH
         + """\
+import shutil
 import subprocess
 fetch(sys.argv[1])
 subprocess.run([sys.executable, "child.py", sys.argv[1]], check=True)
@@ -928,3 +931,50 @@ def test_child_in_an_unsupported_python_exits_2_rather_than_run_unproxied(
         timeout=TIMEOUT,
     )
     assert (plain.returncode, plain.stdout, plain.stderr) == (0, "ran\n", "")
+
+
+def test_a_script_read_from_a_pipe_runs_once_as_python_runs_it(
+    socks_server: SocksServer, http_port: int, tmp_path: Path
+) -> None:
+    # "/dev/stdin" (or bash's <(...)) is a pipe: runpy would read it to look
+    # for compiled code, then find it empty and run nothing, with status 0.
+    url = f"http://localhost:{http_port}/"
+    program = FETCH + "print('ran', fetch(sys.argv[1]), __file__)\nsys.exit(7)\n"
+    result = run_cli(
+        ["--proxy", proxy_url(socks_server), "--no-proxy", "", "/dev/stdin", url],
+        cwd=tmp_path,
+        input=program,
+    )
+    assert result.returncode == 7, result.stderr
+    assert result.stdout.splitlines() == ["ran hello / /dev/stdin"]
+    assert localhost_connects(socks_server, http_port) == 1
+
+
+def test_an_install_path_pythonpath_cannot_hold_is_refused(
+    socks_server: SocksServer, tmp_path: Path
+) -> None:
+    # PYTHONPATH splits at os.pathsep: the hook directory would be cut in
+    # two and every Python child would run unproxied.
+    home = tmp_path / f"env{os.pathsep}2026"
+    shutil.copytree(
+        Path(PACKAGE_ROOT) / "socks5client",
+        home / "socks5client",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = clean_env()
+    env["PYTHONPATH"] = str(home)
+    # The interpreter finds the copy through sys.path itself (the entry is
+    # cut at the separator too), so the runner is started from its parent.
+    start = "import runpy; runpy.run_module('socks5client', run_name='__main__')"
+    result = subprocess.run(
+        [sys.executable, "-c", start, "--proxy", proxy_url(socks_server), "-c", "print('ran')"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert_one_error_line(result)
+    assert "PYTHONPATH cannot hold" in result.stderr
+    assert "ran" not in result.stdout
+    assert socks_server.connections == 0
