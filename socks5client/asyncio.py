@@ -964,12 +964,6 @@ async def create_connection(
 # -- BIND ------------------------------------------------------------------------
 
 
-def _cancel_requested() -> bool:
-    """Whether the running task is being cancelled (always False before Python 3.11)."""
-    cancelling = getattr(asyncio.current_task(), "cancelling", None)
-    return bool(cancelling is not None and cancelling())
-
-
 class _AcceptCall(_Call):
     """The wait for a BIND's peer: until the proxy says something, nobody has come."""
 
@@ -990,6 +984,14 @@ class _AcceptCall(_Call):
         )
 
 
+async def _reply_unless_closed(reading: asyncio.Task[Reply], closed: asyncio.Future[None]) -> Reply:
+    """The reply ``reading`` gets, or ``closed``'s error if ``BindListener.close()`` is first."""
+    await asyncio.wait((reading, closed), return_when=asyncio.FIRST_COMPLETED)
+    if closed.done():
+        closed.result()  # raises the EBADF close() set
+    return reading.result()
+
+
 class BindListener:
     """A SOCKS5 BIND waiting for its peer: made by :func:`bind`.
 
@@ -1002,9 +1004,10 @@ class BindListener:
         self._proxy = proxy
         #: Where the peer must connect: the proxy's BND.ADDR and BND.PORT.
         self.address = address
-        # The task reading the second reply while accept() waits: close()
-        # cancels it to end that wait (see accept()).
+        # The task reading the second reply while accept() waits, and the
+        # future close() fails with EBADF to end that wait (see accept()).
         self._reading: asyncio.Task[Reply] | None = None
+        self._closed: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<BindListener {describe(*self.address[:2])} via {self._proxy!r}>"
@@ -1031,24 +1034,23 @@ class BindListener:
         call.connecting = False
         # The socket stays on the listener and the read runs as a task of its
         # own, so that close() can end this wait: a read the loop watches
-        # does not end when its socket is closed, and close() must not
-        # cancel the caller's task itself.
+        # does not end when its socket is closed.  close() ends it through
+        # a future of its own, failed with EBADF, never by a cancellation:
+        # a CancelledError here is then always the caller's (Python 3.9
+        # and 3.10 cannot tell whose a cancellation is).
         reading = self._reading = loop.create_task(
             _run(loop, sock, call, _conversation.read_reply("BIND (the peer's connection)", where))
         )
+        closed = self._closed = loop.create_future()
         try:
-            reply = await _bounded(timeout, reading, call)
-        except BaseException as exc:
-            closed = self._sock is None
+            reply = await _bounded(timeout, _reply_unless_closed(reading, closed), call)
+        except BaseException:
             self._sock = None
+            reading.cancel()
             _forget(loop, sock)
-            if closed and isinstance(exc, asyncio.CancelledError) and not _cancel_requested():
-                # The cancellation was close()'s, not the caller's: as a
-                # socket's call does when another closes it (UDPEndpoint too).
-                raise OSError(errno.EBADF, "the SOCKS5 BIND was closed") from None
             raise
         finally:
-            self._reading = None
+            self._reading = self._closed = None
         self._sock = None
         peer: tuple[Any, ...]
         if sock.family == socket.AF_INET6 or reply.atyp == _codec.AddressType.IPV6:
@@ -1067,6 +1069,9 @@ class BindListener:
         """
         sock, self._sock = self._sock, None
         reading, self._reading = self._reading, None
+        closed, self._closed = self._closed, None
+        if closed is not None and not closed.done():
+            closed.set_exception(OSError(errno.EBADF, "the SOCKS5 BIND was closed"))
         if reading is not None:
             # Before the socket closes: the read stops watching its
             # descriptor, whose number is free for reuse after.

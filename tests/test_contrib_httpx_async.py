@@ -439,6 +439,15 @@ def run_any(request: pytest.FixtureRequest) -> Runner[Any]:
     return lambda coro: run_on(factory, coro)
 
 
+def _anyio_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(part) for part in version("anyio").split(".")[:2] if part.isdigit())
+
+
+_ANYIO_KEEPS_READ_ERRORS = _anyio_version() >= (4, 13)
+
+
 def reset_after_the_first_bytes(conn: socket.socket, server: SocksServer) -> None:
     """A proxy that completes the handshake, then resets the connection as
     soon as the client sends something through the tunnel (an HTTP request
@@ -461,7 +470,13 @@ def test_a_connection_reset_while_reading_is_read_error_caused_by_the_os_error(
     async def attempt() -> None:
         with pytest.raises(httpx.ReadError) as info:
             await get(url_of(server), f"http://{SITE_NAME}/")
-        assert isinstance(info.value.__cause__, ConnectionResetError)
+        # anyio before 4.13 (the newest for Python 3.9) drops the OSError
+        # behind its BrokenResourceError on asyncio's reads: all that is left
+        # to say there is that the connection broke (ECONNABORTED).
+        expected: tuple[type[OSError], ...] = (ConnectionResetError,)
+        if not _ANYIO_KEEPS_READ_ERRORS:
+            expected += (ConnectionAbortedError,)
+        assert isinstance(info.value.__cause__, expected)
 
     run_any(attempt())
 

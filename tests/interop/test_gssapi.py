@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -409,9 +410,14 @@ def test_libcurl_against_the_reference_server_at_level_0(realm: KerberosRealm) -
     except ImportError as exc:
         server_unavailable(f"pycurl is not installed ({exc})")
     if "krb5" not in pycurl.version and "heimdal" not in pycurl.version.lower():
-        # Some pycurl wheels (the cp39 one of 7.45, say) carry a libcurl whose
-        # GSS-API is not Kerberos: it never finds the realm's ticket.
-        server_unavailable(f"this pycurl's libcurl has no Kerberos GSS-API ({pycurl.version})")
+        # Some pycurl wheels carry a libcurl whose GSS-API is not Kerberos:
+        # it never finds the realm's ticket.  On Python 3.9 that is the only
+        # kind pip offers (pycurl 7.45; later versions need 3.10), so there it
+        # is a known gap, not a broken CI machine.
+        why = f"this pycurl's libcurl has no Kerberos GSS-API ({pycurl.version})"
+        if sys.version_info < (3, 10):
+            pytest.skip(why)
+        server_unavailable(why)
     httpd = http.server.HTTPServer(("127.0.0.1", 0), _Hello)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
