@@ -146,3 +146,28 @@ def _never_leave_the_process_patched() -> Iterator[None]:
 
     if socks5client.is_patched():
         socks5client.unpatch()
+
+
+def sni_recording_contexts(name: str) -> tuple[Any, Any, list[str | None]]:
+    """TLS contexts for a test server holding a certificate for ``name``.
+
+    Returns ``(server_context, client_context, names)``: the client trusts
+    the test authority, and ``names`` collects the SNI each handshake the
+    server runs was given (``None`` for none).
+    """
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(name).configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    authority.configure_trust(client_ctx)
+    names: list[str | None] = []
+
+    def record(_sock: Any, server_name: str | None, _ctx: Any) -> None:
+        names.append(server_name)
+
+    server_ctx.sni_callback = record
+    return server_ctx, client_ctx, names

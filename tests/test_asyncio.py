@@ -51,7 +51,7 @@ import socks5client
 import socks5client.asyncio as aio
 from socks5client import errors
 
-from conftest import FdCounter
+from conftest import FdCounter, sni_recording_contexts
 from server import (
     ATYP_DOMAIN,
     ATYP_IPV4,
@@ -591,17 +591,7 @@ def test_default_proxy_is_used_and_no_proxy_means_direct(
 def test_tls_to_the_destination_through_the_tunnel(
     run: Runner[Any], socks_server: SocksServer
 ) -> None:
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("tls.test").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    names: list[str | None] = []
-    server_ctx.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment,func-returns-value]
+    server_ctx, client_ctx, names = sni_recording_contexts("tls.test")
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -1511,17 +1501,7 @@ def test_tls_names_a_non_ascii_host_as_the_proxy_was_asked_to(
     ssl would encode the text in IDNA 2003 ("faß.test" is "fass.test"),
     another domain, whose certificate would then be accepted for it.
     """
-    import ssl
-
-    import trustme
-
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("xn--fa-hia.test").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    names: list[str | None] = []
-    server_ctx.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment,func-returns-value]
+    server_ctx, client_ctx, names = sni_recording_contexts("xn--fa-hia.test")
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:

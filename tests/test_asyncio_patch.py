@@ -32,6 +32,7 @@ from test_patch_clients import Site, ca, tls_contexts
 
 import socks5client
 
+from conftest import sni_recording_contexts
 from server import ATYP_DOMAIN, CMD_CONNECT, SocksServer, encode_reply, read_greeting, read_request
 
 _T = TypeVar("_T")
@@ -796,17 +797,7 @@ def test_tls_through_the_proxy_names_the_form_the_proxy_got(
     another domain than the one the proxy connected to.
     """
     factory = loop_factory(loop_name)  # uvloop: skips (or fails in CI) without it
-    import ssl
-
-    import trustme
-
-    authority = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("xn--fa-hia.test").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    authority.configure_trust(client_ctx)
-    names: list[str | None] = []
-    server_ctx.sni_callback = lambda _s, name, _c: names.append(name)  # type: ignore[assignment,func-returns-value]
+    server_ctx, client_ctx, names = sni_recording_contexts("xn--fa-hia.test")
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
