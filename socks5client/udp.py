@@ -122,6 +122,7 @@ _MSG_PEEK = int(socket.MSG_PEEK)
 _MSG_TRUNC = int(socket.MSG_TRUNC)
 _MSG_MORE = int(getattr(socket, "MSG_MORE", 0))
 _MSG_ERRQUEUE = int(getattr(socket, "MSG_ERRQUEUE", 0))
+_SOCK_NONBLOCK = int(getattr(socket, "SOCK_NONBLOCK", 0))
 # Linux UDP options (the socket module does not name them) that make the
 # kernel merge several sends into one datagram (UDP_CORK), split one send
 # into several (UDP_SEGMENT), or merge received datagrams (UDP_GRO).  Through
@@ -241,12 +242,22 @@ def _same_host(a: str, b: str) -> bool:
     """Whether two spellings name one IP address (case-blind for names).
 
     Cached: a source spelled differently from the relay or the connected
-    remote would otherwise cost two ``ipaddress`` parses per datagram.
+    remote would otherwise cost two ``ipaddress`` parses per datagram.  An
+    IPv4-mapped IPv6 address is its IPv4 address: a relay may report an
+    IPv4 remote with either header, whichever way the caller spelled it.
     """
     try:
-        return ipaddress.ip_address(a.split("%", 1)[0]) == ipaddress.ip_address(b.split("%", 1)[0])
+        return _unmapped(a) == _unmapped(b)
     except ValueError:
         return a.lower() == b.lower()
+
+
+def _unmapped(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``host`` (an IP address, any scope dropped) as IPv4 when it is IPv4-mapped IPv6."""
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def _poll(poller: select.poll, fds: tuple[int, ...], timeout_ms: int | None) -> list[Any]:
@@ -441,6 +452,7 @@ class _Endpoint:
         "control_fd",
         "control_fds",
         "headers",
+        "io",
         "io_recvfrom",
         "io_sendto",
         "last",
@@ -456,11 +468,10 @@ class _Endpoint:
 
     def __init__(
         self,
-        sock: UDPSocksSocket,
         assoc: _Association,
         share: _Shared,
         udp_fd: int,
-        io: socket.socket | None,
+        io: socket.socket,
     ) -> None:
         control_fd = assoc.control_fd
         self.assoc = assoc
@@ -477,22 +488,19 @@ class _Endpoint:
         self.sources = assoc.sources
         self.pieces = assoc.reassembler._pieces
         # ``io`` is a plain socket object on a duplicate of the UDP
-        # descriptor, with no timeout of its own, for the fast paths' reads
-        # and writes (all with MSG_DONTWAIT): on the user's object, which has
-        # one, every call would first poll the descriptor once more, after
-        # this module has polled it already.  None if it could not be made.
-        # Its sendto and recvfrom are bound here once (binding a method
-        # costs as much per call as the attribute lookups around it); without
-        # it, the socket object's own.  Both None once the object is closed
-        # or detached (UDPSocksSocket._release): the fast paths then stop,
-        # since the descriptor numbers the poll objects watch may name
-        # other files by then.
-        self.io_sendto: Callable[[Any, int, Sockaddr], int] | None
-        self.io_recvfrom: Callable[[int, int], tuple[bytes, Any]] | None
-        if io is not None:
-            self.io_sendto, self.io_recvfrom = io.sendto, io.recvfrom
-        else:
-            self.io_sendto, self.io_recvfrom = _own_methods(sock)
+        # descriptor, with no timeout of its own, for every read and the
+        # fast paths' writes (all with MSG_DONTWAIT): on the user's object,
+        # which has one, every call would first poll the descriptor once
+        # more -- up to a whole fresh timeout when another thread took the
+        # datagram -- after this module has polled it already.  Its sendto
+        # and recvfrom are bound here once (binding a method costs as much
+        # per call as the attribute lookups around it).  Both None once the
+        # object is closed or detached (UDPSocksSocket._release): the fast
+        # paths then stop, since the descriptor numbers the poll objects
+        # watch may name other files by then.
+        self.io = io
+        self.io_sendto: Callable[[Any, int, Sockaddr], int] | None = io.sendto
+        self.io_recvfrom: Callable[[int, int], tuple[bytes, Any]] | None = io.recvfrom
         # Made once: one on the control connection, for the liveness check
         # before each send; one on both, for receiving.
         self.control_fds = (control_fd,)
@@ -515,27 +523,6 @@ class _Endpoint:
         # the connect() destination it was checked against).  See
         # UDPSocksSocket.recvfrom.
         self.last: tuple[bytes, int, Sockaddr, Any] = _NO_LAST
-
-
-def _own_methods(
-    sock: UDPSocksSocket,
-) -> tuple[Callable[[Any, int, Sockaddr], int], Callable[[int, int], tuple[bytes, Any]]]:
-    """``sendto`` and ``recvfrom`` of the C socket under ``sock``, for an endpoint without io.
-
-    Through a weak reference: the object holds its endpoint, and a strong
-    one back would make a cycle, which would keep a dropped socket (and its
-    association) alive until the garbage collector came round.  They are
-    only called from the object's own methods, so it is alive then.
-    """
-    ref = weakref.ref(sock)
-
-    def sendto(data: Any, flags: int, address: Sockaddr) -> int:
-        return PlainSocket.sendto(ref(), data, flags, address)  # type: ignore[arg-type]
-
-    def recvfrom(bufsize: int, flags: int) -> tuple[bytes, Any]:
-        return PlainSocket.recvfrom(ref(), bufsize, flags)  # type: ignore[arg-type]
-
-    return sendto, recvfrom
 
 
 class _Peer(NamedTuple):
@@ -647,6 +634,7 @@ class UDPSocksSocket(socksocket):
     # The association once this object has used it, and its endpoint.
     _assoc: _Association | None = None
     _end: _Endpoint | None = None
+    _io: socket.socket | None = None
     _io_close: weakref.finalize[Any, Any] | None = None
     # The last destination and its encoded header, for destinations the
     # association's own cache does not keep (or before there is one).
@@ -730,29 +718,39 @@ class UDPSocksSocket(socksocket):
             share = self._share
             # Set by _join, which every way to an association goes through.
             assert share is not None
-            self._end = _Endpoint(self, assoc, share, fd, self._io_socket(fd))
+            self._end = _Endpoint(assoc, share, fd, self._io_socket(fd))
             self._assoc = assoc
         return assoc
 
-    def _io_socket(self, fd: int) -> socket.socket | None:
+    def _io_socket(self, fd: int) -> socket.socket:
         """A timeout-less socket object on a duplicate of ``fd``, closed with this object.
 
-        Never made while a default timeout is set: the constructor would
-        then make the shared descriptor non-blocking under a blocking
-        socket.  It is ours alone and only ever carries datagrams to and
-        from the relay, headers included.
+        Every read after this module's own poll goes through it, with
+        MSG_DONTWAIT: the object's own methods, with a timeout, would first
+        wait up to the whole timeout (past the call's deadline) whenever
+        another thread took the datagram.  Made with SOCK_NONBLOCK, which
+        gives it a zero timeout without touching the descriptor's flags (a
+        default timeout would make the constructor set O_NONBLOCK on the
+        descriptor it shares with a blocking socket).  It is ours alone and
+        only ever carries datagrams to and from the relay, headers included.
+        One per object, kept across associations.
         """
-        if socket.getdefaulttimeout() is not None or self._io_close is not None:
-            return None
+        io = self._io
+        if io is not None:
+            return io
+        blocking = os.get_blocking(fd)
+        dup = os.dup(fd)  # EMFILE: the association cannot be used without it
         try:
-            dup = os.dup(fd)
-        except OSError:
-            return None
-        try:
-            io = PlainSocket(self.family, socket.SOCK_DGRAM, 0, dup)
-        except OSError:
+            io = PlainSocket(self.family, socket.SOCK_DGRAM | _SOCK_NONBLOCK, 0, dup)
+        except BaseException:
             os.close(dup)
-            return None
+            raise
+        if _SOCK_NONBLOCK == 0:
+            # No SOCK_NONBLOCK: timeout-less (its reads and writes carry
+            # MSG_DONTWAIT anyway), and the shared flags put back as they were.
+            io.settimeout(None)
+            os.set_blocking(dup, blocking)
+        self._io = io
         # Closed by close() and detach(), or quietly when this object is
         # collected; until then it keeps the kernel socket open too.
         self._io_close = weakref.finalize(self, io.close)
@@ -806,6 +804,13 @@ class UDPSocksSocket(socksocket):
         return Budget.for_socket(timeout), False
 
     def _check_alive(self, assoc: _Association) -> None:
+        if self.fileno() == -1:
+            # Closed: a plain closed socket's error, not the association's
+            # (UDPAssociationClosedError says the proxy ended it).  The send
+            # fast paths need no check of their own: on a closed object they
+            # come here (the association ended with its last user) or send
+            # through the object itself (io_sendto is None): EBADF.
+            _raise_closed()
         end = self._end
         assert end is not None
         assoc.check_alive(end)
@@ -1004,15 +1009,24 @@ class UDPSocksSocket(socksocket):
             )
         else:
             shown = tuple(address)
-        is_name = _codec.encode_host(host)[0] == AddressType.DOMAIN
+        atyp = _codec.encode_host(host)[0]
+        filter_host: str | None = None if atyp == AddressType.DOMAIN else host
+        if atyp == AddressType.IPV6:
+            # Unmapped once here, not per datagram: a relay reports an IPv4
+            # remote with an IPv4 header (Dante does) even when the caller
+            # connected to its IPv4-mapped form, as a dual-stack socket may.
+            try:
+                mapped = ipaddress.IPv6Address(host.split("%", 1)[0]).ipv4_mapped
+            except ValueError:  # a spelling inet_pton takes and ipaddress does not
+                mapped = None
+            if mapped is not None:
+                filter_host = str(mapped)
         share = self._share
         assert share is not None
         # No header for send()'s fast path under GSS-API protection: it
         # sends unwrapped datagrams (the full path seals them).
         keep = stable and assoc.protection is None
-        share.peer = _Peer(
-            (host, port), shown, None if is_name else host, port, header if keep else None
-        )
+        share.peer = _Peer((host, port), shown, filter_host, port, header if keep else None)
 
     def _peer(self) -> _Peer | None:
         share = self._share
@@ -1266,6 +1280,8 @@ class UDPSocksSocket(socksocket):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Refused through a proxy: datagrams are sent whole with :meth:`send`."""
+        if self.fileno() == -1:
+            _raise_closed()
         if not self._proxied():
             PlainSocket.sendall(self, data, flags)
             return
@@ -1513,6 +1529,7 @@ class UDPSocksSocket(socksocket):
             # to something else by now.
             raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         both = end.both
+        io = end.io
         # Passes (a poll and what it found) that had nothing to return.
         passes = 0
         while True:
@@ -1545,16 +1562,20 @@ class UDPSocksSocket(socksocket):
                         raise BlockingIOError(errno.EAGAIN, "no datagram is waiting")
                     raise socket.timeout("timed out")
             try:
+                # Through the timeout-less object: EAGAIN comes back at once
+                # and the wait goes on within this call's deadline.
                 if ancbufsize < 0:
-                    data, source = PlainSocket.recvfrom(self, _RECV_BUFFER, kernel_flags)
+                    data, source = io.recvfrom(_RECV_BUFFER, kernel_flags)
                     ancdata: list[tuple[int, int, bytes]] = []
                     msg_flags = 0
                 else:
-                    data, ancdata, msg_flags, source = PlainSocket.recvmsg(
-                        self, _RECV_BUFFER, ancbufsize, kernel_flags
+                    data, ancdata, msg_flags, source = io.recvmsg(
+                        _RECV_BUFFER, ancbufsize, kernel_flags
                     )
             except (BlockingIOError, InterruptedError):
-                # Another thread took it.
+                # Another thread took it, or only an error was queued.
+                if any(fd == udp_fd and not ev & select.POLLIN for fd, ev in ready):
+                    _drain_error_queue(io)
                 passes += 1
                 _may_pass_again(nonblocking, deadline, passes)
                 continue
@@ -1722,6 +1743,31 @@ class UDPSocksSocket(socksocket):
 # is one specialised global load.  For the same reason the fast paths call
 # the socket's C methods through their descriptors (_gettimeout) and take
 # the state they need from the _Endpoint, whose slots are specialised loads.
+
+
+def _raise_closed() -> None:
+    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def _drain_error_queue(io: socket.socket) -> None:
+    """Discard the UDP socket's queued errors (IP_RECVERR, IPV6_RECVERR).
+
+    poll() reports POLLERR for as long as one is queued, so a wait would
+    spin instead of sleeping.  They concern the relay, not the caller's
+    remotes, and MSG_ERRQUEUE is refused through a relay, so nobody else can
+    read them.  A pending socket error was already reported by the read
+    that found nothing, as a plain socket reports it.
+    """
+    if not _MSG_ERRQUEUE:
+        return
+    # Bounded: the kernel bounds the queue by the receive buffer anyway.
+    for _ in range(_NONBLOCKING_PASSES):
+        try:
+            io.recvmsg(1, 1024, _MSG_ERRQUEUE | _MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # a pending error surfaced: the next read reports it
 
 
 def _receive_other(sock: UDPSocksSocket, end: _Endpoint, timeout: float) -> tuple[bytes, Any]:

@@ -39,6 +39,7 @@ from conftest import FdCounter
 from server import (
     ATYP_DOMAIN,
     ATYP_IPV4,
+    ATYP_IPV6,
     CMD_UDP_ASSOCIATE,
     Datagram,
     SocksServer,
@@ -1097,3 +1098,161 @@ def test_peek_and_error_queue_are_refused_by_every_receive(
             _RECEIVES[name](sock, flag)
         assert info.value.errno == errno.EOPNOTSUPP
     assert sock.recvfrom(100) == (b"kept", REMOTE)
+
+
+# --------------------------------------------------------------------------
+# 11. Reads after this module's poll never wait on their own; mapped
+#     addresses; closed sockets; queued ICMP errors.
+# --------------------------------------------------------------------------
+
+#: A receive's timeout in the two-reader race (the datagram comes halfway).
+RACE_TIMEOUT = 1.0
+
+
+@pytest.mark.parametrize("default_timeout", [False, True], ids=["own-timeout", "default-timeout"])
+@pytest.mark.parametrize("name", ["recvfrom", "recv_into", "recvmsg"])
+def test_the_reader_that_loses_a_datagram_still_stops_at_its_deadline(
+    socks_server: SocksServer, make_udp: MakeUDP, name: str, default_timeout: bool
+) -> None:
+    # All readers wake for one datagram; those that find it gone must
+    # wait on within their own deadline, as on a plain socket, not a fresh
+    # whole timeout inside the socket's C method.  A default timeout at
+    # association time once made the fast paths read through that method.
+    saved = socket.getdefaulttimeout()
+    if default_timeout:
+        socket.setdefaulttimeout(RACE_TIMEOUT)
+    try:
+        sock = make_udp(socks_server, timeout=RACE_TIMEOUT)
+        sock.associate()
+    finally:
+        socket.setdefaulttimeout(saved)
+    assoc = socks_server.wait_for_association()
+    outcomes: list[tuple[Any, float]] = []
+    lock = threading.Lock()
+
+    def receive() -> None:
+        started = time.monotonic()
+        try:
+            result: Any = _RECEIVES[name](sock, 0)
+        except BaseException as exc:
+            result = exc
+        with lock:
+            outcomes.append((result, time.monotonic() - started))
+
+    # Several losers: whether one of them reads before the winner has taken
+    # the datagram is down to the scheduler, and without the fix any loser
+    # that reads after it waits too long.
+    readers = 4
+    threads = [threading.Thread(target=receive) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(RACE_TIMEOUT / 2)
+    assoc.send_to_client(_dgram(b"one"))
+    for thread in threads:
+        thread.join(RACE_TIMEOUT * 4)
+    assert len(outcomes) == readers
+    timed_out = [(r, t) for r, t in outcomes if isinstance(r, BaseException)]
+    assert len(timed_out) == readers - 1, outcomes
+    for result, elapsed in timed_out:
+        assert isinstance(result, socket.timeout), result
+        # Without the fix: about 1.5 s (half a timeout, then a whole one).
+        assert elapsed < RACE_TIMEOUT + MARGIN, outcomes
+
+
+@pytest.mark.parametrize(
+    ("connected", "reported"),
+    [
+        ("::ffff:192.0.2.1", (ATYP_IPV4, "192.0.2.1")),
+        ("::ffff:192.0.2.1", (ATYP_IPV6, "::ffff:192.0.2.1")),
+        ("192.0.2.1", (ATYP_IPV6, "::ffff:192.0.2.1")),
+    ],
+    ids=["mapped-reported-as-ipv4", "mapped-reported-mapped", "ipv4-reported-mapped"],
+)
+def test_connected_filter_takes_an_ipv4_mapped_address_as_its_ipv4_address(
+    socks_server_v6: SocksServer,
+    make_udp: MakeUDP,
+    connected: str,
+    reported: tuple[int, str],
+) -> None:
+    # A relay may name an IPv4 remote with an IPv4 header (Dante does)
+    # whichever way the caller spelled it; a plain dual-stack socket
+    # connected to ::ffff:192.0.2.1 gets that remote's replies.
+    sock = make_udp(socks_server_v6, socket.AF_INET6)
+    sock.connect((connected, 53))
+    assoc = socks_server_v6.wait_for_association()
+    atyp, host = reported
+    # Another host first: the filter still drops it.
+    assoc.send_to_client(encode_udp_datagram(0, ATYP_IPV4, "192.0.2.2", 53, b"other"))
+    for payload in (b"first", b"again"):  # the second one through the fast path
+        assoc.send_to_client(encode_udp_datagram(0, atyp, host, 53, payload))
+        assert sock.recvfrom(100) == (payload, (host, 53, 0, 0))
+
+
+_AFTER_CLOSE: dict[str, Callable[[socket.socket], Any]] = {
+    "sendto": lambda s: s.sendto(b"x", REMOTE),
+    "send": lambda s: s.send(b"x"),
+    "sendmsg": lambda s: s.sendmsg([b"x"]),
+    "sendall": lambda s: s.sendall(b"x"),
+    "connect": lambda s: s.connect(REMOTE),
+    "recvfrom": lambda s: s.recvfrom(100),
+}
+
+
+@pytest.mark.parametrize("dup_alive", [False, True], ids=["last", "dup-alive"])
+def test_a_closed_socket_fails_with_ebadf_as_a_plain_one(
+    associated: tuple[UDPSocksSocket, UDPAssociation], make_udp: MakeUDP, dup_alive: bool
+) -> None:
+    # Not UDPAssociationClosedError (ECONNRESET): that one says the proxy
+    # ended the association.  With a dup still open the association lives
+    # on, and the send fast paths see a closed object, not an ended one.
+    sock, _ = associated
+    sock.connect(REMOTE)
+    assert sock.send(b"warm") == 4  # the fast paths have their headers
+    assert sock.sendto(b"warm", REMOTE) == 4
+    if dup_alive:
+        make_udp.track(sock.dup())  # type: ignore[attr-defined]
+    sock.close()
+    plain = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain.close()
+    for name, call in _AFTER_CLOSE.items():
+        with pytest.raises(OSError) as expected:
+            call(plain)
+        with pytest.raises(OSError) as info:
+            call(sock)
+        assert type(info.value) is type(expected.value), name
+        assert info.value.errno == errno.EBADF, name
+    assert sock.connect_ex(REMOTE) == plain.connect_ex(REMOTE) == errno.EBADF
+    with pytest.raises(OSError) as info:
+        sock.associate()
+    assert info.value.errno == errno.EBADF
+
+
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+
+
+def test_a_queued_icmp_error_does_not_make_a_receive_spin(
+    scripted_server: ScriptedServer, make_udp: MakeUDP
+) -> None:
+    # With IP_RECVERR the relay's ICMP errors are queued on the UDP socket;
+    # poll() reports POLLERR while one is queued, and MSG_ERRQUEUE is
+    # refused through a relay, so the receive must clear them itself.
+    server = scripted_server(_answering_with_relay_of(lambda: relay))
+    sock = make_udp(server, timeout=RACE_TIMEOUT)
+    relay = _test_relay(make_udp)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    sock.sendto(b"x", REMOTE)
+    relay.recvfrom(100)
+    relay.close()  # its port unreachable from now on
+    sock.sendto(b"y", REMOTE)
+    poller = select.poll()
+    poller.register(sock.fileno(), 0)
+    assert poller.poll(TIMEOUT * 1000), "no ICMP error was queued"
+    # The error is reported once, as a plain socket reports it.
+    with pytest.raises(ConnectionRefusedError):
+        sock.recvfrom(100)
+    started_cpu = time.process_time()
+    with pytest.raises(socket.timeout):
+        sock.recvfrom(100)
+    # Without the fix: the whole timeout at 100 % CPU.
+    assert time.process_time() - started_cpu < RACE_TIMEOUT / 3
+    assert not poller.poll(0), "the error queue was not cleared"
