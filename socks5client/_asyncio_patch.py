@@ -18,8 +18,10 @@ these loop methods are replaced on their classes:
   and lookups with ``AI_PASSIVE`` (an address to listen on, as bind()
   resolves it), go through the patched ``socket.getaddrinfo`` in the executor, which
   remembers the addresses of ``no_proxy`` names as the blocking patch does;
-* ``create_connection`` (``uvloop.Loop`` only; the default loop's calls the
-  two above): a proxied host gets a tunnel from
+* ``create_connection`` (``BaseEventLoop``): only the TLS name of a
+  non-ASCII host, the IDNA 2008 form reached (it resolves and connects
+  through the two above);
+* ``create_connection`` (``uvloop.Loop``): a proxied host gets a tunnel from
   :mod:`socks5client.asyncio`, handed to the original as ``sock=``; a
   direct one goes to the original in the form ``no_proxy`` judged (see
   ``patch._direct_name``), which libuv then looks up;

@@ -46,7 +46,6 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: The directory put first on ``PYTHONPATH`` for children (see _hook/).
 HOOK_DIR = os.path.join(_PACKAGE_DIR, "_hook")
 
-#: Where the proxy URL comes from when ``--proxy`` is absent, in order.
 
 USAGE = f"""\
 usage: {PROG} [options] [--] script.py [args...]
@@ -95,7 +94,8 @@ Options go before the program; everything after it belongs to the program.
 environment:
   SOCKS5CLIENT_PROXY, all_proxy, ALL_PROXY, socks_proxy, SOCKS_PROXY
                         the proxy URL when --proxy is absent, looked up in
-                        this order (an empty value counts as unset).  Only
+                        this order (a value that is empty or only spaces
+                        counts as unset).  Only
                         socks5:// and socks5h:// URLs are accepted.
                         SOCKS5CLIENT_PROXY keeps the URL out of ps output
                         (unlike --proxy) and, unlike ALL_PROXY, is not read
@@ -108,7 +108,8 @@ environment:
 
 what goes direct:
   Without --no-proxy, connections to localhost, to loopback addresses
-  (127.0.0.0/8, ::1) and to the hosts no_proxy/NO_PROXY lists go direct;
+  (127.0.0.0/8, ::1), to this machine's host name and to the hosts
+  no_proxy/NO_PROXY lists go direct;
   everything else goes through the proxy.  Sockets that are not IPv4/IPv6
   (AF_UNIX...) are never proxied.  With socks5h:// the program's name
   lookups (getaddrinfo, gethostbyname...) for proxied names make no DNS

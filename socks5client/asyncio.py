@@ -890,7 +890,8 @@ async def open_connection(
     ``proxy``: a :class:`~socks5client.Proxy` or URL; else the default
     proxy; with neither, a direct connection.  ``ssl`` makes TLS with the
     destination, through the tunnel (``server_hostname`` defaults to
-    ``host``).  ``timeout`` bounds the whole call, TLS handshake included.
+    ``host``; a non-ASCII name in the IDNA 2008 form sent to the proxy).
+    ``timeout`` bounds the whole call, TLS handshake included.
     Other keyword arguments are :func:`asyncio.open_connection`'s
     (``limit``, ``ssl_handshake_timeout``...); ``local_addr`` and ``family``
     apply to the connection to the proxy, and the arguments that shape a

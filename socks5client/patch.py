@@ -397,6 +397,8 @@ class _PatchedSocket(socksocket):
             return
         proxy, target = self._route(address)
         if proxy is None:
+            if self._is_open_tunnel():  # (see socksocket.connect)
+                raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
             self._direct = True  # (see socksocket._connected_directly)
             PlainSocket.connect(self, target)
             return
@@ -416,6 +418,8 @@ class _PatchedSocket(socksocket):
         except OSError as exc:
             return exc.errno or errno.EHOSTUNREACH
         if proxy is None:
+            if self._is_open_tunnel():
+                return errno.EISCONN
             self._direct = True
             return PlainSocket.connect_ex(self, target)
         if not self._stream:

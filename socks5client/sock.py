@@ -704,7 +704,9 @@ class socksocket(socket.socket):
                 return False
         except ValueError:
             pass  # not sendable to a proxy either, but the C method would look it up
-        return self._effective_proxy() is not None
+        # A tunnel counts whatever its proxy setting now: the connection a
+        # BIND's accept() returns has none of its own.
+        return self._peername is not None or self._effective_proxy() is not None
 
     # -- connecting --------------------------------------------------------
 
@@ -719,14 +721,7 @@ class socksocket(socket.socket):
         if proxy is _UNSET:
             proxy = get_default_proxy()
         if proxy is None or not self._inet:
-            if (self._peername is not None or self._bind_address is not None) and (
-                self.fileno() != -1  # closed: the C call's EBADF
-            ):
-                # A tunnel already (CONNECT done, or a BIND), now without a
-                # proxy: as any connected socket, EISCONN.  The C call would
-                # not say so: after a connect completed in non-blocking mode
-                # Linux answers the next one with success, once, and the
-                # tunnel would pass for a direct connection.  No system call.
+            if self._is_open_tunnel():
                 raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
             _check_not_synthetic(address)
             self._direct = True
@@ -748,10 +743,8 @@ class socksocket(socket.socket):
         """
         proxy = self._effective_proxy()
         if proxy is None:
-            if (self._peername is not None or self._bind_address is not None) and (
-                self.fileno() != -1
-            ):
-                return errno.EISCONN  # a tunnel already (see connect)
+            if self._is_open_tunnel():
+                return errno.EISCONN
             _check_not_synthetic(address)
             self._direct = True
             return PlainSocket.connect_ex(self, address)
@@ -759,6 +752,19 @@ class socksocket(socket.socket):
             return errno.EOPNOTSUPP
         return _errno_of(
             self._connect_via, proxy, address, Budget.for_socket(self.gettimeout()), True
+        )
+
+    def _is_open_tunnel(self) -> bool:
+        """Whether this open socket is a tunnel already (CONNECT done, or a BIND).
+
+        A direct connect() must then fail with EISCONN, as on any connected
+        socket; the C call would not say so: after a connect completed in
+        non-blocking mode, Linux answers the next one with success, once,
+        and the tunnel would pass for a direct connection.  No system call
+        (a closed socket: False, and the C call's EBADF).
+        """
+        return (self._peername is not None or self._bind_address is not None) and (
+            self.fileno() != -1
         )
 
     def _connect_via(

@@ -1089,6 +1089,8 @@ class UDPSocksSocket(socksocket):
     def _destination(self) -> tuple[str, int]:
         peer = self._peer()
         if peer is None:
+            if self.fileno() == -1:  # closed: what a plain socket says first
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
             raise OSError(errno.EDESTADDRREQ, os.strerror(errno.EDESTADDRREQ))
         return peer.dest
 

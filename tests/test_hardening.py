@@ -294,6 +294,22 @@ with SocksServer("127.0.0.1") as proxy, EchoServer("127.0.0.1") as echo:
             s.sendto(b"x", ("unconnected.example", 80))
         except OSError as exc:
             report["unconnected"] = type(exc).__name__
+    # The connection a BIND's accept() returns is a tunnel too, though it
+    # has no proxy of its own.
+    with socks5client.socksocket() as listener:
+        listener.set_proxy(url)
+        listener.settimeout(5)
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname(), timeout=5) as peer:
+            conn, _ = listener.accept()
+            with conn:
+                report["bind_sendto"] = conn.sendto(b"gh", ("bind-sendto.example", 80))
+                report["bind_sendmsg"] = conn.sendmsg([b"ij"], [], 0, ("bind-sendmsg.example", 80))
+                got = b""
+                while len(got) < 4:
+                    got += peer.recv(4 - len(got))
+                report["bind_received"] = got.decode()
 time.sleep(0.1)
 report["queries"] = list(trap.names)
 print(json.dumps(report))
@@ -339,6 +355,8 @@ def test_send_address_with_a_name_is_not_looked_up(tmp_path: Any) -> None:
     assert (report["sendto"], report["sendto_flags"], report["sendmsg"]) == (2, 2, 2)
     assert report["echoed"] == "abcdef"
     assert report["unconnected"] == "BrokenPipeError"
+    bind = (report["bind_sendto"], report["bind_sendmsg"], report["bind_received"])
+    assert bind == (2, 2, "ghij")
     assert report["queries"] == []
 
 

@@ -1038,3 +1038,26 @@ def test_the_port_of_a_proxied_destination_is_read_as_the_resolver_reads_it(
             socket.getaddrinfo("localhost", bad, socket.AF_INET, socket.SOCK_STREAM)
         with pytest.raises(socket.gaierror):
             _port_number(bad, socket.SOCK_STREAM)
+
+
+def test_a_tunnel_refuses_a_direct_connect_with_eisconn(
+    socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # After a connect completed in non-blocking mode, Linux answers the next
+    # connect() with success, once: a direct route chosen by no_proxy must
+    # not take that for a connection while the socket is still the tunnel.
+    with socket.create_server(("127.0.0.1", 0)) as direct:
+        direct_port = direct.getsockname()[1]
+        socks5client.patch(url(socks_server), no_proxy=f"127.0.0.1:{direct_port}")
+        with socket.socket() as s:
+            s.settimeout(5)
+            s.connect(echo_server)  # through the proxy
+            with pytest.raises(OSError) as info:
+                s.connect(("127.0.0.1", direct_port))
+            assert info.value.errno == errno.EISCONN
+            assert s.connect_ex(("127.0.0.1", direct_port)) == errno.EISCONN
+            assert s.getpeername() == echo_server
+            echo(s)  # still the tunnel
+        direct.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            direct.accept()  # nothing came directly

@@ -1227,6 +1227,23 @@ def test_a_closed_socket_fails_with_ebadf_as_a_plain_one(
     assert info.value.errno == errno.EBADF
 
 
+def test_a_closed_socket_never_connected_fails_with_ebadf_too(
+    associated: tuple[UDPSocksSocket, UDPAssociation],
+) -> None:
+    # send() and sendmsg() without an address have no destination either:
+    # a plain closed socket still says EBADF first, not EDESTADDRREQ.
+    sock, _ = associated
+    sock.close()
+    plain = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain.close()
+    for name, call in _AFTER_CLOSE.items():
+        with pytest.raises(OSError) as expected:
+            call(plain)
+        with pytest.raises(OSError) as info:
+            call(sock)
+        assert (info.value.errno, type(info.value)) == (errno.EBADF, type(expected.value)), name
+
+
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 
 
