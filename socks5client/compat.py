@@ -53,6 +53,8 @@ keeps finding them.
 
 from __future__ import annotations
 
+import base64
+import copy
 import errno
 import importlib
 import importlib.machinery
@@ -60,6 +62,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Iterable, MutableMapping
 from types import ModuleType
 from typing import Any
 
@@ -383,6 +386,105 @@ _SOCKSHANDLER = _new_module(
 )
 
 _MODULES = {"socks": _SOCKS, "sockshandler": _SOCKSHANDLER}
+
+
+def _drop_proxy_authorization(
+    headers: MutableMapping[str, Any], derived: Iterable[str | None]
+) -> bool:
+    """Remove a ``Proxy-Authorization`` header equal to one of the ``derived`` values.
+
+    The one rule for both routes into requests (``SOCKSAdapter`` and the
+    ``socks`` stand-in under ``urllib3.contrib.socks``): when it follows a
+    redirect, requests adds that header, made from the SOCKS proxy URL's
+    credentials, and no SOCKS route sends it to an HTTP proxy, so it would
+    reach the site itself.  ``derived`` gives the values the proxy
+    credentials make; a header with any other value is the caller's own and
+    stays.  The name is matched in any case, as HTTP does.  True if removed.
+    """
+    names = [name for name in headers if name.lower() == "proxy-authorization"]
+    if not names:
+        return False
+    values = {headers[name] for name in names}
+    for value in derived:
+        if value is not None and value in values:
+            for name in names:
+                del headers[name]
+            return True
+    return False
+
+
+def _basic_authorization(username: Any, password: Any) -> str | None:
+    """The ``Proxy-Authorization`` value requests makes from a proxy URL's credentials.
+
+    requests adds it only with both a user name and a password, encoded as
+    Latin-1 (``requests.auth._basic_auth_str``); without both, or with
+    characters Latin-1 lacks, it adds none, and there is nothing to match.
+    """
+    if not username or not password:
+        return None
+    try:
+        raw = b":".join(
+            part.encode("latin-1") if isinstance(part, str) else bytes(part)
+            for part in (username, password)
+        )
+    except (UnicodeEncodeError, TypeError):
+        return None
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def _guarded_pool(pool_class: Any) -> Any:
+    """``pool_class`` (a urllib3 SOCKS pool) dropping a header made from its proxy credentials."""
+
+    class GuardedPool(pool_class):  # type: ignore[misc]
+        def urlopen(
+            self,
+            method: str,
+            url: str,
+            body: Any = None,
+            headers: Any = None,
+            *args: Any,
+            **kw: Any,
+        ) -> Any:
+            options = self.conn_kw.get("_socks_options") or {}
+            derived = _basic_authorization(options.get("username"), options.get("password"))
+            if headers and derived is not None:
+                # A copy: the caller's mapping (requests' request.headers) is theirs.
+                headers = copy.copy(headers)
+                _drop_proxy_authorization(headers, (derived,))
+            # Out of this frame, which is in the traceback of every failure below.
+            del options, derived
+            return super().urlopen(method, url, body, headers, *args, **kw)
+
+    GuardedPool.__name__ = GuardedPool.__qualname__ = pool_class.__name__
+    return GuardedPool
+
+
+def _guarded_manager(urllib3_socks: ModuleType) -> Any:
+    """urllib3's ``SOCKSProxyManager``, with pools that never forward derived proxy credentials.
+
+    requests' ``Session.rebuild_proxies`` adds ``Proxy-Authorization`` for a
+    SOCKS proxy URL with credentials as for an HTTP one; urllib3's SOCKS
+    pools send it on, through the tunnel, to the site.  requests sends
+    through the pool (``conn.urlopen``), not the manager, so the guard is
+    on the pools.
+    """
+    base: Any = urllib3_socks.SOCKSProxyManager
+    if getattr(base, "_socks5client_guarded", False):
+        return base
+    pools = {scheme: _guarded_pool(cls) for scheme, cls in base.pool_classes_by_scheme.items()}
+
+    class SOCKSProxyManager(base):  # type: ignore[misc]
+        _socks5client_guarded = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # urllib3 sets this on the instance, from its own class.
+            self.pool_classes_by_scheme = pools
+
+    SOCKSProxyManager.__qualname__ = "SOCKSProxyManager"
+    return SOCKSProxyManager
+
+
 _ABSENT: Any = object()
 
 
@@ -438,24 +540,34 @@ def install_as_pysocks() -> ModuleType:
 
 
 def _adopt_consumers(installation: _Installation) -> None:
-    """Point an already imported urllib3.contrib.socks and requests.adapters at the stand-in."""
+    """Point urllib3.contrib.socks and an imported requests.adapters at the stand-in.
+
+    urllib3.contrib.socks is imported here if urllib3 is installed, even
+    before requests: its ``SOCKSProxyManager`` is replaced with one that
+    drops the ``Proxy-Authorization`` header requests derives from the
+    proxy URL, and requests takes that class when it is imported.
+    """
     urllib3_socks = sys.modules.get("urllib3.contrib.socks")
     if urllib3_socks is not None and getattr(urllib3_socks, "socks", _SOCKS) is not _SOCKS:
         # Its functions read the global ``socks`` at each call.
         installation.rebind(urllib3_socks, "socks", _SOCKS)
-    adapters = sys.modules.get("requests.adapters")
-    if adapters is None or not hasattr(adapters, "SOCKSProxyManager"):
-        return
     if urllib3_socks is None:
         try:
             urllib3_socks = importlib.import_module("urllib3.contrib.socks")
         except ImportError:
             return
     manager = getattr(urllib3_socks, "SOCKSProxyManager", None)
-    # requests' stand-in that raises "Missing dependencies for SOCKS
-    # support", or a class from a urllib3.contrib.socks no longer imported.
-    if manager is not None and adapters.SOCKSProxyManager is not manager:
-        installation.rebind(adapters, "SOCKSProxyManager", manager)
+    if manager is None:
+        return
+    guarded = _guarded_manager(urllib3_socks)
+    if guarded is not manager:
+        installation.rebind(urllib3_socks, "SOCKSProxyManager", guarded)
+    adapters = sys.modules.get("requests.adapters")
+    # requests' own class, its stand-in that raises "Missing dependencies
+    # for SOCKS support", or a class from a urllib3.contrib.socks no longer
+    # imported.
+    if adapters is not None and getattr(adapters, "SOCKSProxyManager", guarded) is not guarded:
+        installation.rebind(adapters, "SOCKSProxyManager", guarded)
 
 
 def uninstall_as_pysocks() -> None:
@@ -484,6 +596,12 @@ def uninstall_as_pysocks() -> None:
                 del sys.modules[name]
             else:
                 sys.modules[name] = previous
+        adapters = sys.modules.get("requests.adapters")
+        manager = getattr(adapters, "SOCKSProxyManager", None)
+        if getattr(manager, "_socks5client_guarded", False):
+            # requests imported while installed took the guarded class: give
+            # it urllib3's, as if it had been imported now.
+            adapters.SOCKSProxyManager = manager.__bases__[0]  # type: ignore[union-attr]
         urllib3_socks = sys.modules.get("urllib3.contrib.socks")
         if urllib3_socks is not None and getattr(urllib3_socks, "socks", None) is _SOCKS:
             try:

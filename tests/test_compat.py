@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 from urllib.parse import quote
 
 import pytest
@@ -427,6 +427,105 @@ def test_requests_with_all_proxy(
     assert (record.dst_addr, record.dst_port) == site
     expected = (AUTH_USER, AUTH_PASSWORD) if with_credentials else (None, None)
     assert (record.username, record.password) == expected
+
+
+class _RedirectingSite(http.server.BaseHTTPRequestHandler):
+    """Redirects ``/a`` to ``/b`` once and records the headers of every request."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[Any]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers)
+        if self.path == "/a":
+            self.send_response(302)
+            self.send_header("Location", "/b")
+            self.send_header("Content-Length", "0")
+        else:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+        self.end_headers()
+        if self.path != "/a":
+            self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
+
+
+@pytest.fixture
+def redirecting_site() -> Iterator[tuple[str, int, list[Any]]]:
+    """``(host, port, headers seen)`` of a site whose ``/a`` redirects to ``/b``."""
+    handler = type("Handler", (_RedirectingSite,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", int(server.server_address[1]), handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("source", ["proxies", "ALL_PROXY"])
+def test_requests_redirect_does_not_send_proxy_credentials_to_the_site(
+    stand_in: ModuleType,
+    clean_environment: pytest.MonkeyPatch,
+    auth_server: SocksServer,
+    redirecting_site: tuple[str, int, list[Any]],
+    source: str,
+) -> None:
+    # After a redirect requests adds Proxy-Authorization made from the proxy
+    # URL's credentials; through SOCKS that header would go to the site.
+    host, port, seen = redirecting_site
+    proxy = _proxy_url(auth_server, f"{AUTH_USER}:{AUTH_PASSWORD}@")
+    url = f"http://{host}:{port}/a"
+    if source == "proxies":
+        with requests.Session() as session:
+            session.trust_env = False
+            response = session.get(url, proxies={"http": proxy}, timeout=TIMEOUT)
+    else:
+        clean_environment.setenv("ALL_PROXY", proxy)
+        response = requests.get(url, timeout=TIMEOUT)
+    assert response.status_code == 200
+    assert [r.url for r in response.history] == [url]
+    assert len(seen) == 2
+    assert all(headers.get("Proxy-Authorization") is None for headers in seen)
+    # The credentials went where they belong (one kept-alive connection).
+    assert auth_server.records
+    assert all(r.password == AUTH_PASSWORD for r in auth_server.records)
+
+
+def test_requests_redirect_keeps_a_proxy_authorization_header_of_the_callers(
+    stand_in: ModuleType,
+    session: Any,
+    auth_server: SocksServer,
+    redirecting_site: tuple[str, int, list[Any]],
+) -> None:
+    # Only the value derived from the SOCKS credentials is dropped.
+    host, port, seen = redirecting_site
+    proxy = _proxy_url(auth_server, f"{AUTH_USER}:{AUTH_PASSWORD}@")
+    response = session.get(
+        f"http://{host}:{port}/b",
+        proxies={"http": proxy},
+        headers={"Proxy-Authorization": "Bearer for-the-site"},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    (headers,) = seen
+    assert headers.get("Proxy-Authorization") == "Bearer for-the-site"
+
+
+def test_uninstall_gives_requests_urllib3s_manager_back(import_state: None) -> None:
+    _hide_pysocks()
+    compat.install_as_pysocks()
+    guarded = sys.modules["urllib3.contrib.socks"].SOCKSProxyManager
+    assert requests_adapters.SOCKSProxyManager is guarded
+    compat.uninstall_as_pysocks()
+    original = sys.modules["urllib3.contrib.socks"].SOCKSProxyManager
+    assert original is not guarded
+    assert issubclass(guarded, original)
+    assert not getattr(requests_adapters.SOCKSProxyManager, "_socks5client_guarded", False)
 
 
 def _connection_error(session: Any, site: tuple[str, int], proxy: str) -> Any:

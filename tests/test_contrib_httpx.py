@@ -559,6 +559,27 @@ def test_missing_credentials_raise_proxy_error(
     assert isinstance(info.value.__cause__, errors.SOCKS5AuthError)
 
 
+#: A host name SOCKS5 cannot carry: 304 bytes, over its 255.
+TOO_LONG_NAME = ".".join(["a" * 60] * 5)
+
+
+def test_host_too_long_for_socks5_is_a_connect_error_before_any_lookup(
+    socks_server: SocksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Such a host can come from a hostile site's redirect; without a proxy
+    # httpx reports it as ConnectError, which ``except httpx.HTTPError`` catches.
+    from dns_recorder import install_recorder
+
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden.add(TOO_LONG_NAME)
+    with client_for(url_of(socks_server)) as client, pytest.raises(httpx.ConnectError) as info:
+        client.get(f"http://{TOO_LONG_NAME}/")
+    assert type(info.value.__cause__) is ValueError
+    assert "255" in str(info.value)
+    assert TOO_LONG_NAME not in resolver.hosts()
+    assert connects(socks_server) == []
+
+
 def test_destination_refused_raises_connect_error(socks_server: SocksServer, names: Names) -> None:
     port = closed_port()
     with client_for(url_of(socks_server)) as client, pytest.raises(httpx.ConnectError) as info:

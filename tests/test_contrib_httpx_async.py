@@ -171,6 +171,24 @@ def test_reply_codes_map_to_httpx_errors(
     run(attempt())
 
 
+def test_host_too_long_for_socks5_is_a_connect_error_before_any_lookup(
+    run: Runner[Any], socks_server: SocksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dns_recorder import install_recorder
+
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden.add(sync_suite.TOO_LONG_NAME)
+
+    async def attempt() -> None:
+        with pytest.raises(httpx.ConnectError) as info:
+            await get(url_of(socks_server), f"http://{sync_suite.TOO_LONG_NAME}/")
+        assert type(info.value.__cause__) is ValueError
+
+    run(attempt())
+    assert sync_suite.TOO_LONG_NAME not in resolver.hosts()
+    assert connects(socks_server) == []
+
+
 def test_proxy_down_and_refused_credentials_are_proxy_errors(
     run: Runner[Any], auth_server: SocksServer, names: Names
 ) -> None:

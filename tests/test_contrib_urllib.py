@@ -468,6 +468,28 @@ def test_redirect_to_ftp_is_refused_not_fetched_around_the_proxy(
     assert requests_of(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, "localhost", site.port)]
 
 
+def test_redirect_to_a_host_too_long_for_socks5_is_a_url_error_before_any_lookup(
+    socks_server: SocksServer, sites: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 304 bytes, over SOCKS5's 255: plain urllib raises URLError for such a
+    # host, and ``except URLError`` must catch it through the proxy too.
+    from dns_recorder import install_recorder
+
+    long_name = ".".join(["a" * 60] * 5)
+    resolver = install_recorder(monkeypatch)
+    resolver.forbidden.add(long_name)
+    site = sites()
+    opener = build_opener(url_of(socks_server))
+    with pytest.raises(urllib.error.URLError) as info:
+        opener.open(site.url(path=f"/redirect?to=http://{long_name}/"), timeout=TIMEOUT)
+    reason = info.value.reason
+    assert isinstance(reason, socket.gaierror)
+    assert reason.errno == socket.EAI_NONAME
+    assert type(reason.__cause__) is ValueError
+    assert long_name not in resolver.hosts()
+    assert requests_of(socks_server) == [(CMD_CONNECT, ATYP_DOMAIN, "localhost", site.port)]
+
+
 def test_redirect_from_https_to_http(
     socks_server: SocksServer, sites: Callable[..., Site], client_tls: ssl.SSLContext
 ) -> None:

@@ -144,6 +144,18 @@ def _connect_failure(exc: OSError) -> Exception:
     return _httpcore_error(httpcore.ConnectError, exc)
 
 
+def _unreachable_host(exc: ValueError) -> Exception:
+    """httpcore's ConnectError for a host SOCKS5 cannot carry (a name over 255 bytes...).
+
+    Such a host can come from a redirect; without a proxy httpx reports it
+    as a failed connection, so ``except httpx.HTTPError`` must catch it here
+    too.  The message is our own validation's, naming no secret.
+    """
+    error = httpcore.ConnectError(str(exc))
+    setattr(error, _ORIGINAL, exc)
+    return error
+
+
 @contextlib.contextmanager
 def _stream_errors(timeout_error: type[Exception], other_error: type[Exception]) -> Iterator[None]:
     """Socket errors of an established stream as the httpcore exceptions given."""
@@ -192,7 +204,7 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         if httpx_class is None:
             raise
         original = getattr(exc, _ORIGINAL, None)
-        cause = original if isinstance(original, OSError) else exc
+        cause = original if isinstance(original, (OSError, ValueError)) else exc
         raise httpx_class(str(exc), request=request) from cause
 
 
@@ -341,6 +353,8 @@ class SOCKSNetworkBackend(httpcore.NetworkBackend):
             )
         except OSError as exc:
             raise _connect_failure(exc) from exc
+        except ValueError as exc:
+            raise _unreachable_host(exc) from exc
         try:
             server_addr = sock.getpeername()
         except OSError as exc:
@@ -844,6 +858,8 @@ class AsyncSOCKSNetworkBackend(httpcore.AsyncNetworkBackend):
                 sock = await self._connect_in_worker(host, port, timeout, source, options)
         except OSError as exc:
             raise _connect_failure(exc) from exc
+        except ValueError as exc:
+            raise _unreachable_host(exc) from exc
         try:
             server_addr = sock.getpeername()
             sock.setblocking(False)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 import requests
@@ -53,6 +53,7 @@ from urllib3.util.timeout import Timeout
 from .. import errors
 from .._environ import proxy_from_environment
 from .._secret import guard_secrets
+from ..compat import _drop_proxy_authorization
 from ..proxy import Proxy
 from ..sock import create_connection
 
@@ -474,14 +475,14 @@ def _drop_derived_proxy_authorization(
     header would go to the site itself, credentials and all.  A header the
     caller set that matches no proxy URL is left alone.
     """
-    header = request.headers.get("Proxy-Authorization")
-    if not header or not proxies:
-        return
+    if proxies:
+        _drop_proxy_authorization(request.headers, _derived_headers(adapter, proxies))
+
+
+def _derived_headers(adapter: HTTPAdapter, proxies: Mapping[str, str]) -> Iterator[str | None]:
+    """The ``Proxy-Authorization`` values requests would make for the URLs in ``proxies``."""
     for url in proxies.values():
         try:
-            derived = adapter.proxy_headers(url).get("Proxy-Authorization")
+            yield adapter.proxy_headers(url).get("Proxy-Authorization")
         except Exception:  # a malformed URL in proxies: not ours to judge
             continue
-        if derived == header:
-            del request.headers["Proxy-Authorization"]
-            return

@@ -121,9 +121,15 @@ class SOCKSHTTPConnection(http.client.HTTPConnection):
             # One call, one deadline: self.timeout bounds connecting to the
             # proxy and the whole handshake, then stays on the socket as the
             # per-operation timeout urllib expects for reads.
-            sock = create_connection(
-                (self.host, self.port), self.timeout, self.source_address, proxy=proxy
-            )
+            try:
+                sock = create_connection(
+                    (self.host, self.port), self.timeout, self.source_address, proxy=proxy
+                )
+            except ValueError as exc:
+                # A host SOCKS5 cannot carry (a name over 255 bytes...), from
+                # a redirect say: a name that cannot be looked up, as the
+                # direct route reports it, so that urllib raises URLError.
+                raise socket.gaierror(socket.EAI_NONAME, str(exc)) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
