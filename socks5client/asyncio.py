@@ -1073,6 +1073,9 @@ class BindListener:
         closed, self._closed = self._closed, None
         if closed is not None and not closed.done():
             closed.set_exception(OSError(errno.EBADF, "the SOCKS5 BIND was closed"))
+            # Marked as seen: accept() raises it, unless its task was
+            # cancelled first, when asyncio would log it as never retrieved.
+            closed.exception()
         if reading is not None:
             # Before the socket closes: the read stops watching its
             # descriptor, whose number is free for reuse after.
