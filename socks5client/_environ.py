@@ -72,6 +72,11 @@ def _is_for_another_program(url: str) -> bool:
     scheme, sep, _ = url.partition("://")
     if sep:
         return scheme.lower() in _HTTP_SCHEMES
+    userinfo, at, host = url.rpartition("@")
+    if at and "/" not in userinfo and userinfo.count(":") <= 1:
+        # "user:pw@host:port": the host is what names the proxy (a user
+        # name with "sock" in it says nothing).
+        return "sock" not in host.partition(":")[0].lower()
     return "sock" not in url.partition(":")[0].lower()
 
 

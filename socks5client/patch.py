@@ -486,6 +486,9 @@ def _port_number(port: Any, kind: int) -> int:
     Its errors are the resolver's too (``gaierror`` for ``-1`` or an unknown
     service); a loopback literal with ``AI_NUMERICHOST`` needs no query.
     """
+    if isinstance(port, int) and type(port) is not int:
+        # An IntEnum port, say: uvloop takes it, the C resolver only an int.
+        port = int(port)
     info = _resolve.getaddrinfo("127.0.0.1", port, socket.AF_INET, kind, 0, socket.AI_NUMERICHOST)
     return int(info[0][4][1])
 
@@ -493,11 +496,13 @@ def _port_number(port: Any, kind: int) -> int:
 def _synthetic_infos(
     active: _Active, name: str, port: Any, family: int, type_: int, proto: int, flags: int
 ) -> list[Any]:
+    # The answer's family is one the proxy can be reached in (or the one
+    # asked for), whatever AI_ADDRCONFIG says: it ignores loopback, so on a
+    # machine whose only way out is a proxy on 127.0.0.1 it would refuse
+    # every family.
+    flags &= ~socket.AI_ADDRCONFIG
     if family == socket.AF_UNSPEC:
         ipv6 = active.prefer_ipv6
-        # The family is the proxy's, which this machine reaches, even where
-        # AI_ADDRCONFIG would count a loopback proxy's family as missing.
-        flags &= ~socket.AI_ADDRCONFIG
     elif family in (socket.AF_INET, socket.AF_INET6):
         ipv6 = family == socket.AF_INET6
     else:

@@ -652,8 +652,12 @@ def set_default_proxy(
     with _default_lock:
         _default_proxy = proxy
         if cls is not None:
-            # Later than whatever socksocket.default_proxy holds now.
-            _adopted_class_setting = cls.__dict__.get("default_proxy", _NOT_SET)
+            # Later than whatever socksocket.default_proxy holds now: the
+            # attribute goes, so that any later assignment, even of the
+            # same object again, is seen as one.
+            if "default_proxy" in cls.__dict__:
+                delattr(cls, "default_proxy")
+            _adopted_class_setting = _NOT_SET
 
 
 @guard_secrets

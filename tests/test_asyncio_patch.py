@@ -828,3 +828,27 @@ def test_tls_through_the_proxy_names_the_form_the_proxy_got(
     assert [r.dst_addr for r in socks_server.records] == ["xn--fa-hia.test"]
     # Only the proxy's own connection to the literal went past the recorder.
     assert set(resolver.hosts()) <= {"127.0.0.1"}
+
+
+def test_uvloop_takes_an_int_subclass_port_for_a_proxied_name(
+    resolver: Resolver, socks_server: SocksServer, echo_server: tuple[str, int]
+) -> None:
+    # uvloop itself takes an IntEnum port; its create_connection hook must
+    # too (the C resolver that reads the port takes only an int).
+    import enum
+
+    factory = loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    port = enum.IntEnum("Port", {"ECHO": echo_server[1]}).ECHO
+    socks5client.patch(f"socks5h://127.0.0.1:{socks_server.port}", no_proxy="")
+
+    async def main() -> None:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(NAME, port), TIMEOUT)
+        writer.write(b"e")
+        assert await reader.readexactly(1) == b"e"
+        writer.close()
+
+    try:
+        run_on(factory, main())
+    finally:
+        socks5client.unpatch()
+    assert [(r.dst_addr, r.dst_port) for r in socks_server.records] == [(NAME, echo_server[1])]

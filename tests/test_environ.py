@@ -83,6 +83,9 @@ def test_the_url_and_its_variable_are_reported() -> None:
         "[::1]:3128",
         "user:pw@corp:3128",
         "http:/corp:3128",
+        # A user name with "sock" in it: the host is what names the proxy.
+        "sockuser:pw@corp:3128",
+        "sockuser@corp:3128",
     ],
 )
 def test_an_http_proxy_means_direct_without_falling_back(url: str) -> None:
@@ -124,6 +127,8 @@ def test_a_socks5_url_with_bad_slashes_is_an_error_not_a_direct_connection(url: 
         "sock5h:/127.0.0.1:1080",
         "socks4:127.0.0.1:1080",
         "socks.corp:1080",  # a SOCKS proxy without its scheme
+        "user:pw@socks.corp:1080",
+        "socks5h:/user:pw@127.0.0.1:1080",
         "ftp://127.0.0.1:1080",
         "htp://127.0.0.1:3128",
     ],

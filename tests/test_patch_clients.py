@@ -729,6 +729,7 @@ def test_no_dns_at_all_in_a_network_namespace(tmp_path: Path) -> None:
     # query reached the trap.
     assert report["body_ok"] is True
     assert report["requests"] == [[CMD_CONNECT, ATYP_DOMAIN, PROXY_ONLY_NAME]]
+    assert report["addrconfig"] == {str(f): 1 for f in (0, socket.AF_INET, socket.AF_INET6)}
     assert report["queries"] == []
 
 
@@ -813,6 +814,18 @@ def _netns_child() -> None:
     with SocksServer("127.0.0.1") as proxy:
         with socks5client.patched(f"socks5h://127.0.0.1:{proxy.port}", no_proxy=""):
             body = get_urllib(Target(PROXY_ONLY_NAME, site.port))
+            # AI_ADDRCONFIG ignores loopback, the only interface here: a
+            # proxied name must still get its synthetic answer, in any
+            # family (aiohttp asks so, with family=AF_INET).
+            addrconfig = {}
+            for family in (socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6):
+                try:
+                    infos = socket.getaddrinfo(
+                        PROXY_ONLY_NAME, 80, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG
+                    )
+                    addrconfig[int(family)] = len(infos)
+                except OSError as exc:
+                    addrconfig[int(family)] = repr(exc)
         requests = [[r.command, r.atyp, r.dst_addr] for r in proxy.records]
     site.close()
     time.sleep(0.1)
@@ -822,6 +835,7 @@ def _netns_child() -> None:
         "control_queries": control_queries,
         "body_ok": body == site.body,
         "requests": requests,
+        "addrconfig": addrconfig,
         "queries": trap.names,
     }
     print(json.dumps(report))

@@ -574,6 +574,15 @@ def test_pysocks_class_attribute_on_socks5client_itself_is_the_default(
     with socks.socksocket() as sock:
         assert _went_through_proxy(sock, peer_server)
     assert socks_server.connections == 2
+    # ... and the attribute after set_default_proxy(), even assigned the
+    # very object it held before (a module constant, a literal tuple).
+    setting = _pysocks_tuple(socks_server)
+    socks.socksocket.default_proxy = setting  # type: ignore[attr-defined]
+    socks.set_default_proxy()
+    socks.socksocket.default_proxy = setting  # type: ignore[attr-defined]
+    with socks.socksocket() as sock:
+        assert _went_through_proxy(sock, peer_server)
+    assert socks_server.connections == 3
 
 
 @pytest.mark.parametrize("kind", ["SOCKS4", "HTTP"])
