@@ -350,6 +350,17 @@ def _targets(module_name: str) -> list[tuple[type, str]]:
     module = sys.modules.get(module_name)
     if module is None:
         return []
+    if getattr(getattr(module, "__spec__", None), "_initializing", False):
+        # Another thread is importing it: its classes may not exist yet,
+        # and the watcher would not see an import already under way.  Wait
+        # for that import (it holds the module's import lock; it needs none
+        # of ours, since the watcher is not installed while this runs).
+        import importlib
+
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:
+            return []  # that import failed: nothing to patch
     if module_name == "asyncio":
         from asyncio import base_events, selector_events
 

@@ -852,3 +852,51 @@ def test_uvloop_takes_an_int_subclass_port_for_a_proxied_name(
     finally:
         socks5client.unpatch()
     assert [(r.dst_addr, r.dst_port) for r in socks_server.records] == [(NAME, echo_server[1])]
+
+
+_IMPORT_RACE_CHILD = """
+import importlib.abc, importlib.util, sys, threading, time
+import socks5client
+
+class SlowUvloop(importlib.abc.MetaPathFinder):
+    # Holds uvloop's import open for a while after it is in sys.modules.
+    def find_spec(self, name, path=None, target=None):
+        if name != "uvloop":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        real = spec.loader.exec_module
+        def exec_module(module):
+            time.sleep(0.5)
+            real(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, SlowUvloop())
+importer = threading.Thread(target=__import__, args=("uvloop",))
+importer.start()
+while "uvloop" not in sys.modules:
+    time.sleep(0.001)
+socks5client.patch("socks5h://127.0.0.1:9", no_proxy="")
+importer.join()
+import uvloop
+print("create_connection" in uvloop.Loop.__dict__, "sock_connect" in uvloop.Loop.__dict__)
+"""
+
+
+def test_patch_during_another_threads_uvloop_import_still_hooks_it() -> None:
+    # The module is in sys.modules before its Loop class exists: patch()
+    # waits for that import rather than find nothing to hook and, seeing
+    # the module loaded, no import to watch either (uvloop would then
+    # connect directly for the whole patch).
+    loop_factory("uvloop")  # skips (or fails in CI) without uvloop
+    root = str(Path(socks5client.__file__).resolve().parent.parent)
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORT_RACE_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]
