@@ -437,6 +437,10 @@ def _query_options(query: str) -> dict[str, object]:
                 "a proxy URL's query may only have pipeline, gssapi, gssapi_service and"
                 " gssapi_protection; it has another parameter"
             )
+        if key in options:
+            # Which one was meant?  Keeping the last would quietly drop,
+            # say, the GSS-API authentication or protection asked for first.
+            raise ValueError(f"a proxy URL's query has its {key} parameter twice")
         if key in ("pipeline", "gssapi"):
             flag = _FLAGS.get(value.lower()) if sep else True
             if flag is None:

@@ -70,6 +70,13 @@ def test_from_url_with_user_and_no_password() -> None:
         ("socks5://h:0", "port 0"),
         ("socks5://h:1080/path", "path"),
         ("socks5://h:1080?x=1", "query"),
+        # Which one was meant: the GSS-API asked for first, or its removal?
+        ("socks5h://h:1080?gssapi=1&gssapi=0", "gssapi parameter twice"),
+        (
+            "socks5h://h:1080?gssapi=1&gssapi_protection=confidentiality&gssapi_protection=none",
+            "gssapi_protection parameter twice",
+        ),
+        ("socks5h://h:1080?pipeline&pipeline=0", "pipeline parameter twice"),
         # Names no lookup can take: refused here, not as a UnicodeError at
         # each connection.
         ("socks5h://proxy..example:1080", "not a valid host name"),
