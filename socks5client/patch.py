@@ -500,7 +500,9 @@ def _synthetic_infos(
     # asked for), whatever AI_ADDRCONFIG says: it ignores loopback, so on a
     # machine whose only way out is a proxy on 127.0.0.1 it would refuse
     # every family.
-    flags &= ~socket.AI_ADDRCONFIG
+    # (As a plain int: ~ of the IntFlag member would also drop any bit the
+    # enum does not name, which the resolver must see to refuse.)
+    flags &= ~int(socket.AI_ADDRCONFIG)
     if family == socket.AF_UNSPEC:
         ipv6 = active.prefer_ipv6
     elif family in (socket.AF_INET, socket.AF_INET6):
