@@ -619,8 +619,13 @@ async def connect(
         # The URL may hold a password: no local of this frame keeps it, even
         # in the traceback of a URL that fails validation.
         del proxy
-    # An argument error, like the proxy URL's: the socket is left as it was.
+    # Argument errors, like the proxy URL's: the socket is left as it was.
     _check_timeout(timeout)
+    if chosen is not None:
+        host, port = _split_address(address)
+        # A port out of range, an empty, over-long or NUL-holding name: the
+        # request the proxy would get cannot be made.
+        _codec.encode_request(Command.CONNECT, host, port)
     try:
         _check_stream(sock)
         _check_unconnected(sock)
@@ -628,7 +633,6 @@ async def connect(
         if chosen is None:
             await _direct(loop, sock, address, timeout)
             return None
-        host, port = _split_address(address)
         call = _Call(chosen, timeout)
         if not isinstance(sock, socksocket):
             # A socksocket renews its descriptor with its recorded bind; a
@@ -636,6 +640,12 @@ async def connect(
             call.local = _bound_address(sock)
             call.local_exact = False
         reply = await _bounded(timeout, _connect_via(loop, sock, call, host, port), call)
+    except socket.gaierror:
+        # Only the destination's own lookup (socks5://, or a direct
+        # connection) raises it unwrapped, before anything is sent (the
+        # proxy's name failing is a ProxyConnectionError): as from a plain
+        # socket, the socket is left open.
+        raise
     except BaseException:
         _forget(loop, sock)
         raise
@@ -1184,12 +1194,17 @@ class UDPEndpoint:
         self._udp = udp
         self._assoc = assoc
         self._proxy = proxy
-        # The tasks waiting in recvfrom(): one reader registration serves
-        # them all (a second add_reader on a descriptor would replace the
-        # first's callback), and close() must wake them.
+        # The tasks waiting in recvfrom() and in sendto(): one registration
+        # per descriptor and direction serves each set (a second add_reader
+        # or add_writer on a descriptor replaces the first's callback, and
+        # either task's remove would drop both), and close() must wake them.
         self._waiters: set[asyncio.Future[None]] = set()
-        # The loop and descriptors registered for them, None when none are.
-        self._watching: tuple[asyncio.AbstractEventLoop, tuple[int, ...]] | None = None
+        self._writers: set[asyncio.Future[None]] = set()
+        # The loop holding the registrations, and which are held: the UDP
+        # socket for reading, for writing, the control connection for
+        # reading (while any task waits: its end fails every call).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._held = (False, False, False)
 
     def __repr__(self) -> str:
         return f"<UDPEndpoint relay={self.relay_address!r} via {self._proxy!r}>"
@@ -1230,7 +1245,7 @@ class UDPEndpoint:
             try:
                 self._udp.sendto(datagram, self._assoc.relay)
             except (BlockingIOError, InterruptedError):
-                await _writable(loop, self._udp)
+                await self._wait(loop, self._writers)
                 continue
             return len(payload)
 
@@ -1252,7 +1267,7 @@ class UDPEndpoint:
             try:
                 data, source = udp.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
-                await self._readable(loop)
+                await self._wait(loop, self._waiters)
                 continue
             complete = None
             if assoc.from_relay(source):
@@ -1274,43 +1289,79 @@ class UDPEndpoint:
                 return payload, (host, port, 0, 0)
             return payload, (host, port)
 
-    async def _readable(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until the UDP socket or the control connection is readable.
+    async def _wait(
+        self, loop: asyncio.AbstractEventLoop, waiters: set[asyncio.Future[None]]
+    ) -> None:
+        """Wait until the UDP socket is ready or the control connection is readable.
 
-        Every task waiting here shares one registration and is woken by
-        it; the last one to leave removes it, unless close() already has
-        (the descriptor numbers may then be another socket's).
+        Ready for reading for ``self._waiters``, for writing for
+        ``self._writers``.
+
+        Every task waiting here shares the registrations and is woken by
+        them, then retries or raises from ``_check()``; the last one to
+        leave a set drops what only that set needed.
         """
         future = loop.create_future()
-        if self._watching is None:
-            fds = (self._udp.fileno(), self._assoc.control_fd)
-            for fd in fds:
-                loop.add_reader(fd, self._wake)
-            self._watching = (loop, fds)
-        self._waiters.add(future)
+        waiters.add(future)
         try:
+            self._watch(loop)
             await future
         finally:
-            self._waiters.discard(future)
-            if not self._waiters:
-                self._unwatch()
+            waiters.discard(future)
+            self._watch(loop)
 
-    def _wake(self) -> None:
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make the loop's registrations those the waiting tasks need.
+
+        Nothing once close() has run: the descriptor numbers may be another
+        socket's by then.
+        """
+        udp_fd = self._udp.fileno()
+        if udp_fd == -1:
+            return
+        want = (bool(self._waiters), bool(self._writers), bool(self._waiters or self._writers))
+        held, self._held = self._held, want
+        self._loop = loop
+        watches = (
+            (loop.add_reader, loop.remove_reader, udp_fd, self._wake_readers),
+            (loop.add_writer, loop.remove_writer, udp_fd, self._wake_writers),
+            (loop.add_reader, loop.remove_reader, self._assoc.control_fd, self._wake),
+        )
+        for (add, remove, fd, callback), had, wanted in zip(watches, held, want):
+            if wanted and not had:
+                add(fd, callback)
+            elif had and not wanted:
+                with contextlib.suppress(Exception):  # a loop already closed
+                    remove(fd)
+
+    def _wake_readers(self) -> None:
         for future in self._waiters:
             _set_done(future)
 
+    def _wake_writers(self) -> None:
+        for future in self._writers:
+            _set_done(future)
+
+    def _wake(self) -> None:
+        self._wake_readers()
+        self._wake_writers()
+
     def _unwatch(self) -> None:
-        if self._watching is not None:
-            loop, fds = self._watching
-            self._watching = None
-            for fd in fds:
-                with contextlib.suppress(Exception):  # a loop already closed
-                    loop.remove_reader(fd)
+        loop, held = self._loop, self._held
+        self._held = (False, False, False)
+        if loop is not None:
+            removes = (loop.remove_reader, loop.remove_writer, loop.remove_reader)
+            fds = (self._udp.fileno(), self._udp.fileno(), self._assoc.control_fd)
+            for remove, fd, had in zip(removes, fds, held):
+                if had:
+                    with contextlib.suppress(Exception):  # a loop already closed
+                        remove(fd)
 
     def close(self) -> None:
         """End the association: close the UDP socket and the control connection.
 
-        Tasks waiting in :meth:`recvfrom` wake and raise ``OSError(EBADF)``.
+        Tasks waiting in :meth:`recvfrom` or :meth:`sendto` wake and raise
+        ``OSError(EBADF)``.
         """
         if self._udp.fileno() != -1:
             # Before the sockets close: their numbers are free for reuse after.

@@ -18,9 +18,13 @@ import asyncio
 import contextlib
 import errno
 import gc
+import json
 import logging
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine
@@ -1175,6 +1179,134 @@ def test_udp_concurrent_receivers_each_get_datagrams(
     run(attempt())
 
 
+# A relay address that routes out of a veth device in the test's network
+# namespace, where a slow tbf qdisc holds the datagrams: the UDP socket's send
+# buffer fills and sendto() must wait, while the control connection (on lo)
+# is unaffected.  Loopback only: nothing leaves the namespace.
+_STUCK_RELAY = ("10.99.0.3", 9)
+_NETNS_SETUP = (
+    "ip link set lo up && ip link add s5v0 type veth peer name s5v1"
+    " && ip addr add 10.99.0.1/24 dev s5v0 && ip link set s5v0 up && ip link set s5v1 up"
+    " && ip link set s5v1 address 02:00:00:00:99:03"
+    " && ip neigh add 10.99.0.3 lladdr 02:00:00:00:99:03 dev s5v0"
+    ' && exec "$@"'
+)
+
+
+def _hold_sends(on: bool) -> None:
+    held = "add dev s5v0 root tbf rate 8kbit burst 1600 limit 50000000"
+    subprocess.run(["tc", "qdisc", *(held if on else "del dev s5v0 root").split()], check=True)
+
+
+def _stuck_relay_script(release: threading.Event) -> Script:
+    """Grant UDP ASSOCIATE with the held relay; close the control connection on ``release``."""
+
+    def script(conn: socket.socket, server: SocksServer) -> None:
+        read_greeting(conn)
+        conn.sendall(b"\x05\x00")
+        read_request(conn)
+        conn.sendall(encode_reply(0, ATYP_IPV4, socket.inet_aton(_STUCK_RELAY[0]), _STUCK_RELAY[1]))
+        release.wait(10)
+        conn.close()
+
+    return script
+
+
+async def _blocked_senders(endpoint: aio.UDPEndpoint, count: int) -> tuple[list[int], list[Any]]:
+    """``count`` tasks sending until the full buffer stops them all."""
+    sent = [0] * count
+
+    async def flood(i: int) -> None:
+        while True:
+            await endpoint.sendto(b"x" * 1400, ("192.0.2.1", 9))
+            sent[i] += 1
+            await asyncio.sleep(0)  # the other senders' turn
+
+    tasks = [asyncio.ensure_future(flood(i)) for i in range(count)]
+    await asyncio.sleep(0.3)
+    before = list(sent)
+    await asyncio.sleep(0.2)
+    assert sent == before and not any(t.done() for t in tasks), "the send buffer did not fill"
+    return sent, tasks
+
+
+async def _udp_sendto_waiters_case(case: str) -> str:
+    release = threading.Event()
+    with SocksServer(script=_stuck_relay_script(release)) as server:
+        endpoint = await aio.open_udp(f"socks5h://127.0.0.1:{server.port}", timeout=5)
+        _hold_sends(True)
+        held = True
+        try:
+            sent, tasks = await _blocked_senders(endpoint, 2 if case == "two" else 1)
+            if case == "two":
+                before = list(sent)
+                _hold_sends(False)  # the queue goes: writable again
+                held = False
+                await asyncio.sleep(0.3)
+                woken = all(a > b for a, b in zip(sent, before))
+                outcome = "woken" if woken else f"not all woken: {before} then {sent}"
+            else:
+                if case == "close":
+                    endpoint.close()
+                else:
+                    release.set()  # the proxy closes the control connection
+                done, _ = await asyncio.wait(tasks, timeout=2)
+                outcome = repr(tasks[0].exception()) if done else "still waiting"
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return outcome
+        finally:
+            release.set()
+            endpoint.close()
+            if held:
+                _hold_sends(False)
+
+
+def _udp_sendto_waiters_child() -> None:
+    """In the namespace: each case on each loop, one JSON line of outcomes."""
+    outcomes = {}
+    for name in ("asyncio", "uvloop"):
+        for case in ("two", "close", "proxy-closed"):
+            outcomes[f"{name} {case}"] = run_on(loop_factory(name), _udp_sendto_waiters_case(case))
+    print(json.dumps(outcomes))
+
+
+def test_udp_sendto_waiters_are_each_woken_and_end_with_the_association() -> None:
+    # Two tasks blocked in sendto() both resume once the socket is writable
+    # (a second add_writer used to replace the first's); close() and the
+    # proxy closing the control connection end a blocked sendto() with
+    # EBADF and UDPAssociationClosedError (it used to wait forever).
+    from test_patch_clients import _unshare_argv
+
+    argv = _unshare_argv()
+    if shutil.which("tc") is None or shutil.which("ip") is None:
+        why = "tc and ip (iproute2) are needed to fill a UDP send buffer"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why}; .ci/run installs them")  # never a silent skip in CI
+        pytest.skip(why)
+    loop_factory("uvloop")  # skips here, not in the child, without uvloop
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    result = subprocess.run(
+        [*argv, "sh", "-c", _NETNS_SETUP, "sh", sys.executable, __file__, "--udp-sendto-child"],
+        capture_output=True,
+        timeout=30,
+        env=env,
+        cwd=root,
+        check=False,
+    )
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
+    outcomes = json.loads(output.strip().splitlines()[-1])
+    closed = repr(OSError(errno.EBADF, "the UDP endpoint is closed"))
+    for name in ("asyncio", "uvloop"):
+        assert outcomes[f"{name} two"] == "woken"
+        assert outcomes[f"{name} close"] == closed
+        assert outcomes[f"{name} proxy-closed"].startswith("UDPAssociationClosedError(")
+
+
 def test_udp_sendto_refuses_a_non_buffer_and_sends_nothing(
     run: Runner[Any], socks_server: SocksServer
 ) -> None:
@@ -1359,6 +1491,37 @@ def _fake_names(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[str]]) ->
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(_resolve, "getaddrinfo", getaddrinfo)
+
+
+def test_connect_leaves_the_socket_open_on_argument_errors(
+    run: Runner[Any], socks_server: SocksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As the blocking connect() and docs/errors.md: raised before anything
+    # is sent, the socket left as it was (it used to be closed).
+    from socks5client import _resolve
+
+    def unresolvable(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(_resolve, "getaddrinfo", unresolvable)
+    cases: list[tuple[str, tuple[str, int], type[Exception]]] = [
+        ("socks5h", ("127.0.0.1", 70000), ValueError),
+        ("socks5h", ("", 80), ValueError),
+        ("socks5h", ("a" * 256, 80), ValueError),
+        ("socks5h", ("a\0b", 80), ValueError),
+        ("socks5", ("dest.invalid", 80), socket.gaierror),
+    ]
+    for scheme, address, error in cases:
+        sock = socket.socket()
+        try:
+            fd = sock.fileno()
+            url = f"{scheme}://127.0.0.1:{socks_server.port}"
+            with pytest.raises(error):
+                run(aio.connect(sock, address, url, timeout=5))
+            assert sock.fileno() == fd, address
+        finally:
+            sock.close()
+    assert socks_server.connections == 0
 
 
 @pytest.mark.parametrize("driver", ["open_connection", "connect-plain", "connect-socksocket"])
@@ -1731,3 +1894,7 @@ def test_a_timeout_socket_settimeout_refuses_is_refused_before_anything_is_sent(
         assert spare.fileno() != -1  # an argument error: left as it was
     # Only the BIND and the association made for the last two checks.
     assert len(socks_server.records) == 2
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--udp-sendto-child"]:
+    _udp_sendto_waiters_child()
