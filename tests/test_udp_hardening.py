@@ -1198,6 +1198,19 @@ _AFTER_CLOSE: dict[str, Callable[[socket.socket], Any]] = {
 }
 
 
+def _assert_fails_as_a_closed_plain_socket(sock: socket.socket) -> None:
+    """Every call of _AFTER_CLOSE on ``sock`` fails as on a closed plain UDP socket: EBADF."""
+    plain = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain.close()
+    for name, call in _AFTER_CLOSE.items():
+        with pytest.raises(OSError) as expected:
+            call(plain)
+        with pytest.raises(OSError) as info:
+            call(sock)
+        assert (info.value.errno, type(info.value)) == (errno.EBADF, type(expected.value)), name
+    assert plain.connect_ex(REMOTE) == errno.EBADF
+
+
 @pytest.mark.parametrize("dup_alive", [False, True], ids=["last", "dup-alive"])
 def test_a_closed_socket_fails_with_ebadf_as_a_plain_one(
     associated: tuple[UDPSocksSocket, UDPAssociation], make_udp: MakeUDP, dup_alive: bool
@@ -1212,16 +1225,8 @@ def test_a_closed_socket_fails_with_ebadf_as_a_plain_one(
     if dup_alive:
         make_udp.track(sock.dup())  # type: ignore[attr-defined]
     sock.close()
-    plain = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
-    plain.close()
-    for name, call in _AFTER_CLOSE.items():
-        with pytest.raises(OSError) as expected:
-            call(plain)
-        with pytest.raises(OSError) as info:
-            call(sock)
-        assert type(info.value) is type(expected.value), name
-        assert info.value.errno == errno.EBADF, name
-    assert sock.connect_ex(REMOTE) == plain.connect_ex(REMOTE) == errno.EBADF
+    _assert_fails_as_a_closed_plain_socket(sock)
+    assert sock.connect_ex(REMOTE) == errno.EBADF
     with pytest.raises(OSError) as info:
         sock.associate()
     assert info.value.errno == errno.EBADF
@@ -1234,14 +1239,7 @@ def test_a_closed_socket_never_connected_fails_with_ebadf_too(
     # a plain closed socket still says EBADF first, not EDESTADDRREQ.
     sock, _ = associated
     sock.close()
-    plain = PlainSocket(socket.AF_INET, socket.SOCK_DGRAM)
-    plain.close()
-    for name, call in _AFTER_CLOSE.items():
-        with pytest.raises(OSError) as expected:
-            call(plain)
-        with pytest.raises(OSError) as info:
-            call(sock)
-        assert (info.value.errno, type(info.value)) == (errno.EBADF, type(expected.value)), name
+    _assert_fails_as_a_closed_plain_socket(sock)
 
 
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
