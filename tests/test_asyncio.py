@@ -1277,9 +1277,8 @@ def test_udp_sendto_waiters_are_each_woken_and_end_with_the_association() -> Non
     # (a second add_writer used to replace the first's); close() and the
     # proxy closing the control connection end a blocked sendto() with
     # EBADF and UDPAssociationClosedError (it used to wait forever).
-    from test_patch_clients import _unshare_argv
+    from test_patch_clients import _namespace_report
 
-    argv = _unshare_argv()
     if shutil.which("tc") is None or shutil.which("ip") is None:
         why = "tc and ip (iproute2) are needed to fill a UDP send buffer"
         if os.environ.get("CI"):
@@ -1289,17 +1288,9 @@ def test_udp_sendto_waiters_are_each_woken_and_end_with_the_association() -> Non
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
-    result = subprocess.run(
-        [*argv, "sh", "-c", _NETNS_SETUP, "sh", sys.executable, __file__, "--udp-sendto-child"],
-        capture_output=True,
-        timeout=30,
-        env=env,
-        cwd=root,
-        check=False,
+    outcomes = _namespace_report(
+        ["sh", "-c", _NETNS_SETUP, "sh", sys.executable, __file__, "--udp-sendto-child"], env, root
     )
-    output = result.stdout.decode(errors="replace")
-    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
-    outcomes = json.loads(output.strip().splitlines()[-1])
     closed = repr(OSError(errno.EBADF, "the UDP endpoint is closed"))
     for name in ("asyncio", "uvloop"):
         assert outcomes[f"{name} two"] == "woken"

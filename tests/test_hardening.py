@@ -322,15 +322,12 @@ def test_send_address_with_a_name_is_not_looked_up(tmp_path: Any) -> None:
     # unconnected one): a DNS query around the proxy.  Only a network
     # namespace whose name server is a trap shows it: the lookup is made
     # in C, under any Python-level recorder.
-    import json
     import os
-    import subprocess
     import sys
     from pathlib import Path
 
-    from test_patch_clients import _unshare_argv
+    from test_patch_clients import _namespace_report
 
-    argv = _unshare_argv()
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     child = tmp_path / "child.py"
@@ -339,17 +336,9 @@ def test_send_address_with_a_name_is_not_looked_up(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tests.parent), str(tests)]))
     script = 'mount --bind "$1" /etc/resolv.conf && exec "$2" "$3"'
-    result = subprocess.run(
-        [*argv, "sh", "-c", script, "sh", str(resolv), sys.executable, str(child)],
-        capture_output=True,
-        timeout=30,
-        env=env,
-        cwd=str(tests),
-        check=False,
+    report = _namespace_report(
+        ["sh", "-c", script, "sh", str(resolv), sys.executable, str(child)], env, str(tests)
     )
-    output = result.stdout.decode(errors="replace")
-    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
-    report = json.loads(output.strip().splitlines()[-1])
     # The control: a plain socket's sendto does ask the trap.
     assert "control.example" in report["control_queries"]
     assert (report["sendto"], report["sendto_flags"], report["sendmsg"]) == (2, 2, 2)

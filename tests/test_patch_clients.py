@@ -701,25 +701,35 @@ def _unshare_argv() -> list[str]:
     pytest.skip(message)
 
 
+def _namespace_report(command: list[str], env: dict[str, str], cwd: str) -> Any:
+    """Run ``command`` in a network and mount namespace of its own; its report.
+
+    The report is the JSON on the last line the command prints; the
+    command must exit 0 (its output is the assertion's message otherwise).
+    """
+    result = subprocess.run(
+        [*_unshare_argv(), *command],
+        capture_output=True,
+        timeout=30,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def test_no_dns_at_all_in_a_network_namespace(tmp_path: Path) -> None:
-    argv = _unshare_argv()
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     script = 'mount --bind "$1" /etc/resolv.conf && exec "$2" "$3" --netns-child'
     env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_ENV}
     root = str(_TESTS.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [*argv, "sh", "-c", script, "sh", str(resolv), sys.executable, __file__],
-        capture_output=True,
-        timeout=30,
-        env=env,
-        cwd=root,
-        check=False,
+    report = _namespace_report(
+        ["sh", "-c", script, "sh", str(resolv), sys.executable, __file__], env, root
     )
-    output = result.stdout.decode(errors="replace")
-    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
-    report = json.loads(output.strip().splitlines()[-1])
     # The namespace: loopback only, and its name server is the trap, which
     # does hear a lookup made without the patch (the control).
     assert report["interfaces"] == ["lo"]
