@@ -573,15 +573,9 @@ def _check_stream(sock: socket.socket) -> None:
 
 
 def _check_unconnected(sock: socket.socket) -> None:
-    # As socksocket._connect_via: a listener judged by the kernel, and a
-    # kernel socket another object may have connected (dup(), fileno=) asked
-    # before any byte of the handshake could go into that one's tunnel.
-    if isinstance(sock, socksocket) and (
-        sock._peername is not None
-        or sock._bind_address is not None
-        or (sock._listening and sock._still_listening())
-        or ((sock._direct or sock._shared) and sock._connected_directly())
-    ):
+    # The same judgement as socksocket._connect_via's, before any byte of
+    # the handshake is sent.
+    if isinstance(sock, socksocket) and sock._is_connected_already():
         raise OSError(errno.EISCONN, "the socket is already connected")
 
 

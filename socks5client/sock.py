@@ -767,6 +767,21 @@ class socksocket(socket.socket):
             self.fileno() != -1
         )
 
+    def _is_connected_already(self) -> bool:
+        """Whether a CONNECT must be refused (EISCONN) before anything is sent.
+
+        A tunnel or a BIND already; a listener, as the kernel says; or a
+        descriptor this object connected directly, or shares with another
+        object (dup(), fileno=) that may have connected it: the handshake
+        would go into that connection.  The system calls only for those.
+        """
+        return (
+            self._peername is not None
+            or self._bind_address is not None
+            or (self._listening and self._still_listening())
+            or ((self._direct or self._shared) and self._connected_directly())
+        )
+
     def _connect_via(
         self, proxy: Proxy, address: Any, budget: Budget, keep_open: bool = False
     ) -> None:
@@ -775,12 +790,7 @@ class socksocket(socket.socket):
         On failure the socket is closed, or with ``keep_open`` given a fresh
         unconnected descriptor (what ``connect_ex`` callers expect).
         """
-        if (
-            self._peername is not None
-            or self._bind_address is not None
-            or (self._listening and self._still_listening())
-            or ((self._direct or self._shared) and self._connected_directly())
-        ):
+        if self._is_connected_already():
             # What a plain socket says; this one stays usable.
             raise OSError(errno.EISCONN, os.strerror(errno.EISCONN))
         try:
